@@ -1,0 +1,24 @@
+"""Pulumi ComponentResources of vzkeep. Thin: they turn `vzkeep.plan` specs into provider resources.
+
+No Proxmox semantics live here (DESIGN.md "Three parts, one core"): names, schedules, windows and
+retention are decided by `vzkeep.plan`; components only declare what the specs say.
+"""
+
+from components.backup_environment import BackupEnvironment, BackupEnvironmentArgs
+from components.backup_pool import BackupPool, BackupPoolArgs
+from components.backup_schedule import BackupSchedule, BackupScheduleArgs
+from components.backup_storage import BackupStorage, BackupStorageArgs
+from components.retention_policy import RetentionPolicy, RetentionPolicyArgs
+
+__all__ = [
+    "BackupEnvironment",
+    "BackupEnvironmentArgs",
+    "BackupPool",
+    "BackupPoolArgs",
+    "BackupSchedule",
+    "BackupScheduleArgs",
+    "BackupStorage",
+    "BackupStorageArgs",
+    "RetentionPolicy",
+    "RetentionPolicyArgs",
+]

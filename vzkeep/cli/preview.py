@@ -1,0 +1,139 @@
+"""`vzkeep preview`: what a stack declares, without Pulumi CLI, provider or credentials."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.tree import Tree
+
+from vzkeep.cli.common import fail
+from vzkeep.config import ConfigError, project_root, stack_file, stack_names
+from vzkeep.plan import plan_stack
+from vzkeep.preview import ProgramRun, masked, run_stack_file
+
+NEXT_RUNS = 5
+# The inputs worth showing per resource type; everything else is in --json.
+KEY_INPUTS = {
+    "proxmoxve:index/poolLegacy:PoolLegacy": ("poolId", "comment"),
+    "proxmoxve:storage/directory:Directory": ("resourceId", "path", "nodes", "contents"),
+    "proxmoxve:storage/nfs:Nfs": ("resourceId", "server", "export", "nodes", "contents"),
+    "proxmoxve:backup/job:Job": ("resourceId", "schedule", "pool", "storage", "mode", "compress",
+                                 "pruneBackups", "repeatMissed", "enabled", "notesTemplate"),
+    "pulumi:providers:proxmoxve": ("endpoint", "insecure", "apiToken"),
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("preview")(preview)
+
+
+def preview(
+    stack: Annotated[list[str] | None, typer.Option("--stack", "-s", help="Stack name (Pulumi.<name>.yaml); "
+                                                    "repeat it, or leave it out for every stack.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the declared resources as JSON.")] = False,
+    root: Annotated[Path | None, typer.Option(help="Directory holding Pulumi.yaml (default: found upwards).")]
+    = None,
+) -> None:
+    """Show what a stack declares, by running the real program under Pulumi's mocks.
+
+    Nothing is sent to a provider and no secret is decrypted (secure values become placeholders),
+    so this works in a pull request from a fork, without credentials.
+
+    Examples:
+
+        vzkeep preview --stack prod
+
+        vzkeep preview --json -s lab | jq '.resources[] | .type'
+    """
+    root = root or project_root()
+    names = stack or stack_names(root)
+    if not names:
+        fail(f"no Pulumi.<stack>.yaml in {root}")
+    console = Console()
+    documents = []
+    for name in names:
+        try:
+            run = run_stack_file(stack_file(name, root))
+        except ConfigError as err:
+            fail(str(err))
+        if as_json:
+            documents.append(_as_document(run))
+        else:
+            _print_run(console, run)
+    if as_json:
+        typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2, default=str))
+
+
+def _as_document(run: ProgramRun) -> dict[str, Any]:
+    plan = plan_stack(run.settings)
+    tz = plan.job.timezone
+    return {
+        "stack": run.stack,
+        "providerCalled": False,
+        "resources": [
+            {"type": r.type, "name": r.name, "urn": r.urn, "read": r.read, "inputs": masked(r.inputs)}
+            for r in run.registrations
+        ],
+        "outputs": masked(run.outputs),
+        "nextRuns": {job.id: [_local(t, tz) for t in job.next_runs(NEXT_RUNS)] for job in _jobs(plan)},
+    }
+
+
+def _print_run(console: Console, run: ProgramRun) -> None:
+    plan = plan_stack(run.settings)
+    console.rule(f"[bold]stack {run.stack}[/]  ({run.settings.source})")
+    console.print("Offline preview under Pulumi's mocks: [bold]no provider was called[/], "
+                  "no secret was decrypted.", highlight=False)
+    console.print(_resource_tree(run))
+    for job in _jobs(plan):
+        console.print(f"[bold]{job.id}[/] runs `{job.schedule}`; next 5 ({job.timezone}):", highlight=False)
+        for epoch in job.next_runs(NEXT_RUNS):
+            console.print(f"  {_local(epoch, job.timezone)}", highlight=False)
+    console.print(f"inventory: {len(plan.guests)} guests; window {plan.thresholds.window_start}–"
+                  f"{plan.thresholds.window_end}; retention {plan.job.prune_backups_text}", highlight=False)
+
+
+def _resource_tree(run: ProgramRun) -> Tree:
+    """Resources nested under their parent component, each custom resource with its key inputs."""
+    tree = Tree(f"[bold]{run.stack}[/] ({len(run.registrations)} resources)")
+    children: dict[str, list[Any]] = {}
+    for reg in run.registrations:
+        children.setdefault(reg.parent, []).append(reg)
+    known = {reg.urn for reg in run.registrations}
+
+    def add(branch: Tree, reg: Any) -> None:
+        label = f"[cyan]{reg.type.rsplit(':', 1)[-1]}[/] {reg.name}" + (" [dim](read)[/]" if reg.read else "")
+        node = branch.add(label)
+        keys = KEY_INPUTS.get(reg.type, ())
+        for key, value in masked({k: reg.inputs[k] for k in keys if k in reg.inputs}).items():
+            node.add(f"[dim]{key}[/] = {escape(_short(value))}")
+        for child in children.get(reg.urn, []):
+            add(node, child)
+
+    for reg in run.registrations:
+        if reg.parent not in known:
+            add(tree, reg)
+    return tree
+
+
+def _jobs(plan: Any) -> list[Any]:
+    return [plan.job] + ([plan.offsite.job] if plan.offsite else [])
+
+
+def _local(epoch: int, tz: str) -> str:
+    return datetime.fromtimestamp(epoch, ZoneInfo(tz)).strftime("%a %Y-%m-%d %H:%M %z")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)

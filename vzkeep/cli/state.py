@@ -1,0 +1,391 @@
+"""`vzkeep state`: IaC state on a versioned S3 bucket: check, versions, restore, export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vzkeep.state.backend import (
+    Backend,
+    BackendURLError,
+    backend_url_from_env,
+    make_client,
+    parse_backend_url,
+)
+from vzkeep.state.store import (
+    DEFAULT_PROJECT,
+    DEFAULT_WORKSPACE_KEY_PREFIX,
+    CheckResult,
+    RestoreRefused,
+    RestoreResult,
+    StateError,
+    StateTarget,
+    StateVersion,
+    check_backend,
+    export_backend,
+    list_versions,
+    pulumi_target,
+    restore_version,
+    terraform_target,
+)
+
+EXIT_FINDING = 1
+EXIT_USAGE = 2
+
+app = typer.Typer(
+    help="The IaC state on a self-hosted, versioned S3 bucket (Pulumi DIY backend, Terraform S3 backend).\n\n"
+    "The backend is the URL `pulumi login` takes, from --backend or PULUMI_BACKEND_URL; credentials come "
+    "from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or `profile=` in the URL).",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+BackendOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        "-b",
+        help="Backend URL, e.g. 's3://state?endpoint=s3.lan:8333&disableSSL=true&s3ForcePathStyle=true"
+        "&region=us-east-1'. Default: $PULUMI_BACKEND_URL.",
+        show_default=False,
+    ),
+]
+StackOption = Annotated[str | None, typer.Option("--stack", "-s", help="Pulumi stack name, e.g. prod.")]
+ProjectOption = Annotated[str, typer.Option("--project", help="Pulumi project of the stack.")]
+TerraformKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--terraform-key", help="Terraform S3 backend `key` (instead of --stack), e.g. hcl/terraform.tfstate."
+    ),
+]
+WorkspaceOption = Annotated[
+    str, typer.Option("--workspace", help="Terraform workspace (with --terraform-key).")
+]
+WorkspacePrefixOption = Annotated[
+    str,
+    typer.Option("--workspace-key-prefix", help="Terraform `workspace_key_prefix` (with --terraform-key)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+_err = Console(stderr=True)
+
+
+@app.callback()
+def state(ctx: typer.Context, backend: BackendOption = None) -> None:
+    """Check the state bucket, list and restore versions of a stack's state, export everything offline."""
+    ctx.obj = {"backend": backend}
+
+
+# --- commands ------------------------------------------------------------------------------------------
+
+
+@app.command()
+def check(ctx: typer.Context, backend: BackendOption = None, as_json: JsonOption = False) -> None:
+    """Check that the bucket can keep state safely: one verdict per point, exit 1 if any fails.
+
+    Points: reachable with these credentials; versioning enabled; conditional writes (If-None-Match)
+    honoured, probed with a temporary object that is removed afterwards; a lifecycle rule expiring
+    noncurrent versions, and none expiring current ones.
+
+    Examples:
+
+        vzkeep state check
+
+        vzkeep state check --backend 's3://state?endpoint=10.0.0.5:8333&disableSSL=true&s3ForcePathStyle=true'
+    """
+    parsed, client = _connect(ctx, backend)
+    results = _run(lambda: check_backend(client, parsed))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "bucket": parsed.bucket,
+                    "ok": all(r.ok for r in results),
+                    "checks": [vars(r) for r in results],
+                },
+                indent=2,
+            )
+        )
+    else:
+        _print_checks(parsed, results)
+    if not all(r.ok for r in results):
+        raise typer.Exit(EXIT_FINDING)
+
+
+@app.command()
+def versions(
+    ctx: typer.Context,
+    stack: StackOption = None,
+    terraform_key: TerraformKeyOption = None,
+    workspace: WorkspaceOption = "default",
+    workspace_key_prefix: WorkspacePrefixOption = DEFAULT_WORKSPACE_KEY_PREFIX,
+    project: ProjectOption = DEFAULT_PROJECT,
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List every version of a stack's state: time, size, resource count and tool version, newest first.
+
+    A version that is not a valid state is shown with the reason. Exit 1 when the *current* version is
+    unusable (corrupt or deleted).
+
+    Examples:
+
+        vzkeep state versions --stack prod
+
+        vzkeep state versions --terraform-key hcl/terraform.tfstate --workspace lab --json
+    """
+    parsed, client = _connect(ctx, backend)
+    target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
+    found = _run(lambda: list_versions(client, parsed.bucket, target))
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "bucket": parsed.bucket,
+                    "key": target.key,
+                    "kind": target.kind,
+                    "versions": [_version_document(v) for v in found],
+                },
+                indent=2,
+            )
+        )
+    else:
+        _print_versions(target, found)
+    current = next((v for v in found if v.is_latest), None)
+    if current is None or current.delete_marker or current.error:
+        raise typer.Exit(EXIT_FINDING)
+
+
+@app.command()
+def restore(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Option("--version", help="Version id to restore (from `versions`).")],
+    stack: StackOption = None,
+    terraform_key: TerraformKeyOption = None,
+    workspace: WorkspaceOption = "default",
+    workspace_key_prefix: WorkspacePrefixOption = DEFAULT_WORKSPACE_KEY_PREFIX,
+    project: ProjectOption = DEFAULT_PROJECT,
+    backend: BackendOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask; required without a terminal.")
+    ] = False,
+) -> None:
+    """Make an older version of a stack's state current again, safely.
+
+    Refuses while a Pulumi lock (or Terraform's KEY.tflock) exists, when the bucket is not versioned, and
+    when the chosen version is not a valid state. The chosen version is copied over the current one, so
+    the restore is itself a new version: undo it by restoring the version that was current before.
+
+    Examples:
+
+        vzkeep state versions --stack prod
+
+        vzkeep state restore --stack prod --version 67144dfab7eac813001eea6c7634f6f0
+
+        vzkeep state restore --terraform-key hcl/terraform.tfstate --version 3HL4kqtJ... --yes
+    """
+    parsed, client = _connect(ctx, backend)
+    target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
+    _confirm(target, parsed, version, yes)
+    try:
+        result = _run(lambda: restore_version(client, parsed.bucket, target, version))
+    except RestoreRefused as exc:
+        _err.print(f"refused: {exc}", markup=False, highlight=False)
+        raise typer.Exit(EXIT_FINDING) from exc
+    _print_restore(parsed, result, _undo_command(target, stack, terraform_key, workspace, project))
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    to: Annotated[Path, typer.Option("--to", help="Empty or new directory to write the copy into.")],
+    backend: BackendOption = None,
+) -> None:
+    """Copy every stack's checkpoint and its whole history (every object version) into a directory.
+
+    DIR/current/ mirrors the backend as it is now, so `pulumi login file://DIR/current` can read it;
+    DIR/versions/<name>/<time>_<version-id> holds every version; DIR/manifest.json lists them with sizes
+    and sha256. Each single-part object is checked against its ETag (MD5) while copying.
+
+    Examples:
+
+        vzkeep state export --to /mnt/usb/state-$(date +%F)
+    """
+    parsed, client = _connect(ctx, backend)
+    if to.exists() and (not to.is_dir() or any(to.iterdir())):
+        _fail(f"--to {to}: exists and is not an empty directory; choose a new one so exports never mix")
+    to.mkdir(parents=True, exist_ok=True)
+    result = _run(lambda: export_backend(client, parsed, to))
+    typer.echo(
+        f"exported s3://{parsed.bucket}/{parsed.prefix} to {to}: {result.objects} current object(s), "
+        f"{result.versions} version(s), {result.delete_markers} delete marker(s), {result.bytes} bytes"
+    )
+    for name in result.stacks:
+        typer.echo(f"  stack {name}")
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _connect(ctx: typer.Context, backend: str | None) -> tuple[Backend, Any]:
+    group_backend = (ctx.obj or {}).get("backend") if ctx.obj else None
+    try:
+        parsed = parse_backend_url(backend_url_from_env(backend or group_backend))
+    except BackendURLError as exc:
+        _fail(str(exc))
+    return parsed, make_client(parsed)
+
+
+def _target(
+    client: Any,
+    backend: Backend,
+    stack: str | None,
+    terraform_key: str | None,
+    workspace: str,
+    workspace_key_prefix: str,
+    project: str,
+) -> StateTarget:
+    if bool(stack) == bool(terraform_key):
+        _fail("give exactly one of --stack (Pulumi) or --terraform-key (Terraform)")
+    if terraform_key:
+        return _run(lambda: terraform_target(terraform_key, workspace, workspace_key_prefix))
+    return _run(lambda: pulumi_target(client, backend, stack or "", project))
+
+
+def _run(action: Any) -> Any:
+    try:
+        return action()
+    except StateError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    _err.print(f"error: {message}", markup=False, highlight=False)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def _confirm(target: StateTarget, backend: Backend, version: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        _fail("restore changes the live state: pass --yes to confirm when running without a terminal")
+    question = (
+        f"Make version {version} the current state of {target.label} in s3://{backend.bucket}/{target.key}?"
+    )
+    if not typer.confirm(question, default=False):
+        _err.print("nothing changed", markup=False)
+        raise typer.Exit(EXIT_FINDING)
+
+
+def _undo_command(
+    target: StateTarget, stack: str | None, terraform_key: str | None, workspace: str, project: str
+) -> str:
+    if target.kind == "terraform":
+        ws = f" --workspace {workspace}" if workspace != "default" else ""
+        return f"vzkeep state restore --terraform-key {terraform_key}{ws} --version {{version}} --yes"
+    proj = f" --project {project}" if project != DEFAULT_PROJECT else ""
+    return f"vzkeep state restore --stack {stack}{proj} --version {{version}} --yes"
+
+
+def _version_document(version: StateVersion) -> dict[str, Any]:
+    summary = version.summary
+    return {
+        "version_id": version.version_id,
+        "last_modified": version.last_modified.isoformat(),
+        "size": version.size,
+        "is_latest": version.is_latest,
+        "delete_marker": version.delete_marker,
+        "resource_count": summary.resource_count if summary else None,
+        "tool_version": summary.tool_version if summary else None,
+        "serial": summary.serial if summary else None,
+        "lineage": summary.lineage if summary else None,
+        "error": version.error,
+    }
+
+
+def _print_checks(backend: Backend, results: list[CheckResult]) -> None:
+    table = Table(title=f"state bucket s3://{backend.bucket}/{backend.prefix}", title_justify="left")
+    table.add_column("check")
+    table.add_column("verdict")
+    table.add_column("detail", overflow="fold")
+    for result in results:
+        table.add_row(result.name, "[green]ok[/]" if result.ok else "[red]FAIL[/]", _plain(result.detail))
+    Console().print(table)
+
+
+def _print_versions(target: StateTarget, found: list[StateVersion]) -> None:
+    tool = "Pulumi" if target.kind == "pulumi" else "Terraform"
+    table = Table(title=f"{target.label}: {target.key}", title_justify="left")
+    for column in ("version id", "written (UTC)", "bytes", "resources", tool):
+        table.add_column(column, justify="right" if column in {"bytes", "resources"} else "left")
+    if target.kind == "terraform":
+        table.add_column("serial", justify="right")
+    table.add_column("note", overflow="fold")
+    for version in found:
+        table.add_row(*_version_row(target, version))
+    Console().print(table)
+
+
+def _version_row(target: StateTarget, version: StateVersion) -> list[str]:
+    summary = version.summary
+    written = version.last_modified.strftime("%Y-%m-%d %H:%M:%S")
+    notes = ["current"] if version.is_latest else []
+    if version.delete_marker:
+        notes.append("delete marker")
+    if version.error:
+        notes.append(f"[red]corrupt: {_plain(version.error)}[/]")
+    if summary and summary.pending_operations:
+        notes.append(f"{summary.pending_operations} pending operation(s)")
+    row = [
+        version.version_id,
+        written,
+        str(version.size),
+        str(summary.resource_count) if summary else "-",
+        (summary.tool_version or "?") if summary else "-",
+    ]
+    if target.kind == "terraform":
+        row.append(str(summary.serial) if summary else "-")
+    return [*row, ", ".join(notes)]
+
+
+def _print_restore(backend: Backend, result: RestoreResult, undo: str) -> None:
+    target, summary = result.target, result.summary
+    if not result.changed:
+        typer.echo(
+            f"version {result.restored_version} is already the current state of {target.label}; "
+            "nothing changed"
+        )
+        return
+    typer.echo(
+        f"restored {target.label}: version {result.restored_version} "
+        f"({summary.resource_count} resources, {target.kind} {summary.tool_version or '?'}) "
+        f"is now current as new version {result.new_version}"
+    )
+    typer.echo("verified: the new current object holds the chosen bytes and parses as a valid state")
+    if result.previous_version:
+        typer.echo(f"undo: {undo.format(version=result.previous_version)}")
+    typer.echo("confirm with the CLI, nothing running meanwhile:")
+    for line in _confirm_steps(backend, target):
+        typer.echo(f"  {line}")
+
+
+def _confirm_steps(backend: Backend, target: StateTarget) -> list[str]:
+    if target.kind == "terraform":
+        return ["terraform init -reconfigure", "terraform state list", "terraform plan -refresh-only"]
+    return [
+        f"pulumi login '{backend.url}'",
+        f"pulumi stack select {target.label}",
+        "pulumi stack export --file /tmp/restored.json   # loads and integrity-checks the checkpoint",
+        "pulumi refresh --preview-only   # shows how reality differs from the restored state",
+    ]
+
+
+def _plain(text: str) -> str:
+    # Details carry user data (keys, server messages): never let them be read as rich markup.
+    return text.replace("[", "\\[")

@@ -1,0 +1,518 @@
+"""One stack's settings: pydantic models, and the only place stack configuration is parsed.
+
+Stack files (``Pulumi.<env>.yaml``) keep their values under ``config:`` with namespaced keys
+(``vzkeep:backup``, ``proxmoxve:endpoint``). Pulumi hands a program those values as strings, objects
+JSON-encoded, so both entry points below reduce to the same ``{key: string}`` map before validation:
+
+- ``settings_from_config(values, secret_keys)`` — what the Pulumi program calls with its config;
+- ``load_stack_file(path)`` — what the CLI, the sandbox and the tests call on a stack file.
+
+Secure values (``{secure: ...}``) are never decrypted here: the settings only record that a secret
+exists. Errors are ``ConfigError``s naming the file, the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from vzkeep.pve import calendar
+
+PROJECT = "vzkeep"
+SECRET_PLACEHOLDER = "[secret]"
+
+# PVE's own identifier formats, so a bad id fails at preview rather than at `pulumi up`.
+# Storage ids: pve-storage PVE/Storage/Plugin.pm parse_storage_id (`[a-z][a-z0-9\-\_\.]*[a-z0-9]`).
+STORAGE_ID_RE = r"^[a-z][a-z0-9\-_.]*[a-z0-9]$"
+# Pool ids: pve-access-control PVE/AccessControl.pm verify_poolname (`[A-Za-z0-9\.\-_]+`).
+POOL_ID_RE = r"^[A-Za-z0-9.\-_]+$"
+# Node names: pve-common JSONSchema.pm pve-node (a DNS label).
+NODE_RE = r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$"
+ENV_NAME_RE = r"^[a-z][a-z0-9-]{0,31}$"
+HHMM_RE = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ConfigError(ValueError):
+    """A stack setting is wrong. Carries where (file, key path), what (value) and what is allowed."""
+
+    def __init__(self, source: str, key: str, value: Any, allowed: str) -> None:
+        self.source, self.key, self.value, self.allowed = source, key, value, allowed
+        shown = "(missing)" if value is _MISSING else json.dumps(value, default=str)
+        super().__init__(f"{source}: {key} = {shown}: {allowed}")
+
+
+_MISSING = object()
+
+
+class _Model(BaseModel):
+    """camelCase keys in stack files, snake_case in Python, unknown keys rejected."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True,
+        str_strip_whitespace=True,
+    )
+
+
+HHMM = Annotated[str, Field(pattern=HHMM_RE, description="local time HH:MM")]
+NonNegative = Annotated[int, Field(ge=0)]
+
+
+class EnvironmentSettings(_Model):
+    name: Annotated[str, Field(pattern=ENV_NAME_RE)]
+    pool: Annotated[str, Field(pattern=POOL_ID_RE)] | None = None
+    nodes: Annotated[list[Annotated[str, Field(pattern=NODE_RE)]], Field(min_length=1)] = ["pve1"]
+    timezone: str = "Europe/Paris"
+    create_pool: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris") from None
+        return value
+
+    @property
+    def pool_id(self) -> str:
+        return self.pool or self.name
+
+
+class WindowSettings(_Model):
+    start: HHMM = "01:00"
+    end: HHMM = "06:00"
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WindowSettings:
+        if self.start == self.end:
+            raise ValueError(f"window start and end are both {self.start}: the window would be empty")
+        return self
+
+    def contains(self, minute_of_day: int) -> bool:
+        """True if the local minute lies in [start, end); windows may cross midnight (22:00–04:00)."""
+        start, end = _minutes(self.start), _minutes(self.end)
+        if start < end:
+            return start <= minute_of_day < end
+        return minute_of_day >= start or minute_of_day < end
+
+
+class StorageSettings(_Model):
+    id: Annotated[str, Field(pattern=STORAGE_ID_RE, max_length=64)] | None = None
+    path: str | None = None
+    create: bool = True
+    shared: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"storage path {value!r} is not absolute: use a path such as /mnt/backup/prod")
+        return value
+
+
+class RetentionSettings(_Model):
+    """PVE's prune-backups options (reference/pve.md §2.1), camelCase."""
+
+    keep_all: bool | None = None
+    keep_last: NonNegative | None = None
+    keep_hourly: NonNegative | None = None
+    keep_daily: NonNegative | None = None
+    keep_weekly: NonNegative | None = None
+    keep_monthly: NonNegative | None = None
+    keep_yearly: NonNegative | None = None
+
+    @model_validator(mode="after")
+    def _keeps_something(self) -> RetentionSettings:
+        counts = {k: v for k, v in self.keeps().items() if v}
+        if self.keep_all and counts:
+            # PVE's own wording (validate_prune_backups).
+            raise ValueError("keep-all cannot be set together with other options.")
+        if not self.keep_all and not counts:
+            raise ValueError(
+                "retention keeps nothing: set at least one of keepLast, keepHourly, keepDaily, keepWeekly, "
+                "keepMonthly, keepYearly above 0"
+            )
+        return self
+
+    def keeps(self) -> dict[str, int]:
+        """The keep-N options that are set, in PVE's order, with PVE's names."""
+        names = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+        values = {n: getattr(self, f"keep_{n}") for n in names}
+        return {f"keep-{n}": v for n, v in values.items() if v is not None}
+
+    def prune_backups(self) -> dict[str, int]:
+        """PVE's prune-backups mapping: keep-all alone, or the non-zero keeps."""
+        if self.keep_all:
+            return {"keep-all": 1}
+        return {k: v for k, v in self.keeps().items() if v}
+
+
+class _ScheduleSettings(_Model):
+    """A schedule given as `frequency` (+ `at`, `day`) or as a raw PVE calendar event."""
+
+    frequency: Literal["daily", "weekly"] | None = None
+    at: HHMM | None = None
+    day: Literal[WEEKDAYS] | None = None  # type: ignore[valid-type]
+    schedule: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_say_when(self) -> _ScheduleSettings:
+        if self.schedule is not None:
+            given = [k for k in ("frequency", "at", "day") if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"schedule cannot be combined with {', '.join(given)}: use one or the other")
+            try:
+                calendar.parse(self.schedule)
+            except ValueError as err:
+                raise ValueError(f"invalid calendar event '{self.schedule}' - {err}") from None
+            return self
+        if self.effective_frequency == "weekly" and self.day is None:
+            raise ValueError("weekly needs a day: one of " + ", ".join(WEEKDAYS))
+        if self.effective_frequency == "daily" and self.day is not None:
+            raise ValueError("day is only allowed with frequency weekly")
+        return self
+
+    @property
+    def effective_frequency(self) -> str:
+        return self.frequency or "daily"
+
+    def pve_schedule(self, default_at: str) -> str:
+        """The PVE calendar event: daily `HH:MM` runs every day; weekly `sun HH:MM`."""
+        if self.schedule is not None:
+            return self.schedule
+        at = self.at or default_at
+        return f"{self.day} {at}" if self.effective_frequency == "weekly" else at
+
+
+class BackupSettings(_ScheduleSettings):
+    window: WindowSettings = WindowSettings()
+    mode: Literal["snapshot", "suspend", "stop"] = "snapshot"
+    compress: Literal["zstd", "gzip", "lzo", "0"] = "zstd"
+    storage: StorageSettings = StorageSettings()
+    retention: RetentionSettings = RetentionSettings(keep_daily=7)
+    notes_template: Annotated[str, Field(max_length=1024)] | None = None
+    bwlimit: NonNegative | None = None
+    enabled: bool = True
+
+
+class RemoteSettings(_ScheduleSettings):
+    """Offsite copies on a NAS over NFS (DESIGN.md "Offsite")."""
+
+    server: Annotated[str, Field(min_length=1)]
+    export: str
+    storage_id: Annotated[str, Field(pattern=STORAGE_ID_RE, max_length=64)] | None = None
+    retention: RetentionSettings = RetentionSettings(keep_weekly=4)
+    options: str | None = None
+
+    @field_validator("export")
+    @classmethod
+    def _absolute_export(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"NFS export {value!r} is not absolute: use the server path, e.g. /volume1/pve")
+        return value
+
+
+class InventoryGuest(_Model):
+    """A guest that exists but is not created by this program (it must still be covered)."""
+
+    vmid: Annotated[int, Field(ge=100, le=999_999_999)]
+    name: Annotated[str, Field(min_length=1)]
+    type: Literal["qemu", "lxc"]
+    pool: Annotated[str, Field(pattern=POOL_ID_RE)] | None = None
+    node: Annotated[str, Field(pattern=NODE_RE)] | None = None
+    disk_gb: Annotated[int, Field(gt=0)] = 8
+
+
+class TelegramSettings(_Model):
+    chat_id: int
+    # The bot token is the secret `vzkeep:telegramBotToken`, never a plain value here.
+
+
+class MonitoringSettings(_Model):
+    telegram: TelegramSettings | None = None
+    deliver_to: Literal["local", "ssh"] = "local"
+    local_dir: str = "out/monitoring"
+    ssh_host: str | None = None
+    ssh_user: str = "root"
+    rules_dir: str = "/etc/prometheus/rules.d"
+    alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
+    dashboards_dir: str = "/var/lib/grafana/dashboards"
+    exporter_host: bool = False  # this stack also delivers the exporter, the route and the dashboard
+    drill_stale_after_days: Annotated[int, Field(ge=1)] = 14
+
+
+class StateBucketSettings(_Model):
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")] = "pulumi-state"
+    noncurrent_expiration_days: Annotated[int, Field(ge=1)] = 90
+
+
+class ObjectStoreSettings(_Model):
+    vmid: Annotated[int, Field(ge=100, le=999_999_999)]
+    node: Annotated[str, Field(pattern=NODE_RE)] | None = None
+    server: Literal["seaweedfs", "minio"] = "seaweedfs"
+    template: str = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+    disk_gb: Annotated[int, Field(gt=0)] = 32
+    memory_mb: Annotated[int, Field(ge=256)] = 1024
+    datastore: str = "local-lvm"
+
+
+class ProviderSettings(BaseModel):
+    """The `proxmoxve:` provider keys we rely on. The token's value never enters the settings."""
+
+    model_config = ConfigDict(frozen=True)
+    endpoint: str
+    insecure: bool = False
+    api_token_present: bool = False
+    api_token_secret: bool = False
+
+
+class StackSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    stack: str
+    source: str
+    environment: EnvironmentSettings
+    backup: BackupSettings
+    inventory: tuple[InventoryGuest, ...] = ()
+    remote: RemoteSettings | None = None
+    monitoring: MonitoringSettings | None = None
+    state_bucket: StateBucketSettings | None = None
+    object_store: ObjectStoreSettings | None = None
+    provider: ProviderSettings
+    secret_keys: frozenset[str] = frozenset()
+    plain_keys: frozenset[str] = frozenset()  # every key given, to spot plaintext credentials
+
+    @property
+    def env(self) -> str:
+        return self.environment.name
+
+    @property
+    def storage_id(self) -> str:
+        return self.backup.storage.id or f"backup-{self.env}"
+
+    @property
+    def storage_path(self) -> str:
+        return self.backup.storage.path or f"/mnt/backup/{self.env}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+_SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
+    "environment": ("environment", EnvironmentSettings),
+    "backup": ("backup", BackupSettings),
+    "remote": ("remote", RemoteSettings),
+    "monitoring": ("monitoring", MonitoringSettings),
+    "stateBucket": ("state_bucket", StateBucketSettings),
+    "objectStore": ("object_store", ObjectStoreSettings),
+}
+_SCALAR_KEYS = {"telegramBotToken", "s3AccessKey", "s3SecretKey"}  # secrets the program reads itself
+CREDENTIAL_KEYS = frozenset(
+    {"proxmoxve:apiToken", "proxmoxve:password", "minio:minioPassword", "minio:minioSecretKey",
+     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey"}
+)
+
+
+def settings_from_config(
+    values: Mapping[str, str], secret_keys: Iterable[str] = (), *, stack: str, source: str = "stack config"
+) -> StackSettings:
+    """Validate one stack's config, given as Pulumi hands it over: full keys → strings."""
+    secret_keys = frozenset(secret_keys)
+    sections: dict[str, Any] = {}
+    for key, raw in values.items():
+        namespace, _, name = key.partition(":")
+        if namespace != PROJECT:
+            continue
+        if name in _SCALAR_KEYS:
+            continue
+        if name == "inventory":
+            sections["inventory"] = _decode(source, key, raw)
+            continue
+        if name not in _SECTIONS:
+            allowed = ", ".join(f"{PROJECT}:{k}" for k in [*_SECTIONS, "inventory", *sorted(_SCALAR_KEYS)])
+            raise ConfigError(source, key, raw, f"unknown key; allowed keys are {allowed}")
+        sections[name] = _decode(source, key, raw)
+    if "environment" not in sections:
+        raise ConfigError(source, f"{PROJECT}:environment", _MISSING, "required: at least {name: <env>}")
+    parsed = {attr: _validate(source, f"{PROJECT}:{name}", model, sections[name])
+              for name, (attr, model) in _SECTIONS.items() if name in sections}
+    parsed.setdefault("backup", BackupSettings())
+    inventory = _validate_inventory(source, sections.get("inventory", []))
+    settings = StackSettings(
+        stack=stack, source=source, inventory=inventory, provider=_provider(source, values, secret_keys),
+        secret_keys=secret_keys, plain_keys=frozenset(values), **parsed,
+    )
+    _check_cross_section(settings)
+    return settings
+
+
+def load_stack_file(path: Path | str) -> StackSettings:
+    """Read ``Pulumi.<stack>.yaml``; secure values become placeholders, never decrypted."""
+    path = Path(path)
+    source = str(path)
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(source, "(file)", _MISSING, "stack file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(source, "(file)", str(err).splitlines()[0], "not valid YAML") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
+        raise ConfigError(source, "config", document, "a stack file holds a `config:` mapping")
+    values, secrets = stack_file_values(document.get("config") or {})
+    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    return settings_from_config(values, secrets, stack=stack, source=source)
+
+
+def stack_file_values(config: Mapping[str, Any]) -> tuple[dict[str, str], set[str]]:
+    """Turn a stack file's `config:` into what the Pulumi engine gives a program.
+
+    Objects become JSON strings, scalars strings, and `{secure: ...}` ciphertexts a placeholder
+    (listed in the returned secret keys), exactly as reference/pulumi.md §2.2 describes.
+    """
+    values: dict[str, str] = {}
+    secrets: set[str] = set()
+    for key, value in config.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            values[key] = SECRET_PLACEHOLDER
+            secrets.add(key)
+        elif isinstance(value, str):
+            values[key] = value
+        elif isinstance(value, bool):
+            values[key] = "true" if value else "false"
+        else:
+            values[key] = json.dumps(value)
+    return values, secrets
+
+
+def stack_file(name: str, root: Path | None = None) -> Path:
+    """The path of ``Pulumi.<name>.yaml`` under `root` (default: the project root)."""
+    return (root or project_root()) / f"Pulumi.{name}.yaml"
+
+
+def stack_names(root: Path | None = None) -> list[str]:
+    root = root or project_root()
+    return sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in root.glob("Pulumi.*.yaml"))
+
+
+def project_root() -> Path:
+    """The directory holding Pulumi.yaml: the working directory or one of its parents, else the package's."""
+    for candidate in [Path.cwd(), *Path.cwd().parents, Path(__file__).resolve().parent.parent]:
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    return Path.cwd()
+
+
+def _decode(source: str, key: str, raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, TypeError):
+        raise ConfigError(source, key, raw, "expected an object (a YAML mapping in the stack file)") from None
+
+
+def _validate(source: str, key: str, model: type[BaseModel], data: Any) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise _config_error(source, key, err, data) from None
+
+
+def _validate_inventory(source: str, data: Any) -> tuple[InventoryGuest, ...]:
+    key = f"{PROJECT}:inventory"
+    if not isinstance(data, list):
+        raise ConfigError(source, key, data, "a list of guests {vmid, name, type, pool?, node?}")
+    guests = tuple(_validate(source, f"{key}[{i}]", InventoryGuest, item) for i, item in enumerate(data))
+    seen: dict[int, int] = {}
+    for i, guest in enumerate(guests):
+        if guest.vmid in seen:
+            raise ConfigError(source, f"{key}[{i}].vmid", guest.vmid,
+                              f"duplicated: {key}[{seen[guest.vmid]}] has the same vmid; vmids are unique")
+        seen[guest.vmid] = i
+    return guests
+
+
+def _provider(source: str, values: Mapping[str, str], secret_keys: frozenset[str]) -> ProviderSettings:
+    endpoint = values.get("proxmoxve:endpoint")
+    if not endpoint:
+        raise ConfigError(source, "proxmoxve:endpoint", _MISSING,
+                          "required: the PVE API URL, e.g. https://pve1.home.arpa:8006/")
+    if not re.match(r"^https?://[^/\s]+", endpoint):
+        raise ConfigError(source, "proxmoxve:endpoint", endpoint, "a URL such as https://pve1.home.arpa:8006/")
+    insecure = values.get("proxmoxve:insecure", "false").lower()
+    if insecure not in ("true", "false"):
+        raise ConfigError(source, "proxmoxve:insecure", insecure, "true or false")
+    return ProviderSettings(
+        endpoint=endpoint, insecure=insecure == "true",
+        api_token_present="proxmoxve:apiToken" in values,
+        api_token_secret="proxmoxve:apiToken" in secret_keys,
+    )
+
+
+def _check_cross_section(settings: StackSettings) -> None:
+    """Rules that span sections: inventory pools, offsite vs local storage."""
+    source = settings.source
+    for i, guest in enumerate(settings.inventory):
+        if guest.node is not None and guest.node not in settings.environment.nodes:
+            raise ConfigError(source, f"{PROJECT}:inventory[{i}].node", guest.node,
+                              f"one of the environment's nodes: {', '.join(settings.environment.nodes)}")
+    remote = settings.remote
+    if remote is not None and (remote.storage_id or f"offsite-{settings.env}") == settings.storage_id:
+        raise ConfigError(source, f"{PROJECT}:remote.storageId", remote.storage_id,
+                          f"must differ from the local backup storage {settings.storage_id!r}")
+
+
+def _config_error(source: str, key: str, err: ValidationError, data: Any) -> ConfigError:
+    first = err.errors(include_url=False)[0]
+    path = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+    value = first.get("input", _MISSING)
+    if first["type"] == "missing":
+        value = _MISSING
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        model_fields = _fields_at(data, first["loc"][:-1], key)
+        message = "unknown key" + (f"; allowed: {', '.join(model_fields)}" if model_fields else "")
+        value = first["loc"][-1] if first["loc"] else value
+    elif first["type"] == "string_pattern_mismatch":
+        message = f"{message} ({_pattern_hint(first['ctx']['pattern'])})"
+    return ConfigError(source, path, value, message)
+
+
+def _fields_at(data: Any, loc: tuple[Any, ...], key: str) -> list[str]:
+    """The camelCase keys allowed at `loc` inside section `key`, for 'unknown key' messages."""
+    name = key.split(":", 1)[1].split("[", 1)[0]
+    model: Any = InventoryGuest if name == "inventory" else _SECTIONS.get(name, (None, None))[1]
+    for part in loc:
+        if model is None or isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        annotation = getattr(field, "annotation", None)
+        model = next((a for a in getattr(annotation, "__args__", (annotation,))
+                      if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+_PATTERN_HINTS = {
+    STORAGE_ID_RE: "PVE storage ids: a lowercase letter, then lowercase letters, digits, '-', '_', '.'",
+    POOL_ID_RE: "PVE pool ids use letters, digits, '.', '-', '_'",
+    NODE_RE: "a node name is a DNS label: letters, digits, '-'",
+    ENV_NAME_RE: "a lowercase id: letters, digits, '-', starting with a letter",
+    HHMM_RE: "local time as HH:MM, 00:00 to 23:59",
+}
+
+
+def _pattern_hint(pattern: str) -> str:
+    return _PATTERN_HINTS.get(pattern, f"must match {pattern}")
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)

@@ -1,0 +1,77 @@
+"""Monitoring artefacts generated from a stack's settings: alert rules, Alertmanager route, Grafana dashboard.
+
+Modules: ``rules`` (Prometheus alert rules per environment), ``alertmanager`` (route + Telegram receiver),
+``dashboard`` (Grafana JSON and the list of its queries), ``render`` (writes everything to a directory).
+
+This module holds what they share: the thresholds they read (a Protocol matching
+``vzkeep.plan.AlertThresholds``) and the intervals that decide how fast a failure reaches Telegram.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+# The scrape job name Prometheus gives the vzkeep exporter; rules and the scrape config must agree.
+EXPORTER_JOB = "vzkeep"
+
+
+class Thresholds(Protocol):
+    """What the renderers read from ``vzkeep.plan.AlertThresholds`` (duck-typed so tests build their own)."""
+
+    env: str
+    job_id: str
+    storage_id: str
+    schedule: str
+    timezone: str
+    window_start: str
+    window_end: str
+    expected_interval_seconds: int
+    missing_after_seconds: int
+    storage_used_ratio: float
+    storage_full_horizon_seconds: int
+    offsite_job_id: str | None
+    offsite_storage_id: str | None
+    offsite_missing_after_seconds: int | None
+    drill_stale_after_seconds: int
+    drill_max_duration_seconds: int
+
+
+@dataclass(frozen=True)
+class DeliveryTiming:
+    """Intervals on the path exporter → Prometheus → Alertmanager → Telegram (reference/monitoring.md §5.3).
+
+    Worst case for an event alert (a backup's last status flips to 0):
+        T_max = poll + scrape + evaluation + ceil(for/evaluation)·evaluation + max(group_wait, group_interval)
+                + delivery
+    ``max(group_wait, group_interval)``: a new alert in an env group that already notified waits for the
+    group's next tick instead of group_wait. Shipped values: 30 + 30 + 30 + 0 + 30 + 5 = 125 s would miss the
+    120 s target, so group_interval is 20 s and the sum is 30 + 30 + 30 + 0 + 20 + 5 = 115 s ≤ 120 s
+    (the user's requirement is 10 min; 120 s is our own margin).
+    """
+
+    exporter_poll_seconds: int = 30
+    scrape_interval_seconds: int = 30
+    evaluation_interval_seconds: int = 30
+    failed_for_seconds: int = 0
+    group_wait_seconds: int = 10
+    group_interval_seconds: int = 20
+    repeat_interval_seconds: int = 12 * 3600
+    delivery_seconds: int = 5
+
+    def worst_case_failure_seconds(self) -> int:
+        """Upper bound from a failed backup (as seen by PVE) to the Telegram message."""
+        e = self.evaluation_interval_seconds
+        for_steps = -(-self.failed_for_seconds // e) * e  # ceil(for / e) · e
+        flush = max(self.group_wait_seconds, self.group_interval_seconds)
+        return (
+            self.exporter_poll_seconds
+            + self.scrape_interval_seconds
+            + e
+            + for_steps
+            + flush
+            + self.delivery_seconds
+        )
+
+
+SHIPPED_TIMING = DeliveryTiming()

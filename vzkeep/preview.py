@@ -1,0 +1,203 @@
+"""Run the real Pulumi program of one stack under Pulumi's mocks and record what it declares.
+
+No provider is called and nothing is decrypted: this is the technique Pulumi documents for unit
+tests (reference/pulumi.md §2), turned into a product feature so a pull request can be checked
+without credentials. Tests and `vzkeep preview` share it.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+
+from vzkeep.config import PROJECT, StackSettings, load_stack_file, stack_file_values
+from vzkeep.plan import plan_stack
+
+SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
+SECRET_SIG_VALUE = rpc._special_secret_sig
+
+
+@dataclass
+class Registration:
+    """One resource the program registered, as the engine would have seen it."""
+
+    type: str
+    name: str
+    urn: str
+    inputs: dict[str, Any]
+    custom: bool
+    parent: str = ""
+    dependencies: list[str] = field(default_factory=list)
+    provider: str = ""
+    protect: bool = False
+    read: bool = False  # `Resource.get(...)`: read from the cluster, not managed
+    read_id: str = ""  # the id a read looks up
+    outputs: dict[str, Any] = field(default_factory=dict)  # components: what register_outputs gave
+
+
+@dataclass
+class ProgramRun:
+    stack: str
+    settings: StackSettings
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+
+    def of_type(self, type_token: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_token]
+
+    def one(self, type_token: str) -> Registration:
+        found = self.of_type(type_token)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {type_token}, the program declared {len(found)}")
+        return found[0]
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Echo inputs as outputs, like a provider that accepted everything (no network)."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.resource_id:  # a read: pretend the cluster has it
+            return args.resource_id, {**args.inputs, "resourceId": args.resource_id}
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        return {}, []
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Keeps what `MockResourceArgs` lacks: parent, dependencies, protect, and components' outputs."""
+
+    def __init__(self, mocks: _Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.component_outputs: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self._record(request, response.urn, read=False)
+        return response
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        self._record(request, response.urn, read=True)
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+        with self._lock:
+            self.component_outputs[request.urn] = outputs
+        return super().RegisterResourceOutputs(request)
+
+    def _record(self, request: Any, urn: str, *, read: bool) -> None:
+        inputs = rpc.deserialize_properties(request.properties if read else request.object)
+        registration = Registration(
+            type=request.type, name=request.name, urn=urn, inputs=dict(inputs),
+            custom=bool(getattr(request, "custom", True)) or read, parent=request.parent,
+            dependencies=list(getattr(request, "dependencies", [])), provider=request.provider,
+            protect=bool(getattr(request, "protect", False)), read=read, read_id=request.id if read else "",
+        )
+        with self._lock:
+            self.registrations.append(registration)
+
+
+def run_stack_file(path: Path | str, *, root: Path | None = None) -> ProgramRun:
+    """Validate `Pulumi.<stack>.yaml`, then run the program in `root` with its config under mocks.
+
+    `root` defaults to the stack file's directory when it holds the program, else to this checkout.
+    """
+    path = Path(path)
+    settings = load_stack_file(path)
+    plan_stack(settings)  # every ConfigError surfaces here, before anything is declared
+    document = yaml.safe_load(path.read_text()) or {}
+    values, secrets = stack_file_values(document.get("config") or {})
+    return run_program(settings.stack, values, secrets, root=root or program_root(path), settings=settings)
+
+
+def program_root(stack_path: Path) -> Path:
+    here = stack_path.resolve().parent
+    if (here / "__main__.py").is_file():
+        return here
+    return Path(__file__).resolve().parent.parent
+
+
+def run_program(
+    stack: str, values: dict[str, str], secret_keys: set[str], *, root: Path,
+    settings: StackSettings | None = None,
+) -> ProgramRun:
+    """Run `<root>/__main__.py` with the given config (full keys → strings) under recording mocks."""
+    mocks = _Mocks()
+    monitor = _RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
+    pulumi.runtime.set_all_config(values, sorted(secret_keys))
+    outputs: dict[str, Any] = {}
+    with _importable(root):
+        _run_main(root / "__main__.py", outputs)
+    if settings is None:
+        from vzkeep.config import settings_from_config
+
+        settings = settings_from_config(values, secret_keys, stack=stack)
+    for registration in monitor.registrations:
+        registration.outputs = monitor.component_outputs.get(registration.urn, {})
+    return ProgramRun(stack=stack, settings=settings, registrations=monitor.registrations, outputs=outputs)
+
+
+@pulumi.runtime.test
+def _run_main(main: Path, outputs: dict[str, Any]) -> pulumi.Output[None]:
+    # `@pulumi.runtime.test` waits for every outstanding registration and for the returned Output
+    # (reference/pulumi.md §2.1): without it, half the resources would be missing.
+    runpy.run_path(str(main), run_name="__main__")
+    exported = getattr(pulumi.runtime.settings.get_root_resource(), "outputs", {})
+    return pulumi.Output.all(**exported).apply(outputs.update)
+
+
+class _importable:
+    """Put the program's directory first on sys.path so `import components` finds its components."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = str(root.resolve())
+
+    def __enter__(self) -> None:
+        sys.path.insert(0, self.root)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.root in sys.path:
+            sys.path.remove(self.root)
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG_VALUE
+
+
+def masked(value: Any) -> Any:
+    """The value with every secret replaced by a placeholder, for printing."""
+    if is_secret(value):
+        return "[secret]"
+    if isinstance(value, dict):
+        return {k: masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
+def walk_secrets(value: Any) -> Iterator[Any]:
+    """Every secret envelope inside a value (for tests proving nothing leaks)."""
+    if is_secret(value):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from walk_secrets(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from walk_secrets(v)

@@ -1,0 +1,224 @@
+"""Storage endpoints under ``/nodes/{node}/storage`` (pve-storage ``PVE/API2/Storage/{Status,Content,
+PruneBackups}.pm``, reference §4.6). Archives are files; listings are read from disk by the engine."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from vzkeep.pve import retention
+from vzkeep.sandbox.api.common import cluster_of, node_or_fail, storage_or_400
+from vzkeep.sandbox.api.errors import die, param_error
+from vzkeep.sandbox.api.router import Request, Router
+from vzkeep.sandbox.api.schema import NODE, STORAGE, Param, verify_vmid
+from vzkeep.sandbox.model import Storage
+
+# Plugin.pm: backup volume names, ``backup/<file>`` with $BACKUP_EXT_RE_2 (reference §1.2).
+BACKUP_VOLNAME_RE = re.compile(r"^backup/([^/]+\.(tgz|(?:tar|vma)(?:\.(gz|lzo|zst|bz2))?))$")
+PLUGIN_CONTENT = "backup"
+
+
+def storage_usage(req: Request, storage: Storage, node: str) -> dict[str, int]:
+    """``{total, used, avail}`` in bytes: the engine's view (capacity, fill) when it has one."""
+    status = getattr(req.app.sandbox, "storage_status", None)
+    if callable(status):
+        data = status(storage.id, node)
+        return {"total": int(data["total"]), "used": int(data["used"]), "avail": int(data["avail"])}
+    return _disk_usage(storage)
+
+
+def _disk_usage(storage: Storage) -> dict[str, int]:
+    used = sum(entry.stat().st_size for entry in os.scandir(storage.dump_dir) if entry.is_file()) \
+        if storage.dump_dir.is_dir() else 0
+    total = storage.capacity_bytes or shutil.disk_usage(storage.path if Path(storage.path).exists() else "/").total
+    return {"total": total, "used": used, "avail": max(total - used, 0)}
+
+
+def _status_entry(req: Request, storage: Storage, node: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "type": storage.type, "content": ",".join(sorted(storage.content)), "enabled": int(storage.enabled),
+        "active": int(storage.enabled), "shared": int(storage.shared), "total": 0, "used": 0, "avail": 0,
+    }
+    if storage.enabled:  # an inactive or disabled storage reports 0s (reference §4.6)
+        entry.update(storage_usage(req, storage, node))
+    return entry
+
+
+def _list_storages(req: Request) -> list[dict[str, Any]]:
+    node = req.params["node"]
+    node_or_fail(req, node)
+    wanted = set(req.params["content"].split(",")) if "content" in req.params else None
+    out = []
+    for sid in sorted(cluster_of(req).storages):
+        storage = cluster_of(req).storages[sid]
+        if storage.nodes is not None and node not in storage.nodes:
+            continue
+        if "storage" in req.params and sid != req.params["storage"]:
+            continue
+        if wanted and not wanted & set(storage.content):
+            continue
+        if req.params.get("enabled") and not storage.enabled:
+            continue
+        entry = {"storage": sid, **_status_entry(req, storage, node)}
+        if entry["total"]:
+            entry["used_fraction"] = entry["used"] / entry["total"]
+        out.append(entry)
+    return out
+
+
+def _storage_index(req: Request) -> list[dict[str, str]]:
+    node_or_fail(req, req.params["node"])
+    storage_or_400(req, req.params["storage"], req.params["node"])
+    return [{"subdir": s} for s in ("content", "download-url", "file-restore", "prunebackups", "rrd",
+                                    "rrddata", "status", "upload")]
+
+
+def _status(req: Request) -> dict[str, Any]:
+    node = req.params["node"]
+    node_or_fail(req, node)
+    storage = storage_or_400(req, req.params["storage"], node)
+    return _status_entry(req, storage, node)
+
+
+def _content(req: Request) -> list[dict[str, Any]]:
+    node = req.params["node"]
+    node_or_fail(req, node)
+    storage = storage_or_400(req, req.params["storage"], node)
+    content = req.params.get("content")
+    if content is not None and content not in storage.content:
+        return []
+    return req.app.sandbox.listing(storage.id, node, vmid=req.params.get("vmid"), content=content)
+
+
+def _volume_path(req: Request) -> tuple[Storage, str, Path]:
+    """Resolve ``{volume}`` (``sid:backup/file`` or ``backup/file``) to its file (Content.pm real_volume_id)."""
+    storage = storage_or_400(req, req.params["storage"], req.params["node"])
+    volume = req.params["volume"]
+    sid, sep, volname = volume.partition(":")
+    if not sep:
+        sid, volname = storage.id, volume
+    if sid != storage.id:
+        raise param_error({"volume": f"storage ID '{sid}' does not match storage '{storage.id}'"})
+    match = BACKUP_VOLNAME_RE.match(volname)
+    if not match:
+        raise die(f"unable to parse directory volume name '{volname}'")
+    path = storage.dump_dir / match.group(1)
+    if not path.is_file():
+        raise die(f"volume '{sid}:{volname}' does not exist")
+    return storage, f"{sid}:{volname}", path
+
+
+def _first_line(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    return path.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
+
+
+def _volume_info(req: Request) -> dict[str, Any]:
+    node_or_fail(req, req.params["node"])
+    _, volid, path = _volume_path(req)
+    size = path.stat().st_size
+    fmt = BACKUP_VOLNAME_RE.match(volid.partition(":")[2]).group(2)  # type: ignore[union-attr]
+    info: dict[str, Any] = {"path": str(path), "size": size, "used": size, "format": fmt}
+    notes = _first_line(path.with_name(path.name + ".notes"))
+    if notes is not None:
+        info["notes"] = notes
+    if path.with_name(path.name + ".protected").exists():
+        info["protected"] = 1
+    return info
+
+
+def _update_volume(req: Request) -> None:
+    """Notes and protection as sidecar files (DirPlugin.pm update_volume_notes / _attribute, §1.3)."""
+    node_or_fail(req, req.params["node"])
+    _, _, path = _volume_path(req)
+    if "notes" in req.params:
+        notes_file = path.with_name(path.name + ".notes")
+        if req.params["notes"] == "":
+            notes_file.unlink(missing_ok=True)  # an empty value deletes the file
+        else:
+            notes_file.write_text(req.params["notes"], encoding="utf-8")
+    if "protected" in req.params:
+        flag = path.with_name(path.name + ".protected")
+        if req.params["protected"]:
+            flag.touch(mode=0o644)
+        else:
+            flag.unlink(missing_ok=True)
+
+
+def _delete_volume(req: Request) -> str:
+    """Returns the UPID of an ``imgdel`` task; a protected backup fails inside that task (§4.6)."""
+    node = req.params["node"]
+    node_or_fail(req, node)
+    storage, volid, _ = _volume_path(req)
+    return req.app.sandbox.delete_volume(node, storage.id, volid, req.principal.userid)
+
+
+def _prune_options(req: Request, storage: Storage) -> dict[str, int]:
+    text = req.params.get("prune-backups")
+    if text is None:
+        if not storage.prune_backups:
+            # PVE::Storage::prune_backups without options and none configured on the storage.
+            raise die(f"no prune-backups options configured for storage '{storage.id}'")
+        text = storage.prune_backups
+    try:
+        return retention.parse_prune_backups(text)
+    except ValueError as exc:
+        raise param_error({"prune-backups": str(exc)}) from exc
+
+
+def _prune_dry_run(req: Request) -> list[dict[str, Any]]:
+    node = req.params["node"]
+    node_or_fail(req, node)
+    storage = storage_or_400(req, req.params["storage"], node)
+    keep = _prune_options(req, storage)
+    listing = req.app.sandbox.listing(storage.id, node, content="backup")
+    tz = cluster_of(req).nodes[node].timezone
+    marks = retention.mark(listing, keep, tz, vmid=req.params.get("vmid"), type=req.params.get("type"))
+    return sorted(marks, key=lambda e: e["volid"])
+
+
+def _prune(req: Request) -> str:
+    node = req.params["node"]
+    node_or_fail(req, node)
+    storage = storage_or_400(req, req.params["storage"], node)
+    _prune_options(req, storage)
+    params = {k: v for k, v in req.params.items() if k in ("prune-backups", "type", "vmid")}
+    return req.app.sandbox.prune(node, storage.id, params, req.principal.userid)
+
+
+VOLUME = {"node": NODE, "storage": STORAGE, "volume": Param(optional=False)}
+PRUNE = {
+    "node": NODE, "storage": STORAGE, "prune-backups": Param(),
+    "type": Param(enum=("qemu", "lxc")), "vmid": Param(type="integer", format=verify_vmid),
+}
+
+
+def register(router: Router) -> None:
+    node_storage = {"node": NODE, "storage": STORAGE}
+    router.add("GET", "/nodes/{node}/storage", {
+        "node": NODE, "content": Param(), "enabled": Param(type="boolean"), "format": Param(type="boolean"),
+        "storage": Param(), "target": Param(),
+    })(_list_storages)
+    router.add("GET", "/nodes/{node}/storage/{storage}", node_storage)(_storage_index)
+    router.add("GET", "/nodes/{node}/storage/{storage}/status", node_storage,
+               perm=("/storage/{storage}", "Datastore.Audit"))(_status)
+    router.add("GET", "/nodes/{node}/storage/{storage}/content", {
+        **node_storage, "content": Param(), "vmid": Param(type="integer", format=verify_vmid),
+    }, perm=("/storage/{storage}", "Datastore.Audit"))(_content)
+    router.add("GET", "/nodes/{node}/storage/{storage}/content/{volume}", VOLUME,
+               perm=("/storage/{storage}", "Datastore.Audit"))(_volume_info)
+    router.add("PUT", "/nodes/{node}/storage/{storage}/content/{volume}", {
+        **VOLUME, "notes": Param(), "protected": Param(type="boolean"),
+    }, perm=("/storage/{storage}", "Datastore.Allocate"))(_update_volume)
+    router.add("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}", {
+        **VOLUME, "delay": Param(type="integer", minimum=1, maximum=30),
+    }, perm=("/storage/{storage}", "Datastore.Allocate"))(_delete_volume)
+    router.add("GET", "/nodes/{node}/storage/{storage}/prunebackups", PRUNE,
+               perm=("/storage/{storage}", "Datastore.Audit"))(_prune_dry_run)
+    router.add("DELETE", "/nodes/{node}/storage/{storage}/prunebackups",
+               {**PRUNE, "prune-backups": Param(optional=False)},
+               perm=("/storage/{storage}", "Datastore.Allocate"))(_prune)

@@ -1,0 +1,118 @@
+"""The emulated cluster's data: nodes, storages, pools, guests and backup jobs.
+
+Plain data plus JSON persistence, nothing else: the HTTP layer (``server``/``api``), the vzdump
+engine (``vzdump``), the scheduler and restore all read and change a ``Cluster`` under its lock.
+Archives are not part of the model: they are real files in each storage's ``dump/`` directory,
+so the storage content listing is always read from disk, as PVE does (reference/pve.md §1.5).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+GuestType = str  # "qemu" | "lxc"
+
+
+@dataclass
+class Node:
+    name: str
+    timezone: str = "Europe/Paris"
+    online: bool = True
+
+
+@dataclass
+class Storage:
+    id: str
+    type: str  # "dir" | "nfs"
+    path: str  # a real directory; backups live in <path>/dump (reference §1.1)
+    shared: bool = False
+    nodes: list[str] | None = None  # None = every node
+    content: list[str] = field(default_factory=lambda: ["backup"])
+    capacity_bytes: int | None = None  # writes beyond it fail with ENOSPC
+    enabled: bool = True
+    server: str | None = None  # nfs only
+    export: str | None = None  # nfs only
+    prune_backups: str | None = None  # storage-level fallback retention (reference §2.1)
+
+    @property
+    def dump_dir(self) -> Path:
+        return Path(self.path) / "dump"
+
+    def visible_from(self, node: str) -> bool:
+        return self.enabled and (self.nodes is None or node in self.nodes)
+
+
+@dataclass
+class Guest:
+    vmid: int
+    name: str
+    type: GuestType
+    node: str
+    pool: str | None = None
+    disk_bytes: int = 8 * 1024**3  # the guest's (virtual) disk size, as PVE reports maxdisk
+    status: str = "running"  # "running" | "stopped"
+    tags: list[str] = field(default_factory=list)
+    lock: str | None = None  # e.g. "backup", "create"
+    generation: int = 0  # bumps when the guest's disk content changes (new data to back up)
+    config: dict[str, str] = field(default_factory=dict)  # extra qemu-server/pct config keys
+    # A restored guest's disk, materialised from its archive (diskdata: others are generated).
+    disk_image: str | None = None
+
+
+@dataclass
+class Pool:
+    id: str
+    comment: str = ""
+
+
+@dataclass
+class Cluster:
+    """The whole emulated cluster. Guard every access with ``lock``."""
+
+    name: str = "vzkeep-sandbox"
+    nodes: dict[str, Node] = field(default_factory=dict)
+    storages: dict[str, Storage] = field(default_factory=dict)
+    pools: dict[str, Pool] = field(default_factory=dict)
+    guests: dict[int, Guest] = field(default_factory=dict)
+    # Backup jobs exactly as /etc/pve/jobs.cfg stores them: option name -> value (reference §4.3).
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Per-job scheduler state, like /var/lib/pve-manager/jobs/vzdump-<id>.json (reference §3.5).
+    job_state: dict[str, dict[str, Any]] = field(default_factory=dict)
+    clock_epoch: float | None = None  # the simulated time, persisted across restarts
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("lock")
+        data["guests"] = {str(k): v for k, v in data["guests"].items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Cluster:
+        return cls(
+            name=data.get("name", "vzkeep-sandbox"),
+            nodes={k: Node(**v) for k, v in data.get("nodes", {}).items()},
+            storages={k: Storage(**v) for k, v in data.get("storages", {}).items()},
+            pools={k: Pool(**v) for k, v in data.get("pools", {}).items()},
+            guests={int(k): Guest(**v) for k, v in data.get("guests", {}).items()},
+            jobs=data.get("jobs", {}),
+            job_state=data.get("job_state", {}),
+            clock_epoch=data.get("clock_epoch"),
+        )
+
+    def save(self, path: Path) -> None:
+        """Write atomically, so a crash never leaves a half-written state file."""
+        with self.lock:
+            text = json.dumps(self.to_json(), indent=1, sort_keys=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Cluster:
+        return cls.from_json(json.loads(path.read_text()))

@@ -1,0 +1,83 @@
+"""The sandbox's self-signed certificate, made once with ``cryptography`` and kept in the state dir.
+
+PVE shows a certificate's fingerprint as SHA-256 over the DER bytes, colon-separated upper-case
+hex (``pvenode cert info``, GUI "Fingerprint"); clients pin exactly that string.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+CERT_NAME = "pve-ssl.pem"  # the names PVE uses in /etc/pve/nodes/<node>/
+KEY_NAME = "pve-ssl.key"
+
+
+def fingerprint_of_der(der: bytes) -> str:
+    """``AA:BB:…`` SHA-256 of a DER certificate, as PVE prints it."""
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def normalize_fingerprint(text: str) -> str:
+    """Accept ``aa:bb…``, ``AABB…`` or ``sha256:…`` and return PVE's ``AA:BB:…`` form."""
+    hexdigits = text.strip().lower().removeprefix("sha256:").replace(":", "").replace(" ", "")
+    if len(hexdigits) != 64 or any(c not in "0123456789abcdef" for c in hexdigits):
+        raise ValueError(f"not a SHA-256 fingerprint: {text!r} (expected 32 colon-separated hex bytes)")
+    return ":".join(hexdigits[i : i + 2] for i in range(0, 64, 2)).upper()
+
+
+def _make_certificate(common_name: str) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "vzkeep sandbox")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.DNSName(common_name),
+                 x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def ensure_certificate(state_dir: Path, common_name: str) -> tuple[Path, Path, str]:
+    """Create the cert at first start, reuse it afterwards; return (cert, key, fingerprint)."""
+    cert_path, key_path = state_dir / CERT_NAME, state_dir / KEY_NAME
+    if not (cert_path.exists() and key_path.exists()):
+        cert_pem, key_pem = _make_certificate(common_name)
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key_pem)
+        cert_path.write_bytes(cert_pem)
+    der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
+    return cert_path, key_path, fingerprint_of_der(der)
+
+
+def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_path, key_path)
+    return context
