@@ -476,8 +476,8 @@ def test_explain_names_superseded_protected_and_renamed() -> None:
     }
     prefix = f"{STOREID}:backup/vzdump-qemu-1234-"
     assert verdicts[prefix + "2020_01_01-11_18_21.tar.zst"].reason == "superseded in its day"
-    assert verdicts[prefix + "2019_12_31-11_18_51.tar.zst"].reason.startswith("protected")
-    assert verdicts[f"{STOREID}:backup/vzdump-1234-renamed.tar.zst"].reason.startswith("not a standard")
+    assert verdicts[prefix + "2019_12_31-11_18_51.tar.zst"].reason == "protected"
+    assert verdicts[f"{STOREID}:backup/vzdump-1234-renamed.tar.zst"].reason == "non-standard name: never pruned"
     assert verdicts[prefix + "2018_05_26-11_18_21.tar.zst"].reason == "outside every rule's slots"
 
 

@@ -118,7 +118,7 @@ def version_count(s3: S3Server, bucket: str, key: str) -> int:
 
 
 def cli(s3: S3Server, bucket: str, *args: str, secret: str | None = None) -> Any:
-    env = {**s3.env(), "PULUMI_BACKEND_URL": s3.backend_url(bucket)}
+    env = {**s3.env(), "PULUMI_BACKEND_URL": s3.backend_url(bucket), "COLUMNS": "200"}
     if secret is not None:
         env["AWS_SECRET_ACCESS_KEY"] = secret
     return CliRunner().invoke(app, list(args), env=env)
@@ -327,8 +327,7 @@ def test_restore_names_who_holds_the_pulumi_lock(s3: S3Server) -> None:
 def test_restore_rechecks_the_lock_right_before_the_copy(s3: S3Server) -> None:
     bucket = new_bucket(s3)
     ids = history(s3, bucket)
-    client = make_client(parse_backend_url(s3.backend_url(bucket)))
-    target = pulumi_target(client, parse_backend_url(s3.backend_url(bucket)), "prod")
+    backend = parse_backend_url(s3.backend_url(bucket))
 
     def someone_starts_pulumi_up() -> None:
         client.put_object(Bucket=bucket, Key=".pulumi/locks/vzkeep/prod/late.json", Body=pulumi_lock())
@@ -336,6 +335,8 @@ def test_restore_rechecks_the_lock_right_before_the_copy(s3: S3Server) -> None:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in s3.env().items():
             patch.setenv(name, value)
+        client = make_client(backend)
+        target = pulumi_target(client, backend, "prod")
         with pytest.raises(RestoreRefused, match="locked"):
             restore_version(client, bucket, target, ids[0], before_copy=someone_starts_pulumi_up)
     assert current_bytes(s3, bucket, stack_key("prod")) == pulumi_checkpoint("prod", 3)

@@ -13,10 +13,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from vzkeep.cli.common import fail
+from vzkeep.cli.common import EXIT_FINDING, fail
 from vzkeep.config import ConfigError, project_root, stack_file, stack_names
 from vzkeep.plan import plan_stack
-from vzkeep.preview import ProgramRun, masked, run_stack_file
+from vzkeep.policy_check import Verdict, evaluate, load_pack, mandatory_failures, policy_resources
+from vzkeep.preview import ProgramRun, masked, program_root, run_stack_file
 
 NEXT_RUNS = 5
 # The inputs worth showing per resource type; everything else is in --json.
@@ -41,10 +42,14 @@ def preview(
     root: Annotated[Path | None, typer.Option(help="Directory holding Pulumi.yaml (default: found upwards).")]
     = None,
 ) -> None:
-    """Show what a stack declares, by running the real program under Pulumi's mocks.
+    """Show what a stack declares and judge it with the policy pack, under Pulumi's mocks.
 
-    Nothing is sent to a provider and no secret is decrypted (secure values become placeholders),
-    so this works in a pull request from a fork, without credentials.
+    Runs the real program with the stack file's config: nothing is sent to a provider and no
+    secret is decrypted (secure values become placeholders), so this works in a pull request from a
+    fork, without credentials. Then evaluates the vzkeep-backup-policies pack and prints each
+    policy's verdict and the coverage ("12/12 guests covered").
+
+    Exit codes: 0 every mandatory policy passed, 1 a mandatory policy is violated, 2 bad config.
 
     Examples:
 
@@ -58,20 +63,40 @@ def preview(
         fail(f"no Pulumi.<stack>.yaml in {root}")
     console = Console()
     documents = []
+    violated = False
     for name in names:
         try:
             run = run_stack_file(stack_file(name, root))
         except ConfigError as err:
             fail(str(err))
+        pack = load_pack(program_root(stack_file(name, root)))
+        verdicts = evaluate(run, pack.POLICIES)
+        summary = pack.coverage(policy_resources(run)).summary()
+        violated = violated or bool(mandatory_failures(verdicts))
         if as_json:
-            documents.append(_as_document(run))
+            documents.append(_as_document(run, verdicts, summary))
         else:
             _print_run(console, run)
+            _print_verdicts(console, verdicts, summary)
     if as_json:
         typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2, default=str))
+    if violated:
+        raise typer.Exit(EXIT_FINDING)
 
 
-def _as_document(run: ProgramRun) -> dict[str, Any]:
+def _print_verdicts(console: Console, verdicts: list[Verdict], coverage_summary: str) -> None:
+    console.print(f"[bold]policy pack[/]: {coverage_summary}", highlight=False)
+    for verdict in verdicts:
+        if verdict.passed:
+            console.print(f"  [green]pass[/] {verdict.policy}", highlight=False)
+            continue
+        mark = "[red]FAIL[/]" if verdict.level == "mandatory" else "[yellow]warn[/]"
+        console.print(f"  {mark} {verdict.policy} ({verdict.level})", highlight=False)
+        for violation in verdict.violations:
+            console.print(f"       {escape(violation.message)}", highlight=False)
+
+
+def _as_document(run: ProgramRun, verdicts: list[Verdict], coverage_summary: str) -> dict[str, Any]:
     plan = plan_stack(run.settings)
     tz = plan.job.timezone
     return {
@@ -83,6 +108,12 @@ def _as_document(run: ProgramRun) -> dict[str, Any]:
         ],
         "outputs": masked(run.outputs),
         "nextRuns": {job.id: [_local(t, tz) for t in job.next_runs(NEXT_RUNS)] for job in _jobs(plan)},
+        "coverage": coverage_summary,
+        "policies": [
+            {"policy": v.policy, "level": v.level, "passed": v.passed,
+             "violations": [{"message": x.message, "urn": x.urn} for x in v.violations]}
+            for v in verdicts
+        ],
     }
 
 

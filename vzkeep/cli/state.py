@@ -323,7 +323,8 @@ def _print_versions(target: StateTarget, found: list[StateVersion]) -> None:
     tool = "Pulumi" if target.kind == "pulumi" else "Terraform"
     table = Table(title=f"{target.label}: {target.key}", title_justify="left")
     for column in ("version id", "written (UTC)", "bytes", "resources", tool):
-        table.add_column(column, justify="right" if column in {"bytes", "resources"} else "left")
+        # Version ids are copied into `restore --version`: never wrap them.
+        table.add_column(column, justify="right" if column in {"bytes", "resources"} else "left", no_wrap=True)
     if target.kind == "terraform":
         table.add_column("serial", justify="right")
     table.add_column("note", overflow="fold")

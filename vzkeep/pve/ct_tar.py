@@ -1,9 +1,10 @@
 """The CT backup archive: a tar stream whose first member is the container's config.
 
-vzdump runs ``tar cpf - --sparse --numeric-owner --acls --xattrs ... ./etc/vzdump/pct.conf [./etc/vzdump/pct.fw]
---directory=<rootfs> ./`` (reference/pve.md §1.4, pve-container ``src/PVE/VZDump/LXC.pm``), so the first member
-is ``./etc/vzdump/pct.conf``, then an optional ``./etc/vzdump/pct.fw``, then the root fs as ``./...``; PVE
-reads the config back by matching ``^(\\./etc/vzdump/(pct|vps)\\.conf)$`` (``Storage.pm extract_vzdump_config``).
+vzdump runs ``tar cpf - --sparse --numeric-owner --acls --xattrs ... ./etc/vzdump/pct.conf
+[./etc/vzdump/pct.fw] --directory=<rootfs> ./`` (reference/pve.md §1.4, pve-container
+``src/PVE/VZDump/LXC.pm``), so the first member is ``./etc/vzdump/pct.conf``, then an optional
+``./etc/vzdump/pct.fw``, then the root fs as ``./...``; PVE reads the config back by matching
+``^(\\./etc/vzdump/(pct|vps)\\.conf)$`` (``Storage.pm extract_vzdump_config``).
 
 The writer uses :mod:`tarfile` in GNU format (what GNU tar writes by default). The checker is a block-level
 walk of its own, because :mod:`tarfile` treats a corrupt header after the first one as the end of the archive
@@ -31,7 +32,8 @@ CONFIG_MEMBER = "./etc/vzdump/pct.conf"
 FIREWALL_MEMBER = "./etc/vzdump/pct.fw"
 # pve-storage Storage.pm extract_vzdump_config; `vps.conf` is the legacy OpenVZ name.
 CT_CONFIG_RE = re.compile(r"^(\./etc/vzdump/(pct|vps)\.conf)$")
-# Pre-VMA VM backups were tars too; their first member is `qemu-server.conf` (qemu-server restore_tar_archive).
+# Pre-VMA VM backups were tars too; their first member is `qemu-server.conf`
+# (qemu-server restore_tar_archive).
 VM_CONFIG_RE = re.compile(r"^qemu-server\.conf$")
 
 _ZERO_BLOCK = bytes(BLOCK)
@@ -102,7 +104,9 @@ def _as_ct_file(entry: CtFile | tuple[str, object]) -> CtFile:
     raise TypeError(f"{path}: expected bytes or (size, reader), got {type(content).__name__}")
 
 
-def _tarinfo(name: str, *, kind: str, size: int, mtime: int, mode: int | None, uid: int, gid: int) -> tarfile.TarInfo:
+def _tarinfo(
+    name: str, *, kind: str, size: int, mtime: int, mode: int | None, uid: int, gid: int
+) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE}[kind]
     info.size = size if kind == "file" else 0
@@ -312,7 +316,9 @@ class _TarWalker:
         start = self.src.offset
         data = self.src.read(size)
         if len(data) < size:
-            raise CtTarError(f"truncated inside {what}: {len(data)} of {size} bytes present", start + len(data))
+            raise CtTarError(
+                f"truncated inside {what}: {len(data)} of {size} bytes present", start + len(data)
+            )
         self._skip_padding(what, size)
         return data
 
@@ -339,7 +345,9 @@ class _TarWalker:
         start = self.src.offset
         got = self.src.skip(size)
         if got < size:
-            raise CtTarError(f"truncated inside member {name!r}: {got} of {size} data bytes present", start + got)
+            raise CtTarError(
+                f"truncated inside member {name!r}: {got} of {size} data bytes present", start + got
+            )
         self._skip_padding(f"member {name!r}", size)
 
     def _check_end(self, at: int) -> None:
@@ -348,17 +356,18 @@ class _TarWalker:
             raise CtTarError("the archive holds no member: the config member is missing", at)
         second = self.src.read(BLOCK)
         if len(second) < BLOCK:
-            raise CtTarError("truncated: the end-of-archive marker (two zero blocks) is incomplete", at + BLOCK)
-        for view in self.src.chunks(1 << 62):
-            if view.tobytes().count(0) != len(view):
-                raise CtTarError(
-                    "non-zero data after an all-zero header block: a member header is missing or zeroed", at
-                )
+            raise CtTarError("truncated: the end-of-archive marker (two zero blocks) is incomplete", at)
+        zeroed = "non-zero data after an all-zero header block: a member header is zeroed or missing"
         if second != _ZERO_BLOCK:
-            raise CtTarError("non-zero data after an all-zero header block: a member header is zeroed", at)
+            raise CtTarError(zeroed, at)
+        for view in self.src.chunks(1 << 62):  # the rest is padding to the record size: zeros only
+            if view.tobytes().count(0) != len(view):
+                raise CtTarError(zeroed, at)
 
 
-def check_ct_tar(stream: BinaryIO | ExactReader, *, first_member: re.Pattern[str] = CT_CONFIG_RE) -> CtTarSummary:
+def check_ct_tar(
+    stream: BinaryIO | ExactReader, *, first_member: re.Pattern[str] = CT_CONFIG_RE
+) -> CtTarSummary:
     """Walk a whole tar stream: valid headers, first member = the config, every byte present, a clean end.
 
     Raises ``CtTarError`` naming the first problem and its byte offset in the tar stream.

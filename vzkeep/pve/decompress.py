@@ -11,6 +11,7 @@ Only the standard library may be imported here: this module runs on PVE nodes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-# reference/pve.md §1.2 decompressor_info (vma column; `zcat` is `gzip -d -c`, `bzcat -q` is `bzip2 -q -d -c`).
+# reference/pve.md §1.2 decompressor_info, vma column (`zcat` is `gzip -d -c`, `bzcat -q` `bzip2 -q -d -c`).
 DECOMPRESSORS: dict[str, tuple[str, ...]] = {
     "zst": ("zstd", "-q", "-d", "-c"),
     "gz": ("gzip", "-d", "-c"),
@@ -88,11 +89,11 @@ def explain_failure(tool: str, returncode: int, stderr: str) -> str:
 class DecompressedStream:
     """A readable, unbuffered view of an archive's decompressed bytes.
 
-    ``on_chunk`` sees every raw (compressed) chunk read from ``source`` exactly once, in order, so a caller
-    can hash the file in the same pass. For a compressed archive a feeder thread reads ``source`` and writes
-    it to the tool while the caller parses the tool's output: hashlib and pipe I/O release the GIL, so reading,
-    hashing, decompressing and parsing overlap. After ``close()``, ``problems`` lists what the compression
-    layer found wrong (empty when the tool ran to a clean end over the whole input).
+    ``on_chunk`` sees every raw (compressed) chunk read from ``source`` exactly once, in order, so a
+    caller can hash the file in the same pass. For a compressed archive a feeder thread reads ``source``
+    and writes it to the tool while the caller parses the tool's output: hashlib and pipe I/O release the
+    GIL, so reading, hashing, decompressing and parsing overlap. After ``close()``, ``problems`` lists what
+    the compression layer found wrong (empty when the tool ran to a clean end over the whole input).
     """
 
     def __init__(
@@ -113,8 +114,11 @@ class DecompressedStream:
         self._feed_error: BaseException | None = None
         self._aborted = False
         self._closed = False
+        self._devnull: int | None = None
         if self.compression is not None:
             self._start_tool(decompressor_command(self.compression))
+            if hasattr(os, "splice"):
+                self._devnull = os.open(os.devnull, os.O_WRONLY)
 
     # -- setup ---------------------------------------------------------------------------------------
     def _start_tool(self, argv: tuple[str, ...]) -> None:
@@ -181,11 +185,39 @@ class DecompressedStream:
         assert self._proc.stdout is not None
         return self._proc.stdout.readinto(buf) or 0
 
+    def discard(self, size: int) -> int:
+        """Drop up to ``size`` bytes of the tool's output without copying them through user space
+        (splice into /dev/null); return how many were dropped (fewer only at the end of the stream).
+
+        Verifying a VMA needs its extent headers but not the disk data between them, and copying that
+        data out of the pipe would cost about as much as the decompression itself.
+        """
+        if self._proc is None or self._devnull is None:
+            return self._discard_by_reading(size)
+        fd = self._proc.stdout.fileno()  # type: ignore[union-attr]
+        done = 0
+        while done < size:
+            try:
+                moved = os.splice(fd, self._devnull, size - done)
+            except OSError:  # a kernel without splice into /dev/null
+                self._devnull = None
+                return done + self._discard_by_reading(size - done)
+            if not moved:
+                break
+            done += moved
+        return done
+
+    def _discard_by_reading(self, size: int) -> int:
+        buf = memoryview(bytearray(min(size, CHUNK) or 1))
+        done = 0
+        while done < size and (n := self.readinto(buf[: min(len(buf), size - done)])):
+            done += n
+        return done
+
     def drain(self) -> int:
         """Read and discard the rest, so the tool sees its whole input and the hash covers the file."""
-        buf = bytearray(CHUNK)
         total = 0
-        while n := self.readinto(buf):
+        while n := self.discard(1 << 40):
             total += n
         return total
 
@@ -200,6 +232,9 @@ class DecompressedStream:
         for thread in self._threads:
             thread.join()
         returncode = self._proc.wait()
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
         self._proc.stdout.close()  # type: ignore[union-attr]
         self._proc.stderr.close()  # type: ignore[union-attr]
         if self._feed_error is not None:
@@ -226,21 +261,22 @@ def _write_all(fd: int, data: memoryview) -> None:
 
 
 def _enlarge_pipe(fd: int) -> None:
-    try:
+    # An unprivileged user over pipe-user-pages-soft, or not Linux: the default size still works.
+    with contextlib.suppress(OSError, AttributeError):
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-    except (OSError, AttributeError):
-        pass  # an unprivileged user over pipe-user-pages-soft, or not Linux: the default size still works
 
 
 class ExactReader:
     """Exact reads and skips over a stream, tracking the byte offset for error messages.
 
-    The archive parsers pull headers with ``read()`` and step over data with ``skip()``; both go through
-    one large reusable buffer, so the per-call Python cost does not grow with the archive's data.
+    The archive parsers pull headers with ``read()`` and step over data with ``skip()``. Over a stream that
+    can ``discard`` (a decompressor's pipe) only the bytes asked for are read, and skipped data never
+    enters user space; otherwise reads go through one large reusable buffer.
     """
 
     def __init__(self, stream: DecompressedStream | BinaryIO, buffer_size: int = 4 * CHUNK) -> None:
         self._stream = stream
+        self._discard: Callable[[int], int] | None = getattr(stream, "discard", None)
         self._buf = bytearray(buffer_size)
         self._view = memoryview(self._buf)
         self._start = 0  # unread data is _buf[_start:_end]
@@ -248,8 +284,9 @@ class ExactReader:
         self.offset = 0  # bytes handed out (read or skipped) so far
         self.eof = False
 
-    def _fill(self) -> bool:
-        """Append more bytes after the unread ones; False at the end of the stream."""
+    def _fill(self, need: int) -> bool:
+        """Append more bytes after the unread ones (read-ahead unless the stream can discard);
+        False at the end of the stream."""
         if self.eof:
             return False
         if self._start == self._end:
@@ -258,7 +295,8 @@ class ExactReader:
             pending = self._end - self._start
             self._buf[:pending] = self._view[self._start : self._end]
             self._start, self._end = 0, pending
-        n = self._stream.readinto(self._view[self._end :])  # type: ignore[attr-defined]
+        limit = len(self._buf) if self._discard is None else min(len(self._buf), self._end + need)
+        n = self._stream.readinto(self._view[self._end : limit])  # type: ignore[attr-defined]
         if not n:
             self.eof = True
             return False
@@ -270,7 +308,7 @@ class ExactReader:
         parts: list[bytes] = []
         wanted = size
         while wanted:
-            if self._start == self._end and not self._fill():
+            if self._start == self._end and not self._fill(wanted):
                 break
             take = min(wanted, self._end - self._start)
             parts.append(bytes(self._view[self._start : self._start + take]))
@@ -282,7 +320,7 @@ class ExactReader:
     def chunks(self, size: int) -> Iterator[memoryview]:
         """Up to ``size`` bytes as views valid until the next call; stops early at the end of the stream."""
         while size:
-            if self._start == self._end and not self._fill():
+            if self._start == self._end and not self._fill(size):
                 return
             take = min(size, self._end - self._start)
             view = self._view[self._start : self._start + take]
@@ -293,10 +331,18 @@ class ExactReader:
 
     def skip(self, size: int) -> int:
         """Step over ``size`` bytes; return how many were there."""
-        done = 0
-        for view in self.chunks(size):
-            done += len(view)
-        return done
+        buffered = min(size, self._end - self._start)
+        self._start += buffered
+        self.offset += buffered
+        if buffered == size or self.eof:
+            return buffered
+        if self._discard is None:
+            return buffered + sum(len(view) for view in self.chunks(size - buffered))
+        moved = self._discard(size - buffered)
+        self.offset += moved
+        if moved < size - buffered:
+            self.eof = True
+        return buffered + moved
 
 
 @contextmanager

@@ -159,9 +159,9 @@ def _group(listing: Iterable[Mapping[str, Any]], clock: LocalClock, only_vmid: i
             groups.setdefault((backup_type, info.vmid), []).append(entry)
         else:
             entry = _Entry(volid, backup_type, _listing_ctime(volid, item), backup_vmid)
-            entry.mark, entry.reason = "renamed", "not a standard vzdump name: never pruned"
+            entry.mark, entry.reason = "renamed", "non-standard name: never pruned"
         if _perl_true(item.get("protected")):
-            entry.mark, entry.reason = "protected", "protected: never counted nor removed"
+            entry.mark, entry.reason = "protected", "protected"
         entries.append(entry)
     return entries, groups
 

@@ -44,7 +44,8 @@ CONFIG_NAME = "qemu-server.conf"
 FIREWALL_NAME = "qemu-server.fw"
 VMSTATE = "vmstate"
 
-_HEAD = struct.Struct(">4sI16sq16sIII")  # magic, version, uuid, ctime, md5, blob offset, blob size, header size
+# magic, version, uuid, ctime, md5, blob_buffer_offset, blob_buffer_size, header_size
+_HEAD = struct.Struct(">4sI16sq16sIII")
 _POINTERS = struct.Struct(">256I")
 _CONFIG_NAMES_AT = 2044
 _CONFIG_DATA_AT = 3068
@@ -197,7 +198,7 @@ def _cluster_bytes(device: VmaDevice, cluster: int) -> bytes:
     """The cluster as exactly 64 KiB, zero beyond the end of the device."""
     data = bytes(device.read_cluster(cluster))
     if len(data) > CLUSTER_SIZE:
-        raise ValueError(f"device {device.name}: read_cluster({cluster}) returned {len(data)} bytes, max 65536")
+        raise ValueError(f"device {device.name}: read_cluster({cluster}) gave {len(data)} bytes, max 65536")
     remaining = device.size - cluster * CLUSTER_SIZE
     if len(data) > remaining:
         data = data[:remaining]
@@ -326,11 +327,13 @@ def _parse_configs(data: bytearray, blobs: dict[int, bytes]) -> dict[str, bytes]
         name = _blob_string(blobs, name_ptr)
         blob = blobs.get(data_ptr)
         if name is None or blob is None:
-            raise VmaError(f"config slot {slot}: pointers {name_ptr}/{data_ptr} do not resolve", _CONFIG_NAMES_AT)
+            at = _CONFIG_NAMES_AT + 4 * slot
+            raise VmaError(f"config slot {slot}: pointers {name_ptr}/{data_ptr} do not resolve", at)
         configs[name] = blob
     if CONFIG_NAME not in configs:
         found = ", ".join(configs) or "none"
-        raise VmaError(f"config blob {CONFIG_NAME} missing (found: {found}); qmrestore needs it", _CONFIG_NAMES_AT)
+        at = _CONFIG_NAMES_AT
+        raise VmaError(f"config blob {CONFIG_NAME} missing (found: {found}); restore needs it", at)
     return configs
 
 
@@ -339,11 +342,14 @@ class _ClusterTracker:
 
     def __init__(self, header: VmaHeader) -> None:
         self.devices = header.devices
-        self.seen = {d.dev_id: bytearray(d.cluster_count) for d in header.devices.values() if d.name != VMSTATE}
+        disks = [d for d in header.devices.values() if d.name != VMSTATE]
+        self.seen = {d.dev_id: bytearray(d.cluster_count) for d in disks}  # one byte per cluster
         self.vmstate_next = 0
         self.clusters = 0
 
-    def account(self, infos: Sequence[int], block_count: int, extent: int, at: int) -> list[tuple[int, int, int]]:
+    def account(
+        self, infos: Sequence[int], block_count: int, extent: int, at: int
+    ) -> list[tuple[int, int, int]]:
         """Check one extent's blockinfos; return its (dev_id, cluster, mask) entries."""
         entries = []
         used = 0
@@ -372,11 +378,13 @@ class _ClusterTracker:
             raise VmaError(f"{where}: dev_id {dev_id} is not a device of this archive (devices: {known})", at)
         if device.name == VMSTATE:
             if cluster != self.vmstate_next:
-                raise VmaError(f"{where}: vmstate cluster {cluster} out of order (expected {self.vmstate_next})", at)
+                expected = self.vmstate_next
+                raise VmaError(f"{where}: vmstate cluster {cluster} out of order (expected {expected})", at)
             self.vmstate_next += 1
             return
         if cluster * CLUSTER_SIZE >= device.size:
-            raise VmaError(f"{where}: {device.name} cluster {cluster} lies beyond the device end ({device.size} B)", at)
+            end = f"the device end ({device.size} bytes)"
+            raise VmaError(f"{where}: {device.name} cluster {cluster} lies beyond {end}", at)
         seen = self.seen[dev_id]
         if seen[cluster]:
             raise VmaError(f"{where}: duplicate cluster {cluster} of {device.name}", at)
@@ -493,7 +501,9 @@ def extract_devices(stream: BinaryIO | ExactReader, sink: Sink) -> VmaSummary:
     return VmaReader(stream).extract(sink)
 
 
-def extract_to_directory(stream: BinaryIO | ExactReader, directory: str | os.PathLike[str]) -> dict[str, Path]:
+def extract_to_directory(
+    stream: BinaryIO | ExactReader, directory: str | os.PathLike[str]
+) -> dict[str, Path]:
     """Extract every device to ``<directory>/<device>.raw`` (sparse, exactly the device's size).
 
     Data is written as it streams, so a corrupt archive leaves partial files: check first when that matters.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -30,12 +30,13 @@ CT_DISK_DIR = "./var/lib/vzkeep/disk"
 # Share of each cluster kind, in percent: mostly empty, then text, then random data.
 _KIND_THRESHOLDS = ((45, "zero"), (80, "text"), (92, "random"), (100, "mixed"))
 _WORDS = (
-    "INFO kernel systemd nginx postgres connection accepted from 10.0.0.12 GET /api/v1/items 200 "
-    "user=admin session started finished backup rotate log volume mounted eth0 link up "
-    "listen=0.0.0.0:8080 worker_processes=auto max_connections=100 shared_buffers=128MB "
-    "Nov 26 02:00:01 pve1 CRON[1234]: (root) CMD (command -v debian-sa1 > /dev/null) "
-    "apt-get update upgraded packages libc6 openssl ca-certificates python3 perl"
-).split()
+    'INFO', 'kernel', 'systemd', 'nginx', 'postgres', 'connection', 'accepted', 'from', '10.0.0.12',
+    'GET', '/api/v1/items', '200', 'user=admin', 'session', 'started', 'finished', 'backup', 'rotate',
+    'log', 'volume', 'mounted', 'eth0', 'link', 'up', 'listen=0.0.0.0:8080', 'worker_processes=auto',
+    'max_connections=100', 'shared_buffers=128MB', 'Nov', '26', '02:00:01', 'pve1', 'CRON[1234]:',
+    '(root)', 'CMD', '(command', '-v', 'debian-sa1', '>', '/dev/null)', 'apt-get', 'update', 'upgraded',
+    'packages', 'libc6', 'openssl', 'ca-certificates', 'python3', 'perl',
+)
 
 
 def scaled_size(disk_bytes: int, bytes_per_gib: int = DEFAULT_BYTES_PER_GIB) -> int:
@@ -116,21 +117,26 @@ class GuestDisk:
 
     def ct_files(self) -> Iterator[tuple[str, bytes]]:
         """The container view: the stream cut into ``part-NNNN.bin`` files of 1 MiB."""
-        part, buf = 0, bytearray()
-        for chunk in self.chunks():
-            buf += chunk
-            while len(buf) >= CT_PART_SIZE:
-                yield f"{CT_DISK_DIR}/part-{part:04d}.bin", bytes(buf[:CT_PART_SIZE])
-                del buf[:CT_PART_SIZE]
-                part += 1
-        if buf:
-            yield f"{CT_DISK_DIR}/part-{part:04d}.bin", bytes(buf)
+        return cut_ct_parts(self.chunks())
 
     def digest(self) -> str:
         h = hashlib.sha256()
         for chunk in self.chunks():
             h.update(chunk)
         return h.hexdigest()
+
+
+def cut_ct_parts(chunks: Iterable[bytes]) -> Iterator[tuple[str, bytes]]:
+    """Cut a disk byte stream into the container's ``part-NNNN.bin`` files (1 MiB each)."""
+    part, buf = 0, bytearray()
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= CT_PART_SIZE:
+            yield f"{CT_DISK_DIR}/part-{part:04d}.bin", bytes(buf[:CT_PART_SIZE])
+            del buf[:CT_PART_SIZE]
+            part += 1
+    if buf:
+        yield f"{CT_DISK_DIR}/part-{part:04d}.bin", bytes(buf)
 
 
 def ct_disk_part(path: str) -> int | None:

@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "pve-api-daemon/3.0"
     server: _TLSServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         # Quiet by default: request lines are noise in tests and `serve` prints its own summary.
         return
 

@@ -215,8 +215,9 @@ class TaskStore:
             return list(self._records.get(node, []))
 
     def busy_until(self, node: str, type: str) -> int:
-        """End time of the latest task of ``type`` on ``node`` (0 if none): the vzdump global lock."""
-        ends = [r.endtime for r in self.records(node) if r.info.type == type]
+        """When the last ``type`` task on ``node`` that ran (not one that died without a trailer,
+        i.e. never got the lock) ends, or 0: how vzdump's node-global flock is modelled."""
+        ends = [r.endtime for r in self.records(node) if r.info.type == type and r.status != "unexpected status"]
         return max(ends, default=0)
 
     def find(self, upid: str) -> TaskRecord | None:

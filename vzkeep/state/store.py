@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from vzkeep.state.backend import Backend
 from vzkeep.state.checkpoint import CorruptStateError, Kind, StateSummary, parse_state
@@ -535,7 +535,7 @@ def _object_exists(client: Any, bucket: str, key: str) -> bool:
             return False
         raise StateError(_client_error_text(exc, f"s3://{bucket}/{key}")) from exc
     except BotoCoreError as exc:
-        raise StateError(f"cannot reach the S3 endpoint: {exc}") from exc
+        raise StateError(_transport_error_text(exc)) from exc
     return True
 
 
@@ -554,7 +554,7 @@ def paginate(client: Any, operation: str, **kwargs: Any) -> Iterator[dict[str, A
     except ClientError as exc:
         raise StateError(_client_error_text(exc, f"s3://{kwargs.get('Bucket')}")) from exc
     except BotoCoreError as exc:
-        raise StateError(f"cannot reach the S3 endpoint: {exc}") from exc
+        raise StateError(_transport_error_text(exc)) from exc
 
 
 def _call(method: Callable[..., Any], what: str | None = None, **kwargs: Any) -> Any:
@@ -563,7 +563,13 @@ def _call(method: Callable[..., Any], what: str | None = None, **kwargs: Any) ->
     except ClientError as exc:
         raise StateError(_client_error_text(exc, what or f"s3://{kwargs.get('Bucket')}")) from exc
     except BotoCoreError as exc:
-        raise StateError(f"cannot reach the S3 endpoint: {exc}") from exc
+        raise StateError(_transport_error_text(exc)) from exc
+
+
+def _transport_error_text(exc: BotoCoreError) -> str:
+    if isinstance(exc, NoCredentialsError):
+        return "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or profile= in the URL)"
+    return f"cannot reach the S3 endpoint: {exc}"
 
 
 _ADVICE = {

@@ -14,7 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from vzkeep.pve import calendar, retention
+from vzkeep.pve import calendar, retention, selection
+from vzkeep.pve.selection import GuestRef
 from vzkeep.sandbox.api.common import cluster_of, node_or_fail, now
 from vzkeep.sandbox.api.errors import ApiError, die, param_error, stringified_param_error
 from vzkeep.sandbox.api.router import Request, Router
@@ -122,32 +123,25 @@ def _real_400(param: str, msg: str) -> ApiError:
     return param_error({param: msg})
 
 
-# -- which guests a job covers (PVE/VZDump.pm get_included_guests) ---------------------------------
+# -- which guests a job covers (vzkeep.pve.selection = PVE/VZDump.pm get_included_guests) ----------
+
+
+def _refs(cluster: Cluster) -> list[GuestRef]:
+    return [GuestRef(vmid=g.vmid, node=g.node, pool=g.pool, type=g.type, name=g.name)
+            for g in cluster.guests.values()]
 
 
 def included_guests(job: dict[str, Any], cluster: Cluster) -> list[Guest]:
-    """The guests ``job`` backs up, sorted by vmid; ``node`` restricts to that node's guests."""
-    if job.get("pool"):
-        guests = [g for g in cluster.guests.values() if g.pool == job["pool"]]
-    elif job.get("vmid"):
-        wanted = {int(v) for v in split_vmid_list(str(job["vmid"]))}
-        guests = [g for g in cluster.guests.values() if g.vmid in wanted]
-    elif job.get("all"):
-        excluded = {int(v) for v in split_vmid_list(str(job.get("exclude") or ""))}
-        guests = [g for g in cluster.guests.values() if g.vmid not in excluded]
-    else:
-        guests = []
-    if job.get("node"):
-        guests = [g for g in guests if g.node == job["node"]]
-    return sorted(guests, key=lambda g: g.vmid)
+    """The existing guests ``job`` backs up, sorted by vmid."""
+    vmids = selection.included_vmids(job, _refs(cluster))
+    return [cluster.guests[v] for v in sorted(vmids)]
 
 
 def _not_backed_up(req: Request) -> list[dict[str, Any]]:
     """Guests in no job at all; PVE counts every job here, enabled or not (BackupInfo.pm)."""
     cluster = cluster_of(req)
     with cluster.lock:
-        covered = {g.vmid for job in cluster.jobs.values() for g in included_guests(job, cluster)}
-        missing = [g for g in sorted(cluster.guests.values(), key=lambda g: g.vmid) if g.vmid not in covered]
+        missing = selection.not_backed_up(list(cluster.jobs.values()), _refs(cluster))
     return [{"vmid": g.vmid, "type": g.type, "name": g.name} for g in missing]
 
 

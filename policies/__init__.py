@@ -1,0 +1,1 @@
+"""The vzkeep CrossGuard policy pack (policies live in `backup_policies`)."""

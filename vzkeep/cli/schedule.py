@@ -1,0 +1,152 @@
+"""`vzkeep schedule`: check a PVE calendar event and list when a backup job would start.
+
+The computation is `vzkeep.pve.calendar`, a port of PVE's own; this module only reads the options and
+prints. Times are shown in the zone the node runs in (`--tz`, default this machine's, like a PVE node).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from datetime import UTC, datetime, tzinfo
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+
+from vzkeep.cli.common import EXIT_FINDING, fail
+from vzkeep.pve import calendar
+
+app = typer.Typer(
+    help="PVE calendar events (a backup job's `schedule`): check one and see when it runs.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+# English names whatever the locale, so the output is the same on every machine.
+_WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_EPOCH_SECONDS = re.compile(r"-?\d+")
+
+
+@app.callback()
+def _group() -> None:
+    """PVE calendar events (a backup job's `schedule`): check one and see when it runs."""
+
+
+@app.command("next")
+def next_runs(
+    spec: Annotated[str, typer.Argument(
+        metavar="SPEC", help="PVE calendar event, quoted: 'mon..fri 21:00', 'daily', '*/30', 'sat 02:00 UTC'.",
+        show_default=False)],
+    after: Annotated[str | None, typer.Option(
+        "--after", metavar="TIME",
+        help="List runs strictly after TIME: ISO 8601 (2026-03-29T01:00 is read in --tz; "
+             "2026-03-29T01:00+01:00 or ...Z as given) or epoch seconds. Default: now.")] = None,
+    count: Annotated[int, typer.Option("--count", "-n", min=1, max=10000, help="How many runs to list.")] = 10,
+    tz: Annotated[str | None, typer.Option(
+        "--tz", metavar="ZONE",
+        help="IANA time zone of the PVE node, e.g. Europe/Vienna. Default: this machine's zone "
+             "(TZ or /etc/localtime). A spec ending in UTC is computed in UTC but shown in ZONE.")] = None,
+    epoch: Annotated[bool, typer.Option("--epoch", help="Print epoch seconds, one per line.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help='Print a JSON list of {"timestamp", "local", "utc"} (ISO 8601).')] = False,
+) -> None:
+    """List the next runs of a calendar event, exactly as a PVE node computes them.
+
+    PVE's quirks apply (reference/pve.md §3):
+    - a lone number is a minute: '22' is minute 22 of every hour, '22:00' is 10 PM;
+    - a keyword is the whole schedule: 'daily 02:00' is invalid, write '02:00';
+    - on the day clocks spring forward, a time inside the gap is skipped.
+
+    Exit status: 0 runs listed, 1 the event has no run after TIME, 2 invalid SPEC or option.
+
+    Examples:
+
+        vzkeep schedule next 'mon..fri 21:00'
+
+        vzkeep schedule next '2:30' --tz Europe/Vienna --after 2026-03-28T12:00 --count 3
+
+        vzkeep schedule next 'sat 02:00' --epoch -n 1
+
+        vzkeep schedule next daily --json | jq '.[0].utc'
+    """
+    event = _parse_spec(spec)
+    zone = _display_zone(tz)
+    start = _parse_after(after, tz) if after is not None else int(time.time())
+    runs = list(_take(event.iter_after(start, tz), count))
+    _print_runs(runs, zone, epoch=epoch, as_json=as_json)
+    if not runs:
+        fail(f"calendar event '{spec}' has no run after {_describe(start, zone)}", EXIT_FINDING)
+    if len(runs) < count:
+        typer.echo(f"note: calendar event '{spec}' has no run after {_describe(runs[-1], zone)}", err=True)
+
+
+def _parse_spec(spec: str) -> calendar.CalendarEvent:
+    try:
+        return calendar.parse(spec)
+    except calendar.CalendarEventError as exc:
+        hint = f"\n  {exc.hint}" if exc.hint else ""
+        fail(f"{exc.pve_message}{hint}")
+
+
+def _display_zone(tz: str | None) -> tzinfo | None:
+    """The zone to show times in; None means this machine's local zone."""
+    if tz is None:
+        return None
+    try:
+        calendar.check_zone(tz)
+    except ValueError as exc:
+        fail(f"--tz: {exc}")
+    return UTC if tz in ("UTC", "Etc/UTC") else ZoneInfo(tz)
+
+
+def _parse_after(text: str, tz: str | None) -> int:
+    if _EPOCH_SECONDS.fullmatch(text.strip()):
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--after '{text}' is neither ISO 8601 (e.g. 2026-03-29T01:00, 2026-03-29T01:00+02:00, "
+             f"2026-03-29T00:00Z) nor epoch seconds (e.g. 1774746000)")
+    if moment.tzinfo is None:
+        # a wall-clock time means the node's: in --tz, else this machine's zone
+        moment = moment.replace(tzinfo=ZoneInfo(tz)) if tz is not None else moment.astimezone()
+    return math.floor(moment.timestamp())
+
+
+def _take(runs: object, count: int) -> list[int]:
+    taken: list[int] = []
+    for run in runs:  # type: ignore[attr-defined]
+        taken.append(run)
+        if len(taken) == count:
+            break
+    return taken
+
+
+def _local(epoch: int, zone: tzinfo | None) -> datetime:
+    return datetime.fromtimestamp(epoch, zone) if zone is not None else datetime.fromtimestamp(epoch).astimezone()
+
+
+def _describe(epoch: int, zone: tzinfo | None) -> str:
+    """`Sun 2026-03-29 03:30:00 +0200`: weekday, local date and time, UTC offset."""
+    moment = _local(epoch, zone)
+    return f"{_WEEKDAY_NAMES[moment.weekday()]} {moment:%Y-%m-%d %H:%M:%S %z}"
+
+
+def _as_record(epoch: int, zone: tzinfo | None) -> dict[str, object]:
+    utc = datetime.fromtimestamp(epoch, UTC)
+    return {
+        "timestamp": epoch,
+        "local": _local(epoch, zone).isoformat(),
+        "utc": utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def _print_runs(runs: list[int], zone: tzinfo | None, *, epoch: bool, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps([_as_record(run, zone) for run in runs], indent=2))
+        return
+    for run in runs:
+        typer.echo(str(run) if epoch else _describe(run, zone))

@@ -1,0 +1,207 @@
+"""The ``/_sandbox/`` control API: things a real cluster does to you, on demand.
+
+Clearly not PVE (a path PVE never serves), same tokens and error shapes as the PVE API; the admin
+token may change things, the auditor token may only read. Every endpoint is wrapped by a
+``vzkeep sandbox`` command so a scenario reads like a story::
+
+    POST /_sandbox/advance                 seconds=86400 | duration=1d   run the scheduler up to then
+    GET  /_sandbox/status                                                  clock, nodes, storages, jobs
+    POST /_sandbox/nodes/{node}/down|up                                    power a node off / on
+    POST /_sandbox/storage/{storage}/capacity  bytes=N (0 = unlimited)     writes beyond it hit ENOSPC
+    POST /_sandbox/storage/{storage}/fill      percent=P | bytes=N         occupy space with a filler file
+    POST /_sandbox/corrupt                 volid=…, how=flip|truncate|zero, offset=N
+    POST /_sandbox/guests                  vmid, name, type, node, pool, disk_gb, status, tags
+    DELETE /_sandbox/guests/{vmid}                                         the guest vanishes (no task)
+    POST /_sandbox/guests/{vmid}/lock      lock=backup|… (empty = unlock)
+    GET  /_sandbox/guests/{vmid}/digest                                    SHA-256 of the disk content
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from vzkeep.sandbox.api.common import cluster_of, storage_or_400
+from vzkeep.sandbox.api.errors import die, param_error
+from vzkeep.sandbox.api.router import Request, Router
+from vzkeep.sandbox.api.schema import NODE, STORAGE, VMID, Param, verify_node_name
+from vzkeep.sandbox.model import Guest, Storage
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+FILL_FILE = ".sandbox-fill"  # outside dump/, so it never shows in a content listing
+WRITE = ("/", "Sys.Modify")
+READ = ("/", "Sys.Audit")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``12h``, ``1d``, ``2w`` → seconds; ValueError names what is allowed."""
+    total = 0.0
+    parts = text.replace(",", " ").split()
+    for part in parts or [text]:
+        match = DURATION_RE.match(part)
+        if not match:
+            raise ValueError(f"invalid duration {text!r}: use a number with s, m, h, d or w (e.g. 1d, 12h, 90m)")
+        total += float(match.group(1)) * UNITS[match.group(2) or "s"]
+    return total
+
+
+def _advance(req: Request) -> dict[str, Any]:
+    if "duration" in req.params:
+        try:
+            seconds = parse_duration(req.params["duration"])
+        except ValueError as exc:
+            raise param_error({"duration": str(exc)}) from exc
+    elif "seconds" in req.params:
+        seconds = req.params["seconds"]
+    else:
+        raise param_error({"duration": "property is missing and it is not optional"})
+    result = req.app.sandbox.advance(seconds)
+    out: dict[str, Any] = {"now": int(req.app.sandbox.clock.now()), "advanced": seconds}
+    if isinstance(result, list):
+        out["tasks"] = result
+    return out
+
+
+def _storage_view(req: Request, storage: Storage) -> dict[str, Any]:
+    from vzkeep.sandbox.api.storage import storage_usage
+
+    node = next((n for n in sorted(cluster_of(req).nodes) if storage.visible_from(n)), None)
+    usage = storage_usage(req, storage, node) if node else {"total": 0, "used": 0, "avail": 0}
+    return {"storage": storage.id, "type": storage.type, "shared": int(storage.shared), "path": storage.path,
+            "capacity": storage.capacity_bytes, **usage}
+
+
+def _status(req: Request) -> dict[str, Any]:
+    cluster = cluster_of(req)
+    clock = req.app.sandbox.clock
+    return {
+        "cluster": cluster.name,
+        "now": int(clock.now()),
+        "clock": getattr(clock, "mode", "real"),
+        "nodes": [{"node": n.name, "online": int(n.online), "timezone": n.timezone}
+                  for n in sorted(cluster.nodes.values(), key=lambda n: n.name)],
+        "guests": len(cluster.guests),
+        "pools": sorted(cluster.pools),
+        "jobs": sorted(cluster.jobs),
+        "storages": [_storage_view(req, s) for s in sorted(cluster.storages.values(), key=lambda s: s.id)],
+    }
+
+
+def _node_power(online: bool):  # type: ignore[no-untyped-def]
+    def handler(req: Request) -> None:
+        name = req.params["node"]
+        if name not in cluster_of(req).nodes:
+            raise param_error({"node": f"no such node '{name}'"})
+        if online:
+            req.app.sandbox.node_up(name)
+        else:
+            req.app.sandbox.node_down(name)
+
+    return handler
+
+
+def _capacity(req: Request) -> dict[str, Any]:
+    storage = storage_or_400(req, req.params["storage"])
+    with cluster_of(req).lock:
+        storage.capacity_bytes = req.params["bytes"] or None
+    return _storage_view(req, storage)
+
+
+def _fill(req: Request) -> dict[str, Any]:
+    """Occupy space with a filler file so that ``used`` reaches the wanted share of the capacity."""
+    storage = storage_or_400(req, req.params["storage"])
+    if storage.capacity_bytes is None:
+        raise die(f"storage '{storage.id}' has no capacity; set one first (POST /_sandbox/storage/"
+                  f"{storage.id}/capacity bytes=N)")
+    filler = storage.dump_dir.parent / FILL_FILE
+    filler.unlink(missing_ok=True)
+    used_now = _storage_view(req, storage)["used"]
+    if "bytes" in req.params:
+        extra = req.params["bytes"]
+    elif "percent" in req.params:
+        extra = int(storage.capacity_bytes * req.params["percent"] / 100) - used_now
+    else:
+        raise param_error({"percent": "property is missing and it is not optional"})
+    filler.parent.mkdir(parents=True, exist_ok=True)
+    with open(filler, "wb") as handle:
+        # A sparse file: its size counts as used space without writing gigabytes of zeros.
+        handle.truncate(max(int(extra), 0))
+    return _storage_view(req, storage)
+
+
+def _corrupt(req: Request) -> dict[str, Any]:
+    how = req.params["how"]
+    result = req.app.sandbox.corrupt(req.params["volid"], how, **(
+        {"offset": req.params["offset"]} if "offset" in req.params else {}))
+    return result if isinstance(result, dict) else {"volid": req.params["volid"], "how": how}
+
+
+def _add_guest(req: Request) -> dict[str, Any]:
+    p = req.params
+    cluster = cluster_of(req)
+    with cluster.lock:
+        if p["vmid"] in cluster.guests:
+            raise param_error({"vmid": f"VM {p['vmid']} already exists"})
+        if p["node"] not in cluster.nodes:
+            raise param_error({"node": f"no such node '{p['node']}'"})
+        if p.get("pool") and p["pool"] not in cluster.pools:
+            raise param_error({"pool": f"pool '{p['pool']}' does not exist"})
+        guest = Guest(
+            vmid=p["vmid"], name=p["name"], type=p["type"], node=p["node"], pool=p.get("pool"),
+            disk_bytes=int(p.get("disk_gb", 8) * 1024**3), status=p.get("status", "running"),
+            tags=[t for t in re.split(r"[;,\s]+", p.get("tags", "")) if t],
+        )
+        cluster.guests[guest.vmid] = guest
+    return {"vmid": guest.vmid, "name": guest.name, "type": guest.type, "node": guest.node, "pool": guest.pool}
+
+
+def _guest_or_400(req: Request) -> Guest:
+    guest = cluster_of(req).guests.get(req.params["vmid"])
+    if guest is None:
+        raise param_error({"vmid": f"no such guest {req.params['vmid']}"})
+    return guest
+
+
+def _delete_guest(req: Request) -> None:
+    guest = _guest_or_400(req)
+    with cluster_of(req).lock:
+        cluster_of(req).guests.pop(guest.vmid, None)
+
+
+def _lock_guest(req: Request) -> dict[str, Any]:
+    guest = _guest_or_400(req)
+    with cluster_of(req).lock:
+        guest.lock = req.params.get("lock") or None
+    return {"vmid": guest.vmid, "lock": guest.lock}
+
+
+def _digest(req: Request) -> dict[str, Any]:
+    guest = _guest_or_400(req)
+    return {"vmid": guest.vmid, "digest": req.app.sandbox.disk_digest(guest.vmid)}
+
+
+def build_control_router() -> Router:
+    router = Router()
+    router.add("POST", "/advance", {"seconds": Param(type="number", minimum=0), "duration": Param()},
+               perm=WRITE)(_advance)
+    router.add("GET", "/status", perm=READ)(_status)
+    router.add("POST", "/nodes/{node}/down", {"node": NODE}, perm=WRITE)(_node_power(False))
+    router.add("POST", "/nodes/{node}/up", {"node": NODE}, perm=WRITE)(_node_power(True))
+    router.add("POST", "/storage/{storage}/capacity", {"storage": STORAGE, "bytes": Param(
+        type="integer", optional=False, minimum=0)}, perm=WRITE)(_capacity)
+    router.add("POST", "/storage/{storage}/fill", {"storage": STORAGE, "percent": Param(
+        type="number", minimum=0, maximum=100), "bytes": Param(type="integer", minimum=0)}, perm=WRITE)(_fill)
+    router.add("POST", "/corrupt", {"volid": Param(optional=False), "how": Param(
+        optional=False, enum=("flip", "truncate", "zero")), "offset": Param(type="integer", minimum=0)},
+        perm=WRITE)(_corrupt)
+    router.add("POST", "/guests", {
+        "vmid": VMID, "name": Param(optional=False), "type": Param(optional=False, enum=("qemu", "lxc")),
+        "node": Param(optional=False, format=verify_node_name), "pool": Param(),
+        "disk_gb": Param(type="number", minimum=0.001), "status": Param(enum=("running", "stopped")),
+        "tags": Param(),
+    }, perm=WRITE)(_add_guest)
+    router.add("DELETE", "/guests/{vmid}", {"vmid": VMID}, perm=WRITE)(_delete_guest)
+    router.add("POST", "/guests/{vmid}/lock", {"vmid": VMID, "lock": Param()}, perm=WRITE)(_lock_guest)
+    router.add("GET", "/guests/{vmid}/digest", {"vmid": VMID}, perm=READ)(_digest)
+    return router
