@@ -8,7 +8,10 @@ from components.backup_environment import BackupEnvironment, BackupEnvironmentAr
 from components.backup_pool import BackupPool, BackupPoolArgs
 from components.backup_schedule import BackupSchedule, BackupScheduleArgs
 from components.backup_storage import BackupStorage, BackupStorageArgs
+from components.object_store import ObjectStore, ObjectStoreArgs
+from components.remote_store import RemoteStore, RemoteStoreArgs
 from components.retention_policy import RetentionPolicy, RetentionPolicyArgs
+from components.state_bucket import StateBucket, StateBucketArgs
 
 __all__ = [
     "BackupEnvironment",
@@ -19,6 +22,12 @@ __all__ = [
     "BackupScheduleArgs",
     "BackupStorage",
     "BackupStorageArgs",
+    "ObjectStore",
+    "ObjectStoreArgs",
+    "RemoteStore",
+    "RemoteStoreArgs",
     "RetentionPolicy",
     "RetentionPolicyArgs",
+    "StateBucket",
+    "StateBucketArgs",
 ]

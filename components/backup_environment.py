@@ -14,6 +14,7 @@ import pulumi
 from components.backup_pool import BackupPool, BackupPoolArgs
 from components.backup_schedule import BackupSchedule, BackupScheduleArgs
 from components.backup_storage import BackupStorage, BackupStorageArgs
+from components.remote_store import RemoteStore, RemoteStoreArgs
 from components.retention_policy import RetentionPolicy, RetentionPolicyArgs
 from vzkeep.plan import StackPlan
 
@@ -43,12 +44,21 @@ class BackupEnvironment(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        # Offsite copies are optional (US6.4): without `vzkeep:remote` nothing else is declared.
+        self.remote = None
+        if plan.offsite is not None:
+            self.remote = RemoteStore(
+                f"{name}-offsite",
+                RemoteStoreArgs(plan=plan.offsite, pool_id=self.pool.pool_id, depends_on=[self.pool]),
+                opts=child,
+            )
         self.register_outputs({
             "env": plan.env,
             "pool": plan.pool.id,
             "window": {"start": plan.thresholds.window_start, "end": plan.thresholds.window_end},
             "timezone": plan.job.timezone,
             "backupStorage": plan.storage.id,
+            "offsiteStorage": plan.offsite.storage.id if plan.offsite else None,
             "inventory": [
                 {"vmid": g.vmid, "name": g.name, "type": g.type, "pool": g.pool, "node": g.node}
                 for g in plan.guests

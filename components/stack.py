@@ -10,6 +10,8 @@ import pulumi_proxmoxve as proxmoxve
 from pulumi.runtime import config as runtime_config
 
 from components.backup_environment import BackupEnvironment, BackupEnvironmentArgs
+from components.object_store import ObjectStore, ObjectStoreArgs
+from components.state_bucket import StateBucket, StateBucketArgs, minio_provider
 from vzkeep.config import CREDENTIAL_KEYS, StackSettings, settings_from_config
 from vzkeep.plan import StackPlan, plan_stack
 
@@ -33,7 +35,48 @@ def build_stack() -> StackPlan:
     pulumi.export("timezone", plan.job.timezone)
     pulumi.export("nextRuns", [local_time(t, plan.job.timezone) for t in plan.job.next_runs(NEXT_RUNS_SHOWN)])
     pulumi.export("retention", environment.retention.summary)
+    if environment.remote is not None:
+        pulumi.export("offsiteStorageId", environment.remote.storage_id)
+        pulumi.export("offsiteJobId", environment.remote.job_id)
+    declare_state(settings, provider)
     return plan
+
+
+def declare_state(settings: StackSettings, provider: proxmoxve.Provider) -> None:
+    """The monitoring stack's S3 server and the versioned state bucket, when configured."""
+    if settings.object_store is None and settings.state_bucket is None:
+        return
+    cfg = pulumi.Config("vzkeep")
+    secret_key = _secret(cfg, "s3SecretKey")
+    if settings.object_store is not None:
+        store = settings.object_store
+        ObjectStore(
+            f"{settings.env}-object-store",
+            ObjectStoreArgs(
+                settings=store, node=store.node or settings.environment.nodes[0],
+                pool_id=settings.environment.pool_id,
+                access_key=settings.state_bucket.access_key if settings.state_bucket else "vzkeep",
+                secret_key=secret_key, ssh_private_key=_secret(cfg, "sshPrivateKey"),
+            ),
+            opts=pulumi.ResourceOptions(providers={"proxmoxve": provider}),
+        )
+    if settings.state_bucket is not None:
+        bucket = StateBucket(
+            "state", StateBucketArgs(settings.state_bucket),
+            opts=pulumi.ResourceOptions(providers={"minio": minio_provider(settings.state_bucket, secret_key)}),
+        )
+        pulumi.export("stateBackendUrl", bucket.backend_url)
+
+
+def _secret(cfg: pulumi.Config, key: str) -> pulumi.Output[str] | None:
+    """A secret from stack config; missing is a warning in preview and an error in `pulumi up`."""
+    value = cfg.get_secret(key)
+    if value is None:
+        message = f"vzkeep:{key} is not set: run `pulumi config set --secret vzkeep:{key} <value>`"
+        if not pulumi.runtime.is_dry_run():
+            raise pulumi.RunError(message)
+        pulumi.log.warn(message)
+    return value
 
 
 def local_time(epoch: int, tz: str) -> str:

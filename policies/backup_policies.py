@@ -252,6 +252,8 @@ DEFAULT_MINIMUM_TOTAL = 3
 def _retention_floor(args: ResourceValidationArgs, report: ReportViolation) -> None:
     config = args.get_config() or {}
     env = _env_of_job(args.props)
+    if str(args.props.get("storage", "")).startswith("offsite-"):
+        return  # the floor is about the local history; offsite copies only need a finite retention
     try:
         options = prune_options(args.props)
     except ValueError:

@@ -32,9 +32,10 @@ def failing(run: ProgramRun) -> dict[str, list[str]]:
 
 
 def with_changes(run: ProgramRun, type_token: str, **inputs: object) -> ProgramRun:
+    """Change the inputs of every resource of a type (for jobs: the environment's main job only)."""
     changed = copy.deepcopy(run)
     for reg in changed.registrations:
-        if reg.type == type_token:
+        if reg.type == type_token and (type_token != JOB or reg.inputs["resourceId"] == f"vzkeep-{run.stack}"):
             for key, value in inputs.items():
                 if value is DELETE:
                     reg.inputs.pop(key, None)
@@ -63,7 +64,8 @@ def test_coverage_counts_every_inventory_guest(runs, name):
     from vzkeep.policy_check import policy_resources
 
     result = coverage(policy_resources(runs[name]))
-    total = len(runs[name].settings.inventory)
+    declared = len(runs[name].of_type(CT)) + len(runs[name].of_type(VM))
+    total = len(runs[name].settings.inventory) + declared
     assert result.summary() == f"{total}/{total} guests covered"
 
 
@@ -164,11 +166,18 @@ def test_secret_api_token_passes(tmp_path):
 
 
 def test_unversioned_state_bucket(runs):
-    run = with_guest(runs["monitoring"], "minio:index/s3Bucket:S3Bucket", "state", bucket="pulumi-state",
+    run = with_guest(runs["monitoring"], "minio:index/s3Bucket:S3Bucket", "state2", bucket="other-state",
                      acl="private")
     failures = failing(run)
     assert list(failures) == ["versioned-state-bucket"]
-    assert "versioning not configured" in failures["versioned-state-bucket"][0]
+    assert "'other-state' has versioning not configured" in failures["versioned-state-bucket"][0]
+
+
+def test_public_state_bucket(runs):
+    run = with_changes(runs["monitoring"], "minio:index/s3Bucket:S3Bucket", acl="public-read")
+    failures = failing(run)
+    assert list(failures) == ["versioned-state-bucket"]
+    assert "acl 'public-read'" in failures["versioned-state-bucket"][0]
 
 
 def test_advisory_rules_report_without_failing(runs):

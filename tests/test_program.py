@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.stacks import ROOT, STACKS, mutated, write_stack
+from tests.stacks import DELETE, ROOT, STACKS, mutated, write_stack
 from vzkeep.config import WindowSettings, load_stack_file
+from vzkeep.policy_check import unwrap_secrets
 from vzkeep.preview import is_secret, run_program, run_stack_file, walk_secrets
 
 JOB = "proxmoxve:backup/job:Job"
@@ -34,7 +35,7 @@ def test_declares_pool_storage_job_and_provider(run):
 
 
 def test_job_selects_the_pool_with_snapshot_mode_and_no_catch_up(run):
-    job = run.one(JOB).inputs
+    job = run.job().inputs
     env = run.stack
     assert job["resourceId"] == f"vzkeep-{env}"
     assert job["pool"] == env
@@ -47,7 +48,7 @@ def test_job_selects_the_pool_with_snapshot_mode_and_no_catch_up(run):
 
 
 def test_notes_template_names_guest_and_environment(run):
-    template = run.one(JOB).inputs["notesTemplate"]
+    template = run.job().inputs["notesTemplate"]
     assert "{{guestname}}" in template and "{{vmid}}" in template
     assert f"env {run.stack}" in template
 
@@ -58,11 +59,11 @@ def test_prune_backups_per_environment(run):
         "lab": {"keep-daily": "3"},
         "monitoring": {"keep-daily": "7", "keep-weekly": "2"},
     }[run.stack]
-    assert run.one(JOB).inputs["pruneBackups"] == expected
+    assert run.job().inputs["pruneBackups"] == expected
 
 
 def test_schedule_start_times_fall_inside_the_window(run):
-    job = run.one(JOB).inputs
+    job = run.job().inputs
     backup = run.settings.backup
     window = WindowSettings(start=backup.window.start, end=backup.window.end)
     zone = ZoneInfo(run.settings.environment.timezone)
@@ -75,7 +76,7 @@ def test_schedule_start_times_fall_inside_the_window(run):
 
 def test_children_hang_off_their_components(run):
     by_urn = {r.urn: r for r in run.registrations}
-    job = run.one(JOB)
+    job = run.job()
     assert by_urn[job.parent].type == "vzkeep:backup:BackupSchedule"
     assert by_urn[by_urn[job.parent].parent].type == "vzkeep:backup:BackupEnvironment"
     # depends_on a component means "on its children": the storage and pool must exist first.
@@ -89,7 +90,7 @@ def test_stack_outputs(run):
     assert run.outputs["pool"] == env
     assert run.outputs["storageId"] == f"backup-{env}"
     assert run.outputs["jobId"] == f"vzkeep-{env}"
-    assert run.outputs["schedule"] == run.one(JOB).inputs["schedule"]
+    assert run.outputs["schedule"] == run.job().inputs["schedule"]
     assert run.outputs["retention"].startswith("keep-daily=")
 
 
@@ -103,7 +104,7 @@ def test_create_pool_false_declares_no_pool(tmp_path):
     path = write_stack(tmp_path, "lab", mutated("lab", {"vzkeep:environment.createPool": False}))
     run = run_stack_file(path, root=ROOT)
     assert run.of_type(POOL) == []
-    assert run.one(JOB).inputs["pool"] == "lab"
+    assert run.job().inputs["pool"] == "lab"
 
 
 def test_adopted_storage_is_read_not_managed(tmp_path):
@@ -112,7 +113,7 @@ def test_adopted_storage_is_read_not_managed(tmp_path):
     run = run_stack_file(path, root=ROOT)
     storage = run.one(DIRECTORY)
     assert storage.read and storage.read_id == "nas-backup"
-    assert run.one(JOB).inputs["storage"] == "nas-backup"
+    assert run.job().inputs["storage"] == "nas-backup"
 
 
 def test_secret_token_reaches_the_provider_as_a_secret():
@@ -130,3 +131,84 @@ def test_secret_token_reaches_the_provider_as_a_secret():
     leaked = [r for r in run.registrations if r.type != PROVIDER and list(walk_secrets(r.inputs))]
     assert leaked == []
     assert "00000000-1111" not in repr(run.outputs)
+
+
+NFS = "proxmoxve:storage/nfs:Nfs"
+
+
+def test_prod_copies_offsite_to_the_nas_with_its_own_job():
+    run = run_stack_file(ROOT / "Pulumi.prod.yaml")
+    nfs = run.one(NFS).inputs
+    assert nfs["resourceId"] == "offsite-prod"
+    assert (nfs["server"], nfs["export"]) == ("nas.home.arpa", "/volume1/pve-offsite/prod")
+    assert nfs["contents"] == ["backup"] and nfs["nodes"] == ["pve1", "pve2"]
+    offsite = run.job("vzkeep-prod-offsite").inputs
+    assert offsite["storage"] == "offsite-prod" and offsite["pool"] == "prod"
+    assert offsite["schedule"] == "sun 04:00" != run.job().inputs["schedule"]
+    assert offsite["pruneBackups"] == {"keep-weekly": "4", "keep-monthly": "6"}
+    assert run.outputs["offsiteJobId"] == "vzkeep-prod-offsite"
+
+
+def test_without_a_nas_nothing_changes(tmp_path):
+    """US6.4: removing vzkeep:remote removes exactly the offsite storage and job, nothing else."""
+    with_nas = run_stack_file(ROOT / "Pulumi.prod.yaml")
+    path = write_stack(tmp_path, "prod", mutated("prod", {"vzkeep:remote": DELETE}))
+    without = run_stack_file(path, root=ROOT)
+    offsite_only = {r.name for r in with_nas.registrations} - {r.name for r in without.registrations}
+    assert offsite_only == {"prod-offsite", "prod-offsite-nfs", "prod-offsite-backup", "prod-offsite-backup-job"}
+    assert without.of_type(NFS) == []
+    assert without.job().inputs == with_nas.job().inputs
+    assert "offsiteJobId" not in without.outputs
+
+
+def test_offsite_job_colliding_with_the_main_job_is_rejected(tmp_path):
+    from vzkeep.config import ConfigError
+
+    path = write_stack(tmp_path, "prod", mutated("prod", {"vzkeep:remote.at": "02:00"}))
+    with pytest.raises(ConfigError) as caught:
+        run_stack_file(path, root=ROOT)
+    assert caught.value.key == "vzkeep:remote.schedule"
+    assert "together with the main job 'vzkeep-prod'" in str(caught.value)
+
+
+def test_nfs_export_must_be_absolute(tmp_path):
+    from vzkeep.config import ConfigError
+
+    path = write_stack(tmp_path, "prod", mutated("prod", {"vzkeep:remote.export": "volume1/pve"}))
+    with pytest.raises(ConfigError) as caught:
+        run_stack_file(path, root=ROOT)
+    assert caught.value.key == "vzkeep:remote.export" and "not absolute" in str(caught.value)
+
+
+def test_monitoring_declares_a_versioned_private_state_bucket():
+    run = run_stack_file(ROOT / "Pulumi.monitoring.yaml")
+    bucket = run.one("minio:index/s3Bucket:S3Bucket").inputs
+    assert bucket == {"bucket": "pulumi-state", "acl": "private"}
+    versioning = run.one("minio:index/s3BucketVersioning:S3BucketVersioning").inputs
+    assert versioning["bucket"] == "pulumi-state"
+    assert versioning["versioningConfiguration"]["status"] == "Enabled"
+    rule = run.one("minio:index/ilmPolicy:IlmPolicy").inputs["rules"][0]
+    assert rule["noncurrentVersionExpirationDays"] == 90 and rule["status"] == "Enabled"
+    provider = run.one("pulumi:providers:minio").inputs
+    assert provider["minioServer"] == "192.168.1.53:8333"
+    assert run.outputs["stateBackendUrl"].startswith("s3://pulumi-state?endpoint=192.168.1.53:8333")
+
+
+def test_the_s3_server_container_is_in_the_monitoring_pool():
+    run = run_stack_file(ROOT / "Pulumi.monitoring.yaml")
+    ct = run.one("proxmoxve:index/containerLegacy:ContainerLegacy").inputs
+    assert (int(ct["vmId"]), ct["poolId"], ct["nodeName"]) == (303, "monitoring", "pve1")
+    install = unwrap_secrets(run.one("command:remote:Command").inputs)
+    assert "weed server" in install["create"]
+    assert install["connection"]["host"] == "192.168.1.53"
+
+
+def test_s3_secret_key_stays_secret_in_the_install_command(tmp_path):
+    path = write_stack(tmp_path, "monitoring", mutated("monitoring", {
+        "vzkeep:s3SecretKey": {"secure": "v1:abc"}, "vzkeep:sshPrivateKey": {"secure": "v1:def"}}))
+    run = run_stack_file(path, root=ROOT)
+    install = run.one("command:remote:Command").inputs
+    # pulumi-command marks the whole connection secret; the environment holds the secret key.
+    assert is_secret(install["connection"])
+    assert list(walk_secrets(install["environment"])), "the S3 secret key must stay a secret"
+    assert is_secret(run.one("pulumi:providers:minio").inputs["minioPassword"])

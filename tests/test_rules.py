@@ -46,7 +46,7 @@ PROD = Thresholds()
 
 def guest(vmid: str, name: str, env: str = "prod", type_: str = "qemu") -> dict[str, str]:
     return {"series": f'vzkeep_guest_info{{env="{env}",vmid="{vmid}",name="{name}",type="{type_}",node="pve1",'
-            'instance="127.0.0.1:9111",job="vzkeep"}', "values": "1x6000"}
+            'instance="127.0.0.1:9111",job="vzkeep"}', "values": "1x3000"}
 
 
 def series(metric: str, values: str) -> dict[str, str]:
@@ -132,9 +132,9 @@ def drill(anchor: str, vmid: str, name: str, severity: str, summary: str, descri
 
 LAB_NOISE = [  # the same trouble in another environment must never alert in prod's file
     guest("201", "lab-web", env="lab"),
-    series('vzkeep_backup_last_status{env="lab",vmid="201"}', "0x6000"),
-    series('vzkeep_guest_covered{env="lab",vmid="201"}', "0x6000"),
-    series('vzkeep_drill_last_status{env="lab",vmid="201"}', "0x6000"),
+    series('vzkeep_backup_last_status{env="lab",vmid="201"}', "0x3000"),
+    series('vzkeep_guest_covered{env="lab",vmid="201"}', "0x3000"),
+    series('vzkeep_drill_last_status{env="lab",vmid="201"}', "0x3000"),
 ]
 
 BACKUP_FAILED = group(
@@ -184,7 +184,8 @@ NOT_COVERED = group(
 
 STORAGE_ABOVE = group(
     [  # backup-prod is shared: reported by both nodes, counted once
-     *(series(f'vzkeep_storage_used_bytes{{storage="backup-prod",node="{n}"}}', "700x5 850x20") for n in ("pve1", "pve2")),
+     *(series(f'vzkeep_storage_used_bytes{{storage="backup-prod",node="{n}"}}', "700x5 850x20")
+       for n in ("pve1", "pve2")),
      *(series(f'vzkeep_storage_size_bytes{{storage="backup-prod",node="{n}"}}', "1000x25") for n in ("pve1", "pve2")),
      series('vzkeep_storage_used_bytes{storage="offsite-prod",node="pve1"}', "900x25"),
      series('vzkeep_storage_size_bytes{storage="offsite-prod",node="pve1"}', "1000x25"),
@@ -195,7 +196,8 @@ STORAGE_ABOVE = group(
     check("BackupStorageAbove80Percent", "5m", storage_above("offsite-prod", "90%")),
     # backup-prod is at 85% from 6m: pending at 10m, firing at 15m
     check("BackupStorageAbove80Percent", "10m", storage_above("offsite-prod", "90%")),
-    check("BackupStorageAbove80Percent", "15m", storage_above("backup-prod", "85%"), storage_above("offsite-prod", "90%")),
+    check("BackupStorageAbove80Percent", "15m",
+          storage_above("backup-prod", "85%"), storage_above("offsite-prod", "90%")),
 )
 
 FULL_SOON = alert(
@@ -302,7 +304,8 @@ DRILLS = group(
         "take. Look at storage read speed and archive compression, or restore to a faster storage.")),
     check("DrillStale", "48h05m"),
     check("DrillStale", "48h10m", drill(
-        "drillstale", "101", "web", "warning", "No successful restore drill of web (vmid 101) in prod for more than 48h",
+        "drillstale", "101", "web", "warning",
+        "No successful restore drill of web (vmid 101) in prod for more than 48h",
         "web (vmid 101) in environment prod has not been restored successfully in a drill for more than 48h. Check "
         f"that the drill timer runs, then run: {DRILL_TEXT} 101", reason="stale")),
 )
@@ -457,7 +460,8 @@ OPTIONAL_CASES = [
     # (description, thresholds, state_bucket, alerts that must be present, alerts that must be absent)
     ("no offsite, no drills, no state", replace(PROD, offsite_storage_id=None, offsite_job_id=None,
      offsite_missing_after_seconds=None, drill_stale_after_seconds=0), False,
-     {"BackupFailed", "BackupMissing"}, {"OffsiteBackupStale", "DrillFailed", "DrillStale", "StateBucketVersioningOff"}),
+     {"BackupFailed", "BackupMissing"},
+     {"OffsiteBackupStale", "DrillFailed", "DrillStale", "StateBucketVersioningOff"}),
     ("offsite only", replace(PROD, drill_stale_after_seconds=0), False,
      {"OffsiteBackupStale"}, {"DrillFailed", "StateBucketVersioningOff"}),
     ("drills and state", replace(PROD, offsite_storage_id=None, offsite_missing_after_seconds=None), True,

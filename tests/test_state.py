@@ -21,6 +21,7 @@ from vzkeep.cli.state import app
 from vzkeep.state import (
     CorruptStateError,
     RestoreRefused,
+    StateTarget,
     make_client,
     parse_backend_url,
     parse_state,
@@ -28,6 +29,7 @@ from vzkeep.state import (
     restore_version,
     state_metrics,
 )
+from vzkeep.state.store import SummaryCache
 
 PULUMI_CLI = "v3.200.0"
 
@@ -118,7 +120,8 @@ def version_count(s3: S3Server, bucket: str, key: str) -> int:
 
 
 def cli(s3: S3Server, bucket: str, *args: str, secret: str | None = None) -> Any:
-    env = {**s3.env(), "PULUMI_BACKEND_URL": s3.backend_url(bucket), "COLUMNS": "200"}
+    env = {**s3.env(), "PULUMI_BACKEND_URL": s3.backend_url(bucket), "COLUMNS": "200",
+           "XDG_CACHE_HOME": str(s3.data_dir.parent / "cache")}
     if secret is not None:
         env["AWS_SECRET_ACCESS_KEY"] = secret
     return CliRunner().invoke(app, list(args), env=env)
@@ -219,6 +222,28 @@ def test_versions_exit_1_when_the_current_version_is_corrupt(s3: S3Server) -> No
     result = cli(s3, bucket, "versions", "--stack", "prod", "--json")
     assert result.exit_code == 1
     assert "'checkpoint' is missing" in json.loads(result.stdout)["versions"][0]["error"]
+
+
+def test_versions_reuses_cached_summaries_and_reads_new_versions(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    history(s3, bucket, jobs=(1, 2))
+    assert cli(s3, bucket, "versions", "--stack", "prod").exit_code == 0
+    target = StateTarget("pulumi", "prod", stack_key("prod"))
+    path = SummaryCache.for_target(s3.data_dir.parent / "cache" / "vzkeep" / "state-versions",
+                                   s3.endpoint, bucket, target).path
+    # Plant a wrong count in the cache: a cached version must not be downloaded again...
+    entries = json.loads(path.read_text())
+    for entry in entries.values():
+        entry["summary"]["resource_count"] = 999
+    path.write_text(json.dumps(entries))
+    assert len(entries) == 2
+    new_id = put_versions(s3, bucket, stack_key("prod"), [pulumi_checkpoint("prod", 7)])[0]
+    listed = json.loads(cli(s3, bucket, "versions", "--stack", "prod", "--json").stdout)["versions"]
+    assert [(v["version_id"] == new_id, v["resource_count"]) for v in listed] == [(True, 9), (False, 999),
+                                                                                   (False, 999)]
+    # ...and --no-cache reads every version from the bucket.
+    fresh = json.loads(cli(s3, bucket, "versions", "--stack", "prod", "--json", "--no-cache").stdout)["versions"]
+    assert [v["resource_count"] for v in fresh] == [9, 4, 3]
 
 
 @pytest.mark.parametrize(("suffix", "compress"), [(".json.gz", gzip.compress),

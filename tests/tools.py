@@ -147,7 +147,9 @@ def _run_server(name: str, args_for: Callable[[int, Path], list[str]], cwd: Path
 
 
 @contextlib.contextmanager
-def run_prometheus(config_dir: Path, config_name: str = "prometheus.yml", extra_args: Sequence[str] = ()) -> Iterator[Server]:
+def run_prometheus(
+    config_dir: Path, config_name: str = "prometheus.yml", extra_args: Sequence[str] = ()
+) -> Iterator[Server]:
     """Prometheus on a free 127.0.0.1 port, temp TSDB, config (and relative rule files) from ``config_dir``."""
 
     def args(port: int, data_dir: Path) -> list[str]:
@@ -274,7 +276,8 @@ class FakeTelegram:
         self._server.server_close()
 
     def _record(self, token: str, body: dict[str, Any]) -> int:
-        message = TelegramMessage(token, str(body.get("chat_id")), str(body.get("text", "")), body.get("parse_mode"), body)
+        text = str(body.get("text", ""))
+        message = TelegramMessage(token, str(body.get("chat_id")), text, body.get("parse_mode"), body)
         with self._lock:
             self.messages.append(message)
             return len(self.messages)

@@ -172,8 +172,9 @@ class _ScheduleSettings(_Model):
                 raise ValueError(f"schedule cannot be combined with {', '.join(given)}: use one or the other")
             try:
                 calendar.parse(self.schedule)
-            except ValueError as err:
-                raise ValueError(f"invalid calendar event '{self.schedule}' - {err}") from None
+            except calendar.CalendarEventError as err:
+                hint = f" ({err.hint})" if err.hint else ""
+                raise ValueError(f"{err.pve_message}{hint}") from None
             return self
         if self.effective_frequency == "weekly" and self.day is None:
             raise ValueError("weekly needs a day: one of " + ", ".join(WEEKDAYS))
@@ -251,18 +252,41 @@ class MonitoringSettings(_Model):
 
 
 class StateBucketSettings(_Model):
+    """The versioned bucket of Pulumi's self-managed backend (DESIGN.md "State")."""
+
+    endpoint: Annotated[str, Field(pattern=r"^[A-Za-z0-9.\-]+:[0-9]{1,5}$")]  # host:port of the S3 server
     bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")] = "pulumi-state"
+    ssl: bool = False
+    region: str = "us-east-1"
+    access_key: Annotated[str, Field(min_length=3)] = "vzkeep"
     noncurrent_expiration_days: Annotated[int, Field(ge=1)] = 90
+    # The secret key is the secret `vzkeep:s3SecretKey`, never a plain value here.
 
 
 class ObjectStoreSettings(_Model):
+    """An LXC container of the monitoring pool running the S3 server that holds the state."""
+
     vmid: Annotated[int, Field(ge=100, le=999_999_999)]
+    name: Annotated[str, Field(pattern=NODE_RE)] = "s3-state"
     node: Annotated[str, Field(pattern=NODE_RE)] | None = None
     server: Literal["seaweedfs", "minio"] = "seaweedfs"
     template: str = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
     disk_gb: Annotated[int, Field(gt=0)] = 32
     memory_mb: Annotated[int, Field(ge=256)] = 1024
     datastore: str = "local-lvm"
+    bridge: str = "vmbr0"
+    address: str | None = None  # CIDR, e.g. 192.168.1.50/24; dhcp when unset
+    gateway: str | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 8333
+    install: bool = True  # install and run the server over SSH once the container is up
+    ssh_public_key: str | None = None  # root's key in the container; the private key is `vzkeep:sshPrivateKey`
+
+    @model_validator(mode="after")
+    def _install_needs_an_address(self) -> ObjectStoreSettings:
+        if self.install and self.server == "seaweedfs" and not self.address:
+            raise ValueError("install needs a static address (CIDR such as 192.168.1.50/24) to reach the "
+                             "container over SSH; set address, or install: false")
+        return self
 
 
 class ProviderSettings(BaseModel):
@@ -314,10 +338,10 @@ _SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "stateBucket": ("state_bucket", StateBucketSettings),
     "objectStore": ("object_store", ObjectStoreSettings),
 }
-_SCALAR_KEYS = {"telegramBotToken", "s3AccessKey", "s3SecretKey"}  # secrets the program reads itself
+_SCALAR_KEYS = {"telegramBotToken", "s3SecretKey", "sshPrivateKey"}  # secrets the program reads itself
 CREDENTIAL_KEYS = frozenset(
     {"proxmoxve:apiToken", "proxmoxve:password", "minio:minioPassword", "minio:minioSecretKey",
-     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey"}
+     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey", "vzkeep:sshPrivateKey"}
 )
 
 

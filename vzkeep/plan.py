@@ -87,16 +87,8 @@ class JobSpec:
 
     def next_runs(self, count: int, after: int | None = None) -> list[int]:
         """The next `count` start times (epoch seconds) in the environment's time zone."""
-        event = calendar.parse(self.schedule)
-        runs: list[int] = []
-        last = int(time.time()) if after is None else after
-        while len(runs) < count:
-            nxt = event.next_after(last, self.timezone)
-            if nxt is None:
-                break
-            runs.append(nxt)
-            last = nxt
-        return runs
+        start = int(time.time()) if after is None else after
+        return list(itertools.islice(calendar.parse(self.schedule).iter_after(start, self.timezone), count))
 
 
 @dataclass(frozen=True)
@@ -201,16 +193,8 @@ def default_notes_template(env: str) -> str:
 
 def start_times(schedule: str, tz: str, after: int, horizon: int = HORIZON_SECONDS) -> list[int]:
     """Every start time of `schedule` in (after, after + horizon], capped at MAX_EVENTS."""
-    event = calendar.parse(schedule)
-    times: list[int] = []
-    last, end = after, after + horizon
-    while len(times) < MAX_EVENTS:
-        nxt = event.next_after(last, tz)
-        if nxt is None or nxt > end:
-            break
-        times.append(nxt)
-        last = nxt
-    return times
+    runs = calendar.parse(schedule).iter_after(after, tz)
+    return list(itertools.takewhile(lambda t: t <= after + horizon, itertools.islice(runs, MAX_EVENTS)))
 
 
 def longest_gap(schedule: str) -> int:

@@ -8,6 +8,7 @@ without credentials. Tests and `vzkeep preview` share it.
 from __future__ import annotations
 
 import runpy
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -54,6 +55,11 @@ class ProgramRun:
 
     def of_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_token]
+
+    def job(self, job_id: str | None = None) -> Registration:
+        """The backup job with PVE id `job_id` (default: the environment's main job `vzkeep-<stack>`)."""
+        wanted = job_id or f"vzkeep-{self.stack}"
+        return next(r for r in self.of_type("proxmoxve:backup/job:Job") if r.inputs.get("resourceId") == wanted)
 
     def one(self, type_token: str) -> Registration:
         found = self.of_type(type_token)
@@ -132,13 +138,29 @@ def program_root(stack_path: Path) -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def _drop_loop_teardown_noise(unraisable: Any) -> None:
+    """Pulumi's mock monitor gives each worker thread an event loop it never closes; at exit their
+    `__del__` fails on an already closed self-pipe. Harmless, but it would end every preview with a
+    traceback, so only that one case is silenced; everything else reaches the default hook."""
+    obj = getattr(unraisable, "object", None)
+    if getattr(obj, "__qualname__", "") == "BaseEventLoop.__del__" or isinstance(obj, socket.socket):
+        return
+    _default_unraisable_hook(unraisable)
+
+
+_default_unraisable_hook = sys.unraisablehook
+
+
 def run_program(
     stack: str, values: dict[str, str], secret_keys: set[str], *, root: Path,
     settings: StackSettings | None = None,
 ) -> ProgramRun:
     """Run `<root>/__main__.py` with the given config (full keys → strings) under recording mocks."""
+    sys.unraisablehook = _drop_loop_teardown_noise
     mocks = _Mocks()
     monitor = _RecordingMonitor(mocks)
+    # set_mocks keeps an existing root Stack, and with it the previous run's exports: start afresh.
+    pulumi.runtime.settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
     pulumi.runtime.set_all_config(values, sorted(secret_keys))
     outputs: dict[str, Any] = {}

@@ -23,7 +23,7 @@ def _register() -> None:
     import importlib
 
     groups = {"schedule": "schedule", "state": "state", "retention": "retention"}
-    commands = ["preview"]
+    commands = ["preview", "verify"]
     for module_name, group in groups.items():
         try:
             module = importlib.import_module(f"vzkeep.cli.{module_name}")

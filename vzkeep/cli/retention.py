@@ -28,6 +28,11 @@ _UNGROUPED = "not grouped (non-standard names)"
 _PIPE_WIDTH = 160
 
 
+@app.callback()
+def retention_group() -> None:
+    """Retention (PVE prune-backups): preview what a policy keeps and removes."""
+
+
 @app.command("plan")
 def plan(
     listing_file: Annotated[

@@ -27,7 +27,9 @@ from vzkeep.state.store import (
     StateError,
     StateTarget,
     StateVersion,
+    SummaryCache,
     check_backend,
+    default_cache_dir,
     export_backend,
     list_versions,
     pulumi_target,
@@ -64,9 +66,7 @@ TerraformKeyOption = Annotated[
         "--terraform-key", help="Terraform S3 backend `key` (instead of --stack), e.g. hcl/terraform.tfstate."
     ),
 ]
-WorkspaceOption = Annotated[
-    str, typer.Option("--workspace", help="Terraform workspace (with --terraform-key).")
-]
+WorkspaceOption = Annotated[str, typer.Option("--workspace", help="Terraform workspace (with --terraform-key).")]
 WorkspacePrefixOption = Annotated[
     str,
     typer.Option("--workspace-key-prefix", help="Terraform `workspace_key_prefix` (with --terraform-key)."),
@@ -128,11 +128,15 @@ def versions(
     project: ProjectOption = DEFAULT_PROJECT,
     backend: BackendOption = None,
     as_json: JsonOption = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Download every version again instead of reusing summaries.")
+    ] = False,
 ) -> None:
     """List every version of a stack's state: time, size, resource count and tool version, newest first.
 
     A version that is not a valid state is shown with the reason. Exit 1 when the *current* version is
-    unusable (corrupt or deleted).
+    unusable (corrupt or deleted). A version's summary is kept in ~/.cache/vzkeep (an S3 version never
+    changes), so later listings only download new versions; --no-cache reads everything again.
 
     Examples:
 
@@ -142,7 +146,8 @@ def versions(
     """
     parsed, client = _connect(ctx, backend)
     target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
-    found = _run(lambda: list_versions(client, parsed.bucket, target))
+    cache = None if no_cache else SummaryCache.for_target(default_cache_dir(), parsed.endpoint, parsed.bucket, target)
+    found = _run(lambda: list_versions(client, parsed.bucket, target, cache=cache))
     if as_json:
         typer.echo(
             json.dumps(
@@ -172,9 +177,7 @@ def restore(
     workspace_key_prefix: WorkspacePrefixOption = DEFAULT_WORKSPACE_KEY_PREFIX,
     project: ProjectOption = DEFAULT_PROJECT,
     backend: BackendOption = None,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Do not ask; required without a terminal.")
-    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; required without a terminal.")] = False,
 ) -> None:
     """Make an older version of a stack's state current again, safely.
 
@@ -275,9 +278,7 @@ def _confirm(target: StateTarget, backend: Backend, version: str, yes: bool) -> 
         return
     if not sys.stdin.isatty():
         _fail("restore changes the live state: pass --yes to confirm when running without a terminal")
-    question = (
-        f"Make version {version} the current state of {target.label} in s3://{backend.bucket}/{target.key}?"
-    )
+    question = f"Make version {version} the current state of {target.label} in s3://{backend.bucket}/{target.key}?"
     if not typer.confirm(question, default=False):
         _err.print("nothing changed", markup=False)
         raise typer.Exit(EXIT_FINDING)
@@ -358,10 +359,7 @@ def _version_row(target: StateTarget, version: StateVersion) -> list[str]:
 def _print_restore(backend: Backend, result: RestoreResult, undo: str) -> None:
     target, summary = result.target, result.summary
     if not result.changed:
-        typer.echo(
-            f"version {result.restored_version} is already the current state of {target.label}; "
-            "nothing changed"
-        )
+        typer.echo(f"version {result.restored_version} is already the current state of {target.label}; nothing changed")
         return
     typer.echo(
         f"restored {target.label}: version {result.restored_version} "

@@ -114,6 +114,14 @@ class LocalClock:
         gives the instant one hour later (Time::Local documentation, "Ambiguous Local Times").
         """
         ref_t = timegm(year, month, mday, hour, minute, sec)
+        # Fast path, same result: where the offset is one constant over every instant the
+        # algorithm below probes (ref_t, loc_t, loc_t - 1h), it returns ref_t - offset.
+        hours = self._hour_offsets
+        constant = hours.get(ref_t // _SECS_PER_HOUR)
+        if constant is not None:
+            loc_t = ref_t - constant
+            if hours.get(loc_t // _SECS_PER_HOUR) == constant == hours.get(loc_t // _SECS_PER_HOUR - 1):
+                return loc_t
         zone_off = self.offset(ref_t)
         if not zone_off:
             return ref_t
@@ -167,24 +175,42 @@ def parse(name: str, tz: str | LocalClock | None = None) -> ArchiveInfo:
     not a vzdump archive name, and ``ValueError`` with Time::Local's message when a standard
     name carries an impossible date (PVE then treats the file as having no archive info).
     """
-    basename = name.rsplit("/", 1)[-1]
-    match = _ARCHIVE_RE.match(basename)
-    if match is None:
-        raise ValueError(f"couldn't determine archive info from '{name}'")
+    match, std = _match(name)
     filename, guest_type, extension, compression = match.groups()
     fmt = extension.split(".", 1)[0]
     if fmt == "tgz":  # Storage.pm decompressor_info: tgz is tar + gz
         fmt, compression = "tar", "gz"
     decompressor = _DECOMPRESSOR[fmt][compression] if compression else None
-    std = _std_name_re(guest_type, extension).match(basename)
     if std is None:
         return ArchiveInfo(filename, guest_type, fmt, extension, compression, decompressor,
                            None, None, False, None, None)
-    year, month, mday, hour, minute, sec = (int(g) for g in std.groups()[2:8])
-    clock = tz if isinstance(tz, LocalClock) else LocalClock(tz)
-    ctime = clock.timelocal(year, month, mday, hour, minute, sec)
+    ctime = _stamp_ctime(std, tz if isinstance(tz, LocalClock) else LocalClock(tz))
     return ArchiveInfo(filename, guest_type, fmt, extension, compression, decompressor,
                        int(std.group(2)), ctime, True, std.group(1) + LOG_EXT, filename + NOTES_EXT)
+
+
+def identify(name: str, clock: LocalClock) -> tuple[str, int | None, int | None]:
+    """The part of ``parse`` pruning needs, without building an ``ArchiveInfo`` (it runs per backup):
+    (type, vmid, ctime), vmid and ctime None for a non-standard name. Raises like ``parse``."""
+    match, std = _match(name)
+    if std is None:
+        return match.group(2), None, None
+    return match.group(2), int(std.group(2)), _stamp_ctime(std, clock)
+
+
+def _match(name: str) -> tuple[re.Match[str], re.Match[str] | None]:
+    """archive_info's two regexes on the basename: is it a backup, is its name standard."""
+    basename = name.rsplit("/", 1)[-1]
+    match = _ARCHIVE_RE.match(basename)
+    if match is None:
+        raise ValueError(f"couldn't determine archive info from '{name}'")
+    pattern = _STD_NAME_RES.get((match.group(2), match.group(3))) or _std_name_re(match.group(2), match.group(3))
+    return match, pattern.match(basename)
+
+
+def _stamp_ctime(std: re.Match[str], clock: LocalClock) -> int:
+    year, month, mday, hour, minute, sec = map(int, std.group(3, 4, 5, 6, 7, 8))
+    return clock.timelocal(year, month, mday, hour, minute, sec)
 
 
 def archive_name(guest_type: str, vmid: int, ctime: int, compress: str | int | None = None,

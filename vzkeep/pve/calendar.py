@@ -20,13 +20,14 @@ Public API: :func:`parse` and :class:`CalendarEvent` (``next_after``, ``iter_aft
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["MAX_LENGTH", "CalendarEvent", "CalendarEventError", "Value", "parse"]
+__all__ = ["MAX_LENGTH", "CalendarEvent", "CalendarEventError", "Value", "check_zone", "parse"]
 
 # pve-manager's job schema: `schedule` has maxLength 128 (reference §3.1).
 MAX_LENGTH = 128
@@ -41,6 +42,7 @@ _WEEKDAY_BITS = {
 }  # fmt: skip
 _ALL_WEEKDAYS = 127
 _U32_MAX = 0xFFFFFFFF
+_T = TypeVar("_T")
 
 
 class CalendarEventError(ValueError):
@@ -203,11 +205,13 @@ class CalendarEvent:
         return runs
 
 
+@lru_cache(maxsize=1024)
 def parse(text: str) -> CalendarEvent:
     """Parse a PVE calendar event; raise :class:`CalendarEventError` (a ValueError) where PVE would refuse.
 
     Like pve-common, surrounding whitespace is trimmed before parsing, and the 128-character limit of
-    the job schema is applied to the text as given.
+    the job schema is applied to the text as given. Results are cached (events are immutable), since
+    planners and the sandbox parse the same few schedules over and over.
     """
     if len(text) > MAX_LENGTH:
         raise CalendarEventError(
@@ -288,6 +292,8 @@ def _skip_space(s: str) -> str:
 
 
 class _Parser:
+    """One parse of one event; each method is one rule of proxmox-time's grammar (reference §3.2)."""
+
     def __init__(self, original: str, text: str) -> None:
         self.original = original
         self.text = text
@@ -338,7 +344,7 @@ class _Parser:
         return CalendarEvent(self.text, utc, **fields)  # type: ignore[arg-type]
 
     @staticmethod
-    def _try(rule, i: str):  # type: ignore[no-untyped-def]
+    def _try(rule: Callable[[str], _T], i: str) -> _T | None:
         """nom's `opt`: a failed rule consumes nothing."""
         try:
             return rule(i)

@@ -9,8 +9,9 @@ per backup, the rule that decided its fate, for humans.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any
 
@@ -97,18 +98,23 @@ def mark(listing: Iterable[Mapping[str, Any]], prune_backups: str | Mapping[str,
     ``protected``...). ``tz`` is the node's time zone (None = this process's): periods are
     counted in local time. ``vmid``/``type`` restrict the result like the endpoint's parameters.
     """
-    return [verdict.entry for verdict in explain(listing, prune_backups, tz, vmid=vmid, type=type)]
+    return [entry.as_dict() for entry in _marked(listing, prune_backups, tz, vmid, type)]
 
 
 def explain(listing: Iterable[Mapping[str, Any]], prune_backups: str | Mapping[str, Any],
             tz: str | None = None, *, vmid: int | None = None, type: str | None = None) -> list[Verdict]:
     """``mark``, with the reason for every mark ("keep-daily 3/7", "superseded in its day"...)."""
+    return [Verdict(entry.as_dict(), entry.reason) for entry in _marked(listing, prune_backups, tz, vmid, type)]
+
+
+def _marked(listing: Iterable[Mapping[str, Any]], prune_backups: str | Mapping[str, Any], tz: str | None,
+            vmid: int | None, type_: str | None) -> list[_Entry]:
     keep = parse_prune_backups(prune_backups)
     clock = LocalClock(tz)
-    entries, groups = _group(listing, clock, vmid, type)
+    entries, groups = _group(listing, clock, vmid, type_)
     for group in groups.values():
         _mark_group(group, keep, clock)
-    return [entry.verdict() for entry in entries]
+    return entries
 
 
 def group_key(entry: Mapping[str, Any]) -> str:
@@ -125,13 +131,12 @@ class _Entry:
         self.reason = ""
         self.kept_by = ""  # the rule that marked it 'keep'
 
-    def verdict(self) -> Verdict:
-        entry: dict[str, Any] = {
-            "volid": self.volid, "type": self.type, "ctime": self.ctime, "mark": self.mark,
-        }
+    def as_dict(self) -> dict[str, Any]:
+        """The prunebackups entry: volid, type, ctime, mark, and vmid when known."""
+        entry: dict[str, Any] = {"volid": self.volid, "type": self.type, "ctime": self.ctime, "mark": self.mark}
         if self.vmid is not None:
             entry["vmid"] = self.vmid
-        return Verdict(entry, self.reason)
+        return entry
 
 
 def _group(listing: Iterable[Mapping[str, Any]], clock: LocalClock, only_vmid: int | None,
@@ -145,18 +150,17 @@ def _group(listing: Iterable[Mapping[str, Any]], clock: LocalClock, only_vmid: i
         if item.get("content", "backup") != "backup":
             continue  # a full content listing may hold ISOs and templates: list_volumes asks for backups only
         try:
-            info: archive.ArchiveInfo | None = archive.parse(volid, clock)
-        except ValueError:
-            info = None  # `eval { archive_info($volid) } // {}`
-        backup_type = info.type if info is not None else "unknown"
-        backup_vmid = info.vmid if info is not None and info.vmid is not None else _listing_vmid(volid, item)
+            backup_type, name_vmid, name_ctime = archive.identify(volid, clock)
+        except ValueError:  # `eval { archive_info($volid) } // {}`
+            backup_type, name_vmid, name_ctime = "unknown", None, None
+        backup_vmid = name_vmid if name_vmid is not None else _listing_vmid(volid, item)
         if (only_type is not None and only_type != backup_type) or (
             only_vmid is not None and backup_vmid != int(only_vmid)
         ):
             continue
-        if info is not None and info.is_std_name and info.ctime is not None and info.vmid is not None:
-            entry = _Entry(volid, backup_type, info.ctime, backup_vmid)
-            groups.setdefault((backup_type, info.vmid), []).append(entry)
+        if name_vmid is not None and name_ctime is not None:  # is_std_name
+            entry = _Entry(volid, backup_type, name_ctime, name_vmid)
+            groups.setdefault((backup_type, name_vmid), []).append(entry)
         else:
             entry = _Entry(volid, backup_type, _listing_ctime(volid, item), backup_vmid)
             entry.mark, entry.reason = "renamed", "non-standard name: never pruned"
@@ -175,54 +179,68 @@ def _mark_group(group: list[_Entry], keep: dict[str, int], clock: LocalClock) ->
                 entry.mark, entry.reason = "keep", "keep-all"
         return
     ordered = sorted(group, key=attrgetter("ctime"), reverse=True)  # newest first; ties keep input order
-    local = [clock.local_seconds(entry.ctime) for entry in ordered] if rules[-1][0] != "keep-last" else []
+    kept: list[_Entry] = []
     for rule, count in rules:
-        _apply_rule(ordered, _bucket_keys(rule, ordered, local), rule, count)
+        _apply_rule(ordered, kept, _bucket_key(rule, clock), rule, count)
     for entry in ordered:
         if entry.mark is None:
             entry.mark = "remove"
             entry.reason = entry.reason or "outside every rule's slots"
 
 
-def _apply_rule(ordered: list[_Entry], keys: list[int], rule: str, count: int) -> None:
+def _apply_rule(ordered: list[_Entry], kept: list[_Entry], key: Callable[[_Entry], int], rule: str,
+                count: int) -> None:
     """The $prune_mark loop: claim up to `count` new periods, newest first; an older backup in a
-    period this rule claimed is removed; a period an earlier rule kept a backup in costs no slot."""
-    covered = {key: entry.kept_by for key, entry in zip(keys, ordered, strict=True) if entry.mark == "keep"}
+    period this rule claimed is removed; a period an earlier rule kept a backup in costs no slot.
+    Keys are computed only for the backups the walk reaches: it stops at the first period too many."""
+    covered = {key(entry): entry.kept_by for entry in kept}
     claimed: set[int] = set()
     period = _PERIOD[rule]
     superseded = "same time as a newer backup" if rule == "keep-last" else f"superseded in its {period}"
-    for key, entry in zip(keys, ordered, strict=True):
+    for entry in ordered:
         if entry.mark is not None:
             continue
-        if key in covered:
-            entry.reason = f"its {period} is covered by a backup kept by {covered[key]}"
+        bucket = key(entry)
+        if bucket in covered:
+            entry.reason = f"its {period} is covered by a backup kept by {covered[bucket]}"
             continue
-        if key in claimed:
+        if bucket in claimed:
             entry.mark = "remove"
             entry.reason = superseded
             continue
         if len(claimed) >= count:
             break
-        claimed.add(key)
+        claimed.add(bucket)
         entry.mark, entry.kept_by, entry.reason = "keep", rule, f"{rule} {len(claimed)}/{count}"
+        kept.append(entry)
 
 
-def _bucket_keys(rule: str, ordered: list[_Entry], local: list[int]) -> list[int]:
-    """One integer per backup naming its period in local time. Same partition as Perl's keys
+def _bucket_key(rule: str, clock: LocalClock) -> Callable[[_Entry], int]:
+    """An integer naming a backup's period in local time. Same partition as Perl's keys
     ("$hour/$day/$month/$year", ISO "%V/%G", ...) because local seconds map 1:1 to wall-clock fields."""
     if rule == "keep-last":
-        return [entry.ctime for entry in ordered]
+        return attrgetter("ctime")
+
+    def day(entry: _Entry) -> int:
+        return clock.local_seconds(entry.ctime) // _SECS_PER_DAY
+
     if rule == "keep-hourly":
-        return [seconds // _SECS_PER_HOUR for seconds in local]
-    days = [seconds // _SECS_PER_DAY for seconds in local]
+        return lambda entry: clock.local_seconds(entry.ctime) // _SECS_PER_HOUR
     if rule == "keep-daily":
-        return days
+        return day
     if rule == "keep-weekly":
         # An ISO week (%V with its year %G) is the set of days sharing one Monday; 1970-01-01 was a Thursday.
-        return [day - (day + 3) % 7 for day in days]
+        return lambda entry: (d := day(entry)) - (d + 3) % 7
     if rule == "keep-monthly":
-        return [year * 12 + month for year, month in map(_year_month, days)]
-    return [_year_month(day)[0] for day in days]
+        return lambda entry: _month_number(day(entry))
+    return lambda entry: _month_number(day(entry)) // 12
+
+
+@lru_cache(maxsize=1 << 16)
+def _month_number(day: int) -> int:
+    """year * 12 + month index of a day; cached because every guest's backups share the same days."""
+    year, month = _year_month(day)
+    return year * 12 + month - 1
 
 
 def _year_month(day: int) -> tuple[int, int]:

@@ -29,7 +29,6 @@ from vzkeep.sandbox.model import Guest, Storage
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-FILL_FILE = ".sandbox-fill"  # outside dump/, so it never shows in a content listing
 WRITE = ("/", "Sys.Modify")
 READ = ("/", "Sys.Audit")
 
@@ -103,30 +102,24 @@ def _node_power(online: bool):  # type: ignore[no-untyped-def]
 
 def _capacity(req: Request) -> dict[str, Any]:
     storage = storage_or_400(req, req.params["storage"])
-    with cluster_of(req).lock:
-        storage.capacity_bytes = req.params["bytes"] or None
+    req.app.sandbox.set_capacity(storage.id, req.params["bytes"] or None)
     return _storage_view(req, storage)
 
 
 def _fill(req: Request) -> dict[str, Any]:
-    """Occupy space with a filler file so that ``used`` reaches the wanted share of the capacity."""
+    """Occupy space with a ballast file: ``bytes`` more, or up to ``percent`` of the capacity."""
     storage = storage_or_400(req, req.params["storage"])
-    if storage.capacity_bytes is None:
-        raise die(f"storage '{storage.id}' has no capacity; set one first (POST /_sandbox/storage/"
-                  f"{storage.id}/capacity bytes=N)")
-    filler = storage.dump_dir.parent / FILL_FILE
-    filler.unlink(missing_ok=True)
-    used_now = _storage_view(req, storage)["used"]
     if "bytes" in req.params:
-        extra = req.params["bytes"]
+        req.app.sandbox.fill_storage(storage.id, req.params["bytes"])
     elif "percent" in req.params:
-        extra = int(storage.capacity_bytes * req.params["percent"] / 100) - used_now
+        if storage.capacity_bytes is None:
+            raise die(f"storage '{storage.id}' has no capacity; set one first (POST /_sandbox/storage/"
+                      f"{storage.id}/capacity bytes=N)")
+        req.app.sandbox.fill_storage(storage.id, 0)  # start from no ballast
+        wanted = int(storage.capacity_bytes * req.params["percent"] / 100)
+        req.app.sandbox.fill_storage(storage.id, wanted - _storage_view(req, storage)["used"])
     else:
         raise param_error({"percent": "property is missing and it is not optional"})
-    filler.parent.mkdir(parents=True, exist_ok=True)
-    with open(filler, "wb") as handle:
-        # A sparse file: its size counts as used space without writing gigabytes of zeros.
-        handle.truncate(max(int(extra), 0))
     return _storage_view(req, storage)
 
 
@@ -165,14 +158,12 @@ def _guest_or_400(req: Request) -> Guest:
 
 def _delete_guest(req: Request) -> None:
     guest = _guest_or_400(req)
-    with cluster_of(req).lock:
-        cluster_of(req).guests.pop(guest.vmid, None)
+    req.app.sandbox.delete_guest(guest.vmid)
 
 
 def _lock_guest(req: Request) -> dict[str, Any]:
     guest = _guest_or_400(req)
-    with cluster_of(req).lock:
-        guest.lock = req.params.get("lock") or None
+    req.app.sandbox.lock_guest(guest.vmid, req.params.get("lock") or None)
     return {"vmid": guest.vmid, "lock": guest.lock}
 
 

@@ -87,10 +87,17 @@ class Cluster:
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("lock")
-        data["guests"] = {str(k): v for k, v in data["guests"].items()}
-        return data
+        # Not asdict(self): it would deep-copy the RLock, which cannot be copied.
+        return {
+            "name": self.name,
+            "nodes": {k: asdict(v) for k, v in self.nodes.items()},
+            "storages": {k: asdict(v) for k, v in self.storages.items()},
+            "pools": {k: asdict(v) for k, v in self.pools.items()},
+            "guests": {str(k): asdict(v) for k, v in self.guests.items()},
+            "jobs": self.jobs,
+            "job_state": self.job_state,
+            "clock_epoch": self.clock_epoch,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Cluster:

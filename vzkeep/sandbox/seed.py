@@ -94,7 +94,7 @@ class _Reader:
 
 def _load_document(path: Path) -> dict[str, Any]:
     try:
-        doc = yaml.load(path.read_text(), Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(path.read_text(), Loader=_LineLoader)  # a SafeLoader subclass: no arbitrary objects
     except FileNotFoundError:
         raise SeedError(f"{path}: seed file not found") from None
     except yaml.MarkedYAMLError as exc:

@@ -281,18 +281,29 @@ def connection_info(server: SandboxServer, creds: Credentials, fingerprint: str)
     }
 
 
-def start_server(
-    sandbox: Any, state_dir: Path, host: str = "127.0.0.1", port: int = 8006, auth_failure_delay: float = 0.0
-) -> SandboxServer:
-    """Serve ``sandbox`` over HTTPS and write ``STATE/sandbox.json`` (mode 0600)."""
+def make_app(sandbox: Any, state_dir: Path) -> SandboxApp:
+    """The API in front of ``sandbox``, with the state dir's credentials and certificate (made once)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     creds = load_or_create_credentials(state_dir)
     node = min(sandbox.cluster.nodes) if sandbox.cluster.nodes else "pve"
+    _, _, fingerprint = ensure_certificate(state_dir, node)
+    return SandboxApp(sandbox, creds, fingerprint)
+
+
+def serve_app(app: SandboxApp, state_dir: Path, host: str = "127.0.0.1", port: int = 8006,
+              auth_failure_delay: float = 0.0) -> SandboxServer:
+    """Serve ``app`` over HTTPS and write ``STATE/sandbox.json`` (mode 0600) once listening."""
+    node = min(app.cluster.nodes) if app.cluster.nodes else "pve"
     cert, key, fingerprint = ensure_certificate(state_dir, node)
-    app = SandboxApp(sandbox, creds, fingerprint)
     server = SandboxServer(app, cert, key, host, port, auth_failure_delay).start()
-    write_private_json(state_dir / CONNECTION_FILE, connection_info(server, creds, fingerprint))
+    write_private_json(state_dir / CONNECTION_FILE, connection_info(server, app.credentials, fingerprint))
     return server
+
+
+def start_server(sandbox: Any, state_dir: Path, host: str = "127.0.0.1", port: int = 8006,
+                 auth_failure_delay: float = 0.0) -> SandboxServer:
+    """``make_app`` + ``serve_app``."""
+    return serve_app(make_app(sandbox, state_dir), state_dir, host, port, auth_failure_delay)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -151,6 +151,7 @@ class TaskStore:
         self._lock = threading.RLock()
         self._records: dict[str, list[TaskRecord]] = {}  # node -> oldest first
         self._next_pid: dict[str, int] = {}
+        self._index_lines: dict[str, int] = {}
         self.root.mkdir(parents=True, exist_ok=True)
         for node_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
             self._load_node(node_dir.name)
@@ -176,8 +177,11 @@ class TaskStore:
                 f.write(f"{task.upid} {endtime:08X} {status}\n")
             records = self._records.setdefault(task.info.node, [])
             records.append(TaskRecord(task.upid, task.info, endtime, status))
+            self._index_lines[task.info.node] = self._index_lines.get(task.info.node, 0) + 1
             if len(records) > self.max_records:
                 del records[: len(records) - self.max_records]
+            # rewrite the index only once it is 10% over the bound, not on every task
+            if self._index_lines[task.info.node] > self.max_records * 11 // 10:
                 self._compact_index(task.info.node)
 
     def _compact_index(self, node: str) -> None:
@@ -188,6 +192,7 @@ class TaskStore:
             for r in self._records[node]:
                 f.write(f"{r.upid} {r.endtime:08X} {r.status}\n")
         os.replace(tmp, index)
+        self._index_lines[node] = len(self._records[node])
 
     def _log_path(self, info: Upid, upid: str) -> Path:
         return self.root / info.node / info.log_subdir / upid
@@ -206,6 +211,7 @@ class TaskStore:
                     continue
                 records.append(TaskRecord(m.group(1), info, int(m.group(2), 16), m.group(3)))
         self._records[node] = records[-self.max_records :]
+        self._index_lines[node] = len(records)
         if records:
             self._next_pid[node] = max(r.info.pid for r in records) + 1
 

@@ -20,7 +20,7 @@ import math
 import os
 import re
 import uuid as uuidlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -517,13 +517,13 @@ class VzdumpJob:
         if compress == "zst":
             # vzdump runs `zstd --threads=N`: one frame, content checksum on (§6.3)
             cctx = zstandard.ZstdCompressor(level=self.settings.zstd_level, write_checksum=True)
-            return cctx.stream_writer(limited, closefd=False)
+            return _Out(cctx.stream_writer(limited, closefd=False), close=True)
         if compress == "gz":
-            return gzip.GzipFile(fileobj=limited, mode="wb", mtime=0)  # type: ignore[arg-type]
+            return _Out(gzip.GzipFile(fileobj=limited, mode="wb", mtime=0), close=True)  # type: ignore[arg-type]
         if compress == "lzo":
             raw.close()
             return compressed_writer(dat, "lzo")  # the lzop binary; no capacity check on this path
-        return _NoClose(limited)
+        return _Out(limited, close=False)
 
     def writer_error(self, guest: Guest, exc: OSError) -> str:
         """The text the real writer prints for a failed write (§5.3 "Storage full")."""
@@ -586,17 +586,27 @@ class GuestFailure(Exception):
         self.at = at
 
 
-class _NoClose:
-    """A context manager around a writer that leaves the underlying file to its owner."""
+class _Out:
+    """Context manager exposing ``write``/``writelines`` over a compressor, closing (and so
+    finishing the frame) on success; the raw file stays with its owner."""
 
-    def __init__(self, out: Any):
+    def __init__(self, out: Any, close: bool):
         self.out = out
+        self.close = close
 
-    def __enter__(self) -> Any:
-        return self.out
+    def write(self, data: Any) -> int:
+        return self.out.write(data)
 
-    def __exit__(self, *exc: object) -> None:
-        return None
+    def writelines(self, chunks: Iterable[Any]) -> None:
+        for chunk in chunks:
+            self.out.write(chunk)
+
+    def __enter__(self) -> _Out:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.close and exc_type is None:
+            self.out.close()
 
 
 # -- listing -------------------------------------------------------------------------------------------

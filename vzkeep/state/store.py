@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -108,9 +109,7 @@ def pulumi_target(client: Any, backend: Backend, stack: str, project: str = DEFA
         for page in paginate(client, "list_objects_v2", Bucket=backend.bucket, Prefix=base)
         for item in page.get("Contents", [])
     }
-    key = next(
-        (base + suffix for suffix in PULUMI_STACK_SUFFIXES if base + suffix in present), base + ".json"
-    )
+    key = next((base + suffix for suffix in PULUMI_STACK_SUFFIXES if base + suffix in present), base + ".json")
     return StateTarget("pulumi", stack, key, lock_prefix=backend.key(f".pulumi/locks/{project}/{stack}/"))
 
 
@@ -135,18 +134,93 @@ def _check_name(what: str, value: str) -> None:
 
 
 def list_versions(
-    client: Any, bucket: str, target: StateTarget, *, read_content: bool = True
+    client: Any,
+    bucket: str,
+    target: StateTarget,
+    *,
+    read_content: bool = True,
+    cache: SummaryCache | None = None,
 ) -> list[StateVersion]:
-    """Every version of the state object, newest first, each with its parsed summary or error."""
+    """Every version of the state object, newest first, each with its parsed summary or error.
+
+    With a `cache`, versions already summarized are not downloaded again.
+    """
     raw = list(_raw_versions(client, bucket, target.key))
     if not raw:
-        raise StateError(
-            f"no state at s3://{bucket}/{target.key}: check --stack/--project or --terraform-key"
-        )
+        raise StateError(f"no state at s3://{bucket}/{target.key}: check --stack/--project or --terraform-key")
     if not read_content:
         return raw
+    known = [cache.lookup(version) if cache else None for version in raw]
+    missing = [version for version, hit in zip(raw, known, strict=True) if hit is None]
     with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
-        return list(pool.map(lambda version: _with_summary(client, bucket, target, version), raw))
+        fetched = iter(list(pool.map(lambda version: _with_summary(client, bucket, target, version), missing)))
+    result = [hit if hit is not None else next(fetched) for hit in known]
+    if cache:
+        cache.store(result)
+    return result
+
+
+class SummaryCache:
+    """Summaries of state versions kept on disk, one JSON file per state object.
+
+    An S3 object version never changes once written, so (version id, ETag) identifies its content and its
+    summary can be reused: listing 1,000 versions then costs one listing instead of 1,000 downloads.
+    The `null` version of an unversioned bucket *can* change and is never cached. Only summaries are
+    stored (counts, versions, serial, lineage, error text), never state content.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: dict[str, dict[str, Any]] = {}
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(path.read_text())
+            if isinstance(loaded, dict):
+                self._entries = loaded
+
+    @classmethod
+    def for_target(cls, directory: Path, endpoint: str | None, bucket: str, target: StateTarget) -> SummaryCache:
+        name = hashlib.sha256(f"{endpoint}|{bucket}|{target.key}".encode()).hexdigest()[:32]
+        return cls(directory / f"{name}.json")
+
+    def lookup(self, version: StateVersion) -> StateVersion | None:
+        entry = self._entries.get(self._key(version)) if self._cacheable(version) else None
+        if entry is None:
+            return None
+        try:
+            summary = StateSummary(**entry["summary"]) if entry.get("summary") else None
+        except (TypeError, AttributeError):  # written by another vzkeep version: read the object again
+            return None
+        return replace(version, summary=summary, error=entry.get("error"))
+
+    def store(self, versions: list[StateVersion]) -> None:
+        entries = {
+            self._key(v): {"summary": vars(v.summary) if v.summary else None, "error": v.error}
+            for v in versions
+            if self._cacheable(v)
+        }
+        if entries == self._entries:
+            return
+        # Keep only live versions, so the file does not grow with expired ones; replace atomically.
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+            temporary.write_text(json.dumps(entries))
+            temporary.replace(self.path)
+            self._entries = entries
+
+    @staticmethod
+    def _cacheable(version: StateVersion) -> bool:
+        return not version.delete_marker and version.version_id != "null" and bool(version.etag)
+
+    @staticmethod
+    def _key(version: StateVersion) -> str:
+        return f"{version.version_id}|{version.etag}"
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/vzkeep/state-versions` (default `~/.cache/...`)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "vzkeep" / "state-versions"
 
 
 def _raw_versions(client: Any, bucket: str, key: str) -> Iterator[StateVersion]:
@@ -163,9 +237,7 @@ def _raw_versions(client: Any, bucket: str, key: str) -> Iterator[StateVersion]:
                 )
         for item in page.get("DeleteMarkers", []):
             if item["Key"] == key:
-                yield StateVersion(
-                    item["VersionId"], item["LastModified"], 0, item["IsLatest"], delete_marker=True
-                )
+                yield StateVersion(item["VersionId"], item["LastModified"], 0, item["IsLatest"], delete_marker=True)
 
 
 def _with_summary(client: Any, bucket: str, target: StateTarget, version: StateVersion) -> StateVersion:
@@ -255,9 +327,7 @@ def restore_version(
             "`vzkeep state versions`"
         )
     if chosen.delete_marker:
-        raise RestoreRefused(
-            f"version {version_id} is a delete marker, not a state file; choose another version"
-        )
+        raise RestoreRefused(f"version {version_id} is a delete marker, not a state file; choose another version")
     data = _get_bytes(client, bucket, target.key, version_id)
     summary = _parse_or_refuse(target, version_id, data)
     current = next((v for v in versions if v.is_latest), None)
@@ -304,9 +374,7 @@ def _copy_version(client: Any, bucket: str, key: str, version_id: str) -> str | 
     return response.get("VersionId")
 
 
-def _verify_restored(
-    client: Any, bucket: str, target: StateTarget, new_version: str | None, expected: bytes
-) -> None:
+def _verify_restored(client: Any, bucket: str, target: StateTarget, new_version: str | None, expected: bytes) -> None:
     data = _get_bytes(client, bucket, target.key, new_version)
     if hashlib.sha256(data).digest() != hashlib.sha256(expected).digest():
         raise StateError(
@@ -395,14 +463,11 @@ def _check_lifecycle(client: Any, backend: Backend) -> CheckResult:
             return CheckResult(
                 "lifecycle",
                 False,
-                "no lifecycle rule: noncurrent state versions pile up forever; "
-                "add NoncurrentVersionExpiration",
+                "no lifecycle rule: noncurrent state versions pile up forever; add NoncurrentVersionExpiration",
             )
         return CheckResult("lifecycle", False, f"cannot read lifecycle: {_client_error_text(exc)}")
     state_key = backend.key(".pulumi/stacks/")
-    active = [
-        rule for rule in rules if rule.get("Status") == "Enabled" and state_key.startswith(_rule_prefix(rule))
-    ]
+    active = [rule for rule in rules if rule.get("Status") == "Enabled" and state_key.startswith(_rule_prefix(rule))]
     dangerous = [
         rule.get("ID", "?")
         for rule in active
@@ -415,13 +480,9 @@ def _check_lifecycle(client: Any, backend: Backend) -> CheckResult:
             f"rule(s) {', '.join(dangerous)} expire *current* objects under "
             f"{state_key}: the live state would be deleted",
         )
-    noncurrent = [
-        rule for rule in active if rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")
-    ]
+    noncurrent = [rule for rule in active if rule.get("NoncurrentVersionExpiration", {}).get("NoncurrentDays")]
     if not noncurrent:
-        return CheckResult(
-            "lifecycle", False, f"no enabled NoncurrentVersionExpiration rule covers {state_key}"
-        )
+        return CheckResult("lifecycle", False, f"no enabled NoncurrentVersionExpiration rule covers {state_key}")
     days = min(rule["NoncurrentVersionExpiration"]["NoncurrentDays"] for rule in noncurrent)
     return CheckResult("lifecycle", True, f"noncurrent versions expire after {days} day(s)")
 
@@ -452,9 +513,7 @@ def export_backend(client: Any, backend: Backend, directory: Path) -> ExportResu
             entries.append(_manifest_entry(backend, item, delete_marker=True))
         with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
             entries.extend(
-                pool.map(
-                    lambda item: _export_version(client, backend, directory, item), page.get("Versions", [])
-                )
+                pool.map(lambda item: _export_version(client, backend, directory, item), page.get("Versions", []))
             )
     for entry in entries:
         if entry["delete_marker"]:

@@ -206,11 +206,11 @@ def _schedule_from_legacy(params: dict[str, Any]) -> None:
         params["schedule"] = f"{dow or ALL_DAYS} {starttime}"
 
 
-def _record_state_change(cluster: Cluster, job_id: str, at: float) -> None:
-    # Jobs.pm: a new job starts in state "created"; an edit of schedule/enabled sets updated=now so it
-    # does not trigger an immediate run (reference §3.5).
-    state = cluster.job_state.setdefault(job_id, {"state": "created", "time": int(at)})
-    state["updated"] = int(at)
+def _sync_job_states(req: Request) -> None:
+    """Let the scheduler see the change now (Jobs.pm ``synchronize_job_states_with_config``): a new
+    job starts "created" at this time; an edited schedule/enabled sets ``updated = now``, so an edit
+    never triggers an immediate run (reference §3.5). The scheduler owns ``Cluster.job_state``."""
+    req.app.sandbox.jobs_changed()
 
 
 def _create_job(req: Request) -> None:
@@ -226,7 +226,7 @@ def _create_job(req: Request) -> None:
         verify_vzdump_parameters(params, True, stringified_param_error)
         params.setdefault("enabled", 1)
         cluster.jobs[job_id] = params
-        cluster.job_state[job_id] = {"state": "created", "time": int(now(req))}
+    _sync_job_states(req)
 
 
 def _apply_selection_rules(job: dict[str, Any], update: dict[str, Any]) -> None:
@@ -264,10 +264,8 @@ def _update_job(req: Request) -> None:
         updated.update(params)
         _apply_selection_rules(updated, params)
         verify_vzdump_parameters(updated, True, stringified_param_error)
-        runtime_changed = any(updated.get(k) != job.get(k) for k in ("schedule", "enabled"))
         cluster.jobs[job_id] = updated
-        if runtime_changed:
-            _record_state_change(cluster, job_id, now(req))
+    _sync_job_states(req)
 
 
 def _delete_job(req: Request) -> None:
@@ -276,7 +274,7 @@ def _delete_job(req: Request) -> None:
         if req.params["id"] not in cluster.jobs:
             raise stringified_param_error("id", f"No such job '{req.params['id']}'")
         del cluster.jobs[req.params["id"]]
-        cluster.job_state.pop(req.params["id"], None)
+    _sync_job_states(req)
 
 
 def _volume_children(guest: Guest) -> list[dict[str, Any]]:

@@ -3,15 +3,11 @@ PruneBackups}.pm``, reference §4.6). Archives are files; listings are read from
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
-from vzkeep.pve import retention
 from vzkeep.sandbox.api.common import cluster_of, node_or_fail, storage_or_400
-from vzkeep.sandbox.api.errors import die, param_error
 from vzkeep.sandbox.api.router import Request, Router
 from vzkeep.sandbox.api.schema import NODE, STORAGE, Param, verify_vmid
 from vzkeep.sandbox.model import Storage
@@ -22,19 +18,9 @@ PLUGIN_CONTENT = "backup"
 
 
 def storage_usage(req: Request, storage: Storage, node: str) -> dict[str, int]:
-    """``{total, used, avail}`` in bytes: the engine's view (capacity, fill) when it has one."""
-    status = getattr(req.app.sandbox, "storage_status", None)
-    if callable(status):
-        data = status(storage.id, node)
-        return {"total": int(data["total"]), "used": int(data["used"]), "avail": int(data["avail"])}
-    return _disk_usage(storage)
-
-
-def _disk_usage(storage: Storage) -> dict[str, int]:
-    used = sum(entry.stat().st_size for entry in os.scandir(storage.dump_dir) if entry.is_file()) \
-        if storage.dump_dir.is_dir() else 0
-    total = storage.capacity_bytes or shutil.disk_usage(storage.path if Path(storage.path).exists() else "/").total
-    return {"total": total, "used": used, "avail": max(total - used, 0)}
+    """``{total, used, avail}`` in bytes as the engine sees them (capacity, fill ballast)."""
+    data = req.app.sandbox.storage_status(storage.id, node)
+    return {"total": int(data["total"]), "used": int(data["used"]), "avail": int(data["avail"])}
 
 
 def _status_entry(req: Request, storage: Storage, node: str) -> dict[str, Any]:
@@ -96,19 +82,8 @@ def _content(req: Request) -> list[dict[str, Any]]:
 def _volume_path(req: Request) -> tuple[Storage, str, Path]:
     """Resolve ``{volume}`` (``sid:backup/file`` or ``backup/file``) to its file (Content.pm real_volume_id)."""
     storage = storage_or_400(req, req.params["storage"], req.params["node"])
-    volume = req.params["volume"]
-    sid, sep, volname = volume.partition(":")
-    if not sep:
-        sid, volname = storage.id, volume
-    if sid != storage.id:
-        raise param_error({"volume": f"storage ID '{sid}' does not match storage '{storage.id}'"})
-    match = BACKUP_VOLNAME_RE.match(volname)
-    if not match:
-        raise die(f"unable to parse directory volume name '{volname}'")
-    path = storage.dump_dir / match.group(1)
-    if not path.is_file():
-        raise die(f"volume '{sid}:{volname}' does not exist")
-    return storage, f"{sid}:{volname}", path
+    path = req.app.sandbox.volume_path(storage.id, req.params["volume"])
+    return storage, f"{storage.id}:backup/{path.name}", path
 
 
 def _first_line(path: Path) -> str | None:
@@ -121,7 +96,8 @@ def _volume_info(req: Request) -> dict[str, Any]:
     node_or_fail(req, req.params["node"])
     _, volid, path = _volume_path(req)
     size = path.stat().st_size
-    fmt = BACKUP_VOLNAME_RE.match(volid.partition(":")[2]).group(2)  # type: ignore[union-attr]
+    match = BACKUP_VOLNAME_RE.match(volid.partition(":")[2])
+    fmt = match.group(2) if match else "raw"
     info: dict[str, Any] = {"path": str(path), "size": size, "used": size, "format": fmt}
     notes = _first_line(path.with_name(path.name + ".notes"))
     if notes is not None:
@@ -157,37 +133,23 @@ def _delete_volume(req: Request) -> str:
     return req.app.sandbox.delete_volume(node, storage.id, volid, req.principal.userid)
 
 
-def _prune_options(req: Request, storage: Storage) -> dict[str, int]:
-    text = req.params.get("prune-backups")
-    if text is None:
-        if not storage.prune_backups:
-            # PVE::Storage::prune_backups without options and none configured on the storage.
-            raise die(f"no prune-backups options configured for storage '{storage.id}'")
-        text = storage.prune_backups
-    try:
-        return retention.parse_prune_backups(text)
-    except ValueError as exc:
-        raise param_error({"prune-backups": str(exc)}) from exc
+def _prune_params(req: Request) -> dict[str, Any]:
+    return {k: v for k, v in req.params.items() if k in ("prune-backups", "type", "vmid")}
 
 
 def _prune_dry_run(req: Request) -> list[dict[str, Any]]:
+    """The marks of ``PVE::Storage::prune_backups`` with dryrun=1 (reference §2.2), sorted by volid."""
     node = req.params["node"]
     node_or_fail(req, node)
     storage = storage_or_400(req, req.params["storage"], node)
-    keep = _prune_options(req, storage)
-    listing = req.app.sandbox.listing(storage.id, node, content="backup")
-    tz = cluster_of(req).nodes[node].timezone
-    marks = retention.mark(listing, keep, tz, vmid=req.params.get("vmid"), type=req.params.get("type"))
-    return sorted(marks, key=lambda e: e["volid"])
+    return req.app.sandbox.prune(node, storage.id, _prune_params(req), req.principal.userid, dry_run=True)
 
 
 def _prune(req: Request) -> str:
     node = req.params["node"]
     node_or_fail(req, node)
     storage = storage_or_400(req, req.params["storage"], node)
-    _prune_options(req, storage)
-    params = {k: v for k, v in req.params.items() if k in ("prune-backups", "type", "vmid")}
-    return req.app.sandbox.prune(node, storage.id, params, req.principal.userid)
+    return req.app.sandbox.prune(node, storage.id, _prune_params(req), req.principal.userid)
 
 
 VOLUME = {"node": NODE, "storage": STORAGE, "volume": Param(optional=False)}

@@ -1,0 +1,94 @@
+"""A running sandbox for tests: ``with running_sandbox(tmp_path) as sb: sb.api().nodes.get()``.
+
+The server runs in a thread of the test process on a free 127.0.0.1 port, with a stepped clock
+(time moves only with ``sb.advance``), so tests are fast and deterministic. Other test modules
+import it; it is deliberately not a conftest.py fixture.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vzkeep.connection import ConnectionOptions, connect
+from vzkeep.sandbox.engine import Sandbox
+from vzkeep.sandbox.launch import Running, launch
+from vzkeep.sandbox.server import SandboxApp, free_port
+
+
+@dataclass
+class RunningSandbox:
+    running: Running
+
+    @property
+    def state_dir(self) -> Path:
+        return self.running.state_dir
+
+    @property
+    def sandbox_json(self) -> Path:
+        return self.state_dir / "sandbox.json"
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return json.loads(self.sandbox_json.read_text())
+
+    @property
+    def url(self) -> str:
+        return self.info["url"]
+
+    @property
+    def host(self) -> str:
+        return self.info["host"]
+
+    @property
+    def port(self) -> int:
+        return int(self.info["port"])
+
+    @property
+    def fingerprint(self) -> str:
+        return self.info["fingerprint"]
+
+    def _token(self, role: str) -> str:
+        t = self.info["tokens"][role]
+        return f"{t['user']}!{t['token_name']}={t['token_value']}"
+
+    @property
+    def admin_token(self) -> str:
+        """``root@pam!vzkeep=<secret>``, as a --token-file holds it."""
+        return self._token("admin")
+
+    @property
+    def auditor_token(self) -> str:
+        return self._token("auditor")
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self.running.sandbox
+
+    @property
+    def app(self) -> SandboxApp:
+        return self.running.server.app
+
+    def api(self, read_only: bool = False) -> Any:
+        """A proxmoxer client (admin token, or the auditor's with ``read_only``), fingerprint pinned."""
+        return connect(ConnectionOptions(sandbox=self.sandbox_json, read_only=read_only))
+
+    def advance(self, seconds: float) -> list[str]:
+        return self.sandbox.advance(seconds)
+
+
+@contextmanager
+def running_sandbox(tmp_path: Path, seed: Path | str | None = None, stepped: bool = True,
+                    stacks_root: Path | None = None) -> Iterator[RunningSandbox]:
+    """Start a sandbox in ``tmp_path/sandbox`` (default seed unless ``seed``/``stacks_root``), stop it after."""
+    state = Path(tmp_path) / "sandbox"
+    running = launch(state, seed=Path(seed) if seed else None, stacks_root=stacks_root, port=free_port(),
+                     stepped=stepped, speed=None)
+    try:
+        yield RunningSandbox(running)
+    finally:
+        running.stop()

@@ -1,0 +1,96 @@
+"""The state runbooks' runnable steps, executed against a real S3 server with the installed `vzkeep`."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.runbook_runner import code_blocks, run_runbook
+from tests.s3server import S3Server, running_s3_server
+from tests.test_state import pulumi_checkpoint, put_versions, stack_key
+
+RUNBOOKS = Path(__file__).resolve().parent.parent / "docs" / "runbooks"
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+def healthy_bucket(s3: S3Server) -> str:
+    """A bucket as the StateBucket component makes it, holding three stacks with some history."""
+    client = s3.client()
+    bucket = f"state-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
+        {"ID": "old-state", "Status": "Enabled", "Filter": {"Prefix": ""},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 90}}]})
+    client.put_object(Bucket=bucket, Key=".pulumi/meta.yaml", Body=b"version: 1\n")
+    for stack, jobs in (("prod", (1, 2, 3)), ("lab", (1,)), ("monitoring", (2, 2))):
+        put_versions(s3, bucket, stack_key(stack), [pulumi_checkpoint(stack, n) for n in jobs])
+    return bucket
+
+
+def runbook_env(s3: S3Server, bucket: str) -> dict[str, str]:
+    # Only what the runbook says the user has: PATH with vzkeep, the backend URL and the credentials.
+    vzkeep = VENV_BIN / "vzkeep"
+    assert vzkeep.is_file(), f"{vzkeep} missing: run `.venv/bin/pip install -e . --no-deps` once"
+    return {"PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": os.environ.get("HOME", "/tmp"),
+            "PULUMI_BACKEND_URL": s3.backend_url(bucket), "COLUMNS": "200", **s3.env()}
+
+
+def test_restore_version_runbook_restores_the_previous_checkpoint(s3: S3Server, tmp_path: Path) -> None:
+    bucket = healthy_bucket(s3)
+    outputs = run_runbook(RUNBOOKS / "state-restore-version.md", cwd=tmp_path, env=runbook_env(s3, bucket))
+    current = s3.client().get_object(Bucket=bucket, Key=stack_key("prod"))["Body"].read()
+    assert current == pulumi_checkpoint("prod", 2)
+    assert "undo: vzkeep state restore --stack prod" in outputs[2]
+
+
+def test_new_workstation_runbook_checks_lists_and_exports_everything(s3: S3Server, tmp_path: Path) -> None:
+    bucket = healthy_bucket(s3)
+    outputs = run_runbook(RUNBOOKS / "state-new-workstation.md", cwd=tmp_path, env=runbook_env(s3, bucket))
+    assert all(name in outputs[1] for name in ("prod", "lab", "monitoring"))
+    assert (tmp_path / "state-export/current" / stack_key("monitoring")).read_bytes() == pulumi_checkpoint(
+        "monitoring", 2)
+
+
+def test_a_failing_runnable_block_fails_with_its_text_and_output(tmp_path: Path) -> None:
+    runbook = tmp_path / "broken.md"
+    runbook.write_text("# x\n\n```bash runnable\necho first\n```\n\n```bash runnable\necho oops >&2\nfalse\n```\n")
+    with pytest.raises(AssertionError) as caught:
+        run_runbook(runbook, cwd=tmp_path, env={"PATH": os.environ["PATH"]})
+    message = str(caught.value)
+    assert "block 2/2 exited 1" in message and "false" in message and "oops" in message
+
+
+def test_only_blocks_marked_exactly_bash_runnable_are_run(tmp_path: Path) -> None:
+    runbook = tmp_path / "mixed.md"
+    runbook.write_text(
+        "```bash\nexit 1\n```\n"
+        "```bash runnable\necho one > order\n```\n"
+        "````markdown\n```bash runnable\nexit 1\n```\n````\n"  # an example inside a longer fence
+        "~~~bash runnable\necho two >> order\n~~~\n"
+        "```bash runnable extra\nexit 1\n```\n"
+    )
+    outputs = run_runbook(runbook, cwd=tmp_path, env={"PATH": os.environ["PATH"]})
+    assert len(outputs) == 2
+    assert (tmp_path / "order").read_text() == "one\ntwo\n"
+    assert [b.info for b in code_blocks(runbook.read_text())] == [
+        "bash", "bash runnable", "markdown", "bash runnable", "bash runnable extra"]
+
+
+@pytest.mark.parametrize("name", ["state-restore-version.md", "state-new-workstation.md"])
+def test_runbooks_give_the_stock_way_and_keep_pulumi_steps_out_of_runnable_blocks(name: str) -> None:
+    blocks = code_blocks((RUNBOOKS / name).read_text())
+    runnable = [b.text for b in blocks if b.info == "bash runnable"]
+    assert runnable and not any("pulumi " in text for text in runnable)
+    assert any("aws s3" in b.text for b in blocks if b.info == "bash")

@@ -1,0 +1,325 @@
+"""``vzkeep sandbox``: run an emulated PVE cluster on 127.0.0.1 and tell stories with it.
+
+A sandbox keeps its state in a directory (default ``.sandbox``): the cluster, the archives, the task
+logs, its certificate and ``sandbox.json`` (endpoint, fingerprint, tokens; mode 0600). The other
+commands talk to a running sandbox through its ``/_sandbox/`` control API.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import requests
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vzkeep.cli.common import EXIT_USAGE, fail
+from vzkeep.connection import FingerprintAdapter
+from vzkeep.sandbox.control import parse_duration
+from vzkeep.sandbox.seed import parse_size
+
+app = typer.Typer(help="An emulated Proxmox VE cluster on 127.0.0.1 (`serve`), and the knobs to drive it.",
+                  no_args_is_help=True)
+node_app = typer.Typer(help="Power a node off or on.", no_args_is_help=True)
+guest_app = typer.Typer(help="Add, delete, lock guests; read a guest's disk digest.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+app.add_typer(guest_app, name="guest")
+console = Console()
+
+DEFAULT_STATE = Path(".sandbox")
+SandboxFileOpt = Annotated[Path, typer.Option(
+    "--sandbox", envvar="VZKEEP_SANDBOX", help="the running sandbox's sandbox.json")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the reply as JSON (for scripts)")]
+
+
+@app.command()
+def serve(
+    state: Annotated[Path, typer.Option("--state", help="state directory (created if missing)")] = DEFAULT_STATE,
+    seed: Annotated[Path | None, typer.Option("--seed", help="seed YAML for a new sandbox")] = None,
+    from_stacks: Annotated[bool, typer.Option(
+        "--from-stacks", help="seed a new sandbox from Pulumi.<env>.yaml in --stacks-dir")] = False,
+    stacks_dir: Annotated[Path, typer.Option("--stacks-dir", help="where the stack files are")] = Path("."),
+    host: Annotated[str, typer.Option("--host", help="listen address (loopback only)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="HTTPS port")] = 8006,
+    speed: Annotated[float | None, typer.Option("--speed", help="run the clock N times faster")] = None,
+    stepped: Annotated[bool, typer.Option("--stepped", help="the clock moves only with `advance`")] = False,
+    auth_delay: Annotated[float, typer.Option(
+        "--auth-delay", help="seconds to wait before a 401, as PVE does (3); 0 = answer at once")] = 0.0,
+) -> None:
+    """Start a sandbox and serve the PVE API until Ctrl-C.
+
+    A new state directory is seeded (default seed, --seed FILE, or --from-stacks); an existing one
+    is reopened as it was left (the seed is then ignored).
+
+    Examples:
+
+        vzkeep sandbox serve --state .sandbox --stepped
+        vzkeep sandbox serve --from-stacks --speed 600 --port 8443
+    """
+    from vzkeep.sandbox.launch import LaunchError, launch
+
+    if seed and from_stacks:
+        fail("--seed and --from-stacks are alternatives: give one of them")
+    if speed is not None and stepped:
+        fail("--speed and --stepped are alternatives: an accelerated clock or a stepped one")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        fail(f"--host {host}: the sandbox only listens on the loopback interface (127.0.0.1)")
+    try:
+        running = launch(state, seed=seed, stacks_root=stacks_dir if from_stacks else None, host=host,
+                         port=port, speed=speed, stepped=stepped, auth_failure_delay=auth_delay)
+    except LaunchError as exc:
+        fail(str(exc))
+    _print_banner(running.info, running.created, state)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopping sandbox")
+    finally:
+        running.stop()
+
+
+def _print_banner(info: dict[str, Any], created: bool, state: Path) -> None:
+    admin = info["tokens"]["admin"]
+    token = f"{admin['user']}!{admin['token_name']}={admin['token_value']}"
+    console.print(f"[bold]vzkeep sandbox[/] {'created' if created else 'reopened'} in {state}")
+    console.print(f"  endpoint     {info['url']}")
+    console.print(f"  fingerprint  {info['fingerprint']}")
+    console.print(f"  admin token  {token}")
+    console.print(f"  connection   {state / 'sandbox.json'} (mode 0600; auditor token inside)")
+    console.print(
+        f"  try          python -c \"from proxmoxer import ProxmoxAPI; print(ProxmoxAPI('{info['host']}', "
+        f"port={info['port']}, user='{admin['user']}', token_name='{admin['token_name']}', "
+        f"token_value='{admin['token_value']}', verify_ssl=False).cluster.resources.get(type='vm'))\""
+    )
+    console.print("  Ctrl-C stops it; the state stays for the next `serve`.")
+
+
+# -- talking to a running sandbox -------------------------------------------------------------------
+
+
+def _control(sandbox: Path, method: str, path: str, **params: Any) -> Any:
+    """One ``/_sandbox/`` call with the admin token, certificate pinned; exits 2/1 with PVE's message."""
+    try:
+        info = json.loads(Path(sandbox).read_text())
+    except (OSError, ValueError):
+        fail(f"--sandbox {sandbox}: no sandbox connection file there; start one with "
+             "`vzkeep sandbox serve --state DIR` (it writes DIR/sandbox.json)")
+    token = info["tokens"]["admin"]
+    session = requests.Session()
+    session.mount("https://", FingerprintAdapter(info["fingerprint"]))
+    session.headers["Authorization"] = (
+        f"PVEAPIToken={token['user']}!{token['token_name']}={token['token_value']}")
+    url = f"https://{info['host']}:{info['port']}/_sandbox{path}"
+    clean = {k: v for k, v in params.items() if v is not None}
+    try:
+        reply = session.request(method, url, params=clean if method in ("GET", "DELETE") else None,
+                                data=clean if method in ("POST", "PUT") else None, verify=False, timeout=120)
+    except requests.ConnectionError:
+        fail(f"the sandbox at {info['host']}:{info['port']} does not answer; is `vzkeep sandbox serve` running?")
+    if reply.status_code != 200:
+        body = reply.json() if reply.content else {}
+        detail = "; ".join(f"{k}: {v}" for k, v in (body.get("errors") or {}).items())
+        fail(f"{reply.status_code} {(body.get('message') or reply.reason).strip()} {detail}".strip(),
+             EXIT_USAGE if reply.status_code in (400, 401, 403) else 1)
+    return reply.json()["data"]
+
+
+def _show(data: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+    else:
+        console.print(text)
+
+
+@app.command()
+def advance(
+    duration: Annotated[str, typer.Argument(help="how far: 90s, 30m, 12h, 1d, 2w, or '1d 6h'")],
+    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the clock forward; scheduled jobs run on the way, as pvescheduler would.
+
+    Examples:
+
+        vzkeep sandbox advance 1d
+        vzkeep sandbox advance "6d 12h" --json
+    """
+    try:
+        seconds = parse_duration(duration)
+    except ValueError as exc:
+        fail(str(exc))
+    data = _control(sandbox, "POST", "/advance", seconds=seconds)
+    started = len(data.get("tasks") or [])
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data["now"]))
+    _show(data, as_json, f"clock now {when}; {started} task(s) started")
+
+
+@app.command()
+def status(sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: JsonOpt = False) -> None:
+    """Clock, nodes, storages (used/capacity) and jobs of a running sandbox.
+
+    Example: vzkeep sandbox status --json
+    """
+    data = _control(sandbox, "GET", "/status")
+    if as_json:
+        typer.echo(json.dumps(data, indent=1))
+        return
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data["now"]))
+    console.print(f"[bold]{data['cluster']}[/]  clock {when} ({data['clock']})  guests {data['guests']}  "
+                  f"jobs {', '.join(data['jobs']) or '-'}")
+    console.print("nodes: " + ", ".join(f"{n['node']} ({'up' if n['online'] else 'DOWN'})" for n in data["nodes"]))
+    table = Table("storage", "type", "used", "total", "used %")
+    for s in data["storages"]:
+        pct = f"{100 * s['used'] / s['total']:.1f}" if s["total"] else "-"
+        table.add_row(s["storage"], s["type"], _human(s["used"]), _human(s["total"]), pct)
+    console.print(table)
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return str(size)
+
+
+@node_app.command("down")
+def node_down(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json") -> None:
+    """Power a node off: its guests stop, its jobs do not run, its API calls fail (595).
+
+    Example: vzkeep sandbox node down pve2
+    """
+    _control(sandbox, "POST", f"/nodes/{node}/down")
+    console.print(f"node {node} is down")
+
+
+@node_app.command("up")
+def node_up(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json") -> None:
+    """Power a node on again (the scheduler restarts: missed runs are dropped unless repeat-missed).
+
+    Example: vzkeep sandbox node up pve2
+    """
+    _control(sandbox, "POST", f"/nodes/{node}/up")
+    console.print(f"node {node} is up")
+
+
+@app.command()
+def capacity(
+    storage: str, size: Annotated[str, typer.Argument(help="new capacity, e.g. 5GiB; 0 = unlimited")],
+    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+) -> None:
+    """Set a storage's capacity; writes beyond it fail with ENOSPC like a full disk.
+
+    Example: vzkeep sandbox capacity backup-prod 2GiB
+    """
+    try:
+        size_bytes = parse_size(size)
+    except ValueError as exc:
+        fail(str(exc))
+    data = _control(sandbox, "POST", f"/storage/{storage}/capacity", bytes=size_bytes)
+    console.print(f"{storage}: capacity {_human(data['total'])}, used {_human(data['used'])}")
+
+
+@app.command()
+def fill(
+    storage: str,
+    percent: Annotated[float | None, typer.Option("--percent", help="fill up to this share of capacity")] = None,
+    size: Annotated[str | None, typer.Option("--bytes", help="occupy this much more, e.g. 1GiB")] = None,
+    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+) -> None:
+    """Occupy space on a storage (a filler file outside dump/), to test the 80% alert or ENOSPC.
+
+    Examples:
+
+        vzkeep sandbox fill backup-prod --percent 85
+        vzkeep sandbox fill backup-prod --bytes 500MiB
+    """
+    if (percent is None) == (size is None):
+        fail("give exactly one of --percent P or --bytes SIZE")
+    try:
+        size_bytes = parse_size(size) if size is not None else None
+    except ValueError as exc:
+        fail(str(exc))
+    data = _control(sandbox, "POST", f"/storage/{storage}/fill", percent=percent, bytes=size_bytes)
+    console.print(f"{storage}: used {_human(data['used'])} of {_human(data['total'])}")
+
+
+@app.command()
+def corrupt(
+    volid: Annotated[str, typer.Argument(help="the archive, e.g. backup-prod:backup/vzdump-qemu-101-….vma.zst")],
+    how: Annotated[str, typer.Option("--how", help="flip (bytes), truncate, or zero (a block)")] = "flip",
+    offset: Annotated[int | None, typer.Option("--offset", help="where, in bytes (default: mid-file)")] = None,
+    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+) -> None:
+    """Damage an archive the way disks do; verify and restore must notice.
+
+    Example: vzkeep sandbox corrupt backup-prod:backup/vzdump-qemu-101-2026_01_02-02_00_00.vma.zst --how flip
+    """
+    if how not in ("flip", "truncate", "zero"):
+        fail(f"--how {how!r}: use flip, truncate or zero")
+    _control(sandbox, "POST", "/corrupt", volid=volid, how=how, offset=offset)
+    console.print(f"{volid}: corrupted ({how})")
+
+
+@guest_app.command("add")
+def guest_add(
+    vmid: int,
+    name: Annotated[str, typer.Option("--name", help="guest name")],
+    node: Annotated[str, typer.Option("--node", help="node it runs on")],
+    kind: Annotated[str, typer.Option("--type", help="qemu or lxc")] = "qemu",
+    pool: Annotated[str | None, typer.Option("--pool", help="pool (= environment)")] = None,
+    disk: Annotated[str, typer.Option("--disk", help="virtual disk size")] = "8GiB",
+    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+) -> None:
+    """Add a guest; in a pool, the environment's job covers it from its next run.
+
+    Example: vzkeep sandbox guest add 105 --name immich --type qemu --node pve2 --pool prod --disk 64GiB
+    """
+    try:
+        disk_gb = parse_size(disk) / 1024**3
+    except ValueError as exc:
+        fail(str(exc))
+    _control(sandbox, "POST", "/guests", vmid=vmid, name=name, type=kind, node=node, pool=pool, disk_gb=disk_gb)
+    console.print(f"guest {vmid} ({name}) added on {node}" + (f" in pool {pool}" if pool else ""))
+
+
+@guest_app.command("delete")
+def guest_delete(vmid: int, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json") -> None:
+    """Make a guest vanish (its backups stay): the job then fails with "unable to find VM" if it names it.
+
+    Example: vzkeep sandbox guest delete 104
+    """
+    _control(sandbox, "DELETE", f"/guests/{vmid}")
+    console.print(f"guest {vmid} deleted")
+
+
+@guest_app.command("lock")
+def guest_lock(
+    vmid: int,
+    lock: Annotated[str, typer.Option("--lock", help="lock name, e.g. backup, snapshot; '' unlocks")] = "backup",
+    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+) -> None:
+    """Lock a guest, so the next backup fails with "VM is locked (backup)".
+
+    Examples:
+
+        vzkeep sandbox guest lock 101
+        vzkeep sandbox guest lock 101 --lock ''
+    """
+    data = _control(sandbox, "POST", f"/guests/{vmid}/lock", lock=lock)
+    console.print(f"guest {vmid}: lock {data['lock'] or 'none'}")
+
+
+@guest_app.command("digest")
+def guest_digest(vmid: int, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: JsonOpt = False) -> None:
+    """SHA-256 of a guest's disk content: compare before backup and after restore.
+
+    Example: vzkeep sandbox guest digest 101
+    """
+    data = _control(sandbox, "GET", f"/guests/{vmid}/digest")
+    _show(data, as_json, f"{vmid} {data['digest']}")

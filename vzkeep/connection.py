@@ -1,0 +1,224 @@
+"""How every runtime command reaches a PVE API: one option set, one ``connect``.
+
+Options (flag / environment variable)::
+
+    --endpoint URL          VZKEEP_ENDPOINT      https://pve1.home.arpa:8006
+    --token-file FILE       VZKEEP_TOKEN_FILE    a file holding USER@REALM!TOKENID=SECRET
+    --fingerprint SHA256    VZKEEP_FINGERPRINT   pin the server certificate (AA:BB:… as PVE shows it)
+    --insecure                                   skip certificate checks (not recommended)
+    --sandbox FILE          VZKEEP_SANDBOX       STATE/sandbox.json of `vzkeep sandbox serve`
+    --read-only                                  with --sandbox: use the auditor token, not the admin one
+
+A command declares them by decorating itself with :func:`with_connection`, which adds the options
+to its signature and hands it a :class:`ConnectionOptions` as ``conn``::
+
+    @app.command()
+    @with_connection
+    def list_guests(conn: ConnectionOptions, as_json: bool = False) -> None:
+        api = connect(conn)
+        ...
+
+The token secret is read from a file (never a flag: flags end up in shell history and ``ps``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+from requests.adapters import HTTPAdapter
+
+from vzkeep.sandbox.tls import normalize_fingerprint
+
+TOKEN_HELP = "file holding the API token as USER@REALM!TOKENID=SECRET (e.g. monitoring@pve!exporter=…)"
+
+
+class ConnectionConfigError(ValueError):
+    """The connection options are incomplete or contradict each other; the text says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    endpoint: str | None = None
+    token_file: Path | None = None
+    fingerprint: str | None = None
+    insecure: bool = False
+    sandbox: Path | None = None
+    read_only: bool = False
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved connection: where, as whom, and how the certificate is checked."""
+
+    host: str
+    port: int
+    user: str
+    token_name: str
+    token_value: str
+    fingerprint: str | None  # pinned SHA-256, PVE's AA:BB:… form
+    verify: bool  # CA verification when nothing is pinned and --insecure is not given
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}:{self.port}/api2/json"
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Target({self.user}!{self.token_name} @ {self.host}:{self.port})"
+
+
+# -- the typer options, defined once -----------------------------------------------------------------
+
+EndpointOpt = Annotated[str | None, typer.Option(
+    "--endpoint", envvar="VZKEEP_ENDPOINT", help="PVE API endpoint, e.g. https://pve1.home.arpa:8006",
+    rich_help_panel="Connection")]
+TokenFileOpt = Annotated[Path | None, typer.Option(
+    "--token-file", envvar="VZKEEP_TOKEN_FILE", help=TOKEN_HELP, rich_help_panel="Connection")]
+FingerprintOpt = Annotated[str | None, typer.Option(
+    "--fingerprint", envvar="VZKEEP_FINGERPRINT",
+    help="pin the server certificate: its SHA-256 fingerprint as the PVE GUI shows it (AA:BB:…)",
+    rich_help_panel="Connection")]
+InsecureOpt = Annotated[bool, typer.Option(
+    "--insecure", help="do not check the server certificate at all (prefer --fingerprint)",
+    rich_help_panel="Connection")]
+SandboxOpt = Annotated[Path | None, typer.Option(
+    "--sandbox", envvar="VZKEEP_SANDBOX", help="connect to a sandbox: its STATE/sandbox.json",
+    rich_help_panel="Connection")]
+ReadOnlyOpt = Annotated[bool, typer.Option(
+    "--read-only", help="with --sandbox: use the read-only auditor token", rich_help_panel="Connection")]
+
+_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "endpoint": (EndpointOpt, None),
+    "token_file": (TokenFileOpt, None),
+    "fingerprint": (FingerprintOpt, None),
+    "insecure": (InsecureOpt, False),
+    "sandbox": (SandboxOpt, None),
+    "read_only": (ReadOnlyOpt, False),
+}
+
+
+def with_connection(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the connection options to a typer command; it receives them as ``conn: ConnectionOptions``."""
+    signature = inspect.signature(func)
+    kept = [p for name, p in signature.parameters.items() if name != "conn"]
+    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+             for name, (annotation, default) in _OPTIONS.items()]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        conn = ConnectionOptions(**{name: kwargs.pop(name) for name in _OPTIONS})
+        return func(*args, conn=conn, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    hints = {k: v for k, v in getattr(func, "__annotations__", {}).items() if k != "conn"}
+    hints.update({name: annotation for name, (annotation, _) in _OPTIONS.items()})
+    wrapper.__annotations__ = _resolved_hints(func, hints)
+    del wrapper.__wrapped__  # typer must see the new signature, not the wrapped one
+    return wrapper
+
+
+def _resolved_hints(func: Callable[..., Any], hints: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate string annotations (``from __future__ import annotations``) in the command's module."""
+    import typing
+
+    resolved = typing.get_type_hints(func, include_extras=True)
+    return {k: resolved.get(k, v) for k, v in hints.items()}
+
+
+# -- resolving options into a target ----------------------------------------------------------------
+
+
+def read_token_file(path: Path) -> tuple[str, str, str]:
+    """``USER@REALM!TOKENID=SECRET`` → (user, token id, secret); split at the last '=' like PVE."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise ConnectionConfigError(f"--token-file {path}: cannot read it ({exc.strerror})") from None
+    token_id, sep, secret = text.rpartition("=")
+    user, bang, name = token_id.partition("!")
+    if not (sep and bang and "@" in user and name and secret):
+        raise ConnectionConfigError(
+            f"--token-file {path}: expected one line USER@REALM!TOKENID=SECRET (e.g. monitoring@pve!exporter=…)"
+        )
+    return user, name, secret
+
+
+def _from_sandbox(opts: ConnectionOptions) -> Target:
+    path = Path(opts.sandbox)  # type: ignore[arg-type]
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConnectionConfigError(
+            f"--sandbox {path}: cannot read the sandbox connection file ({exc}); start one with "
+            "`vzkeep sandbox serve --state DIR` and pass DIR/sandbox.json"
+        ) from None
+    token = info["tokens"]["auditor" if opts.read_only else "admin"]
+    return Target(host=info["host"], port=int(info["port"]), user=token["user"], token_name=token["token_name"],
+                  token_value=token["token_value"], fingerprint=normalize_fingerprint(info["fingerprint"]),
+                  verify=False)
+
+
+def _from_endpoint(opts: ConnectionOptions) -> Target:
+    if not opts.endpoint:
+        raise ConnectionConfigError("no PVE endpoint: give --endpoint URL (or VZKEEP_ENDPOINT), or --sandbox FILE")
+    url = urlsplit(opts.endpoint if "://" in opts.endpoint else f"https://{opts.endpoint}")
+    if url.scheme != "https" or not url.hostname:
+        raise ConnectionConfigError(f"--endpoint {opts.endpoint!r}: expected https://HOST[:PORT] (PVE only speaks HTTPS)")
+    if not opts.token_file:
+        raise ConnectionConfigError("no API token: give --token-file FILE (or VZKEEP_TOKEN_FILE)")
+    user, name, secret = read_token_file(Path(opts.token_file))
+    if opts.fingerprint and opts.insecure:
+        raise ConnectionConfigError("--fingerprint and --insecure contradict each other: pin the certificate or don't")
+    try:
+        pin = normalize_fingerprint(opts.fingerprint) if opts.fingerprint else None
+    except ValueError as exc:
+        raise ConnectionConfigError(f"--fingerprint: {exc}") from None
+    return Target(host=url.hostname, port=url.port or 8006, user=user, token_name=name, token_value=secret,
+                  fingerprint=pin, verify=not (pin or opts.insecure))
+
+
+def resolve(opts: ConnectionOptions) -> Target:
+    """Where to connect and how; ``--sandbox`` wins over ``--endpoint``."""
+    return _from_sandbox(opts) if opts.sandbox else _from_endpoint(opts)
+
+
+# -- connecting -----------------------------------------------------------------------------------------
+
+
+class FingerprintAdapter(HTTPAdapter):
+    """Accept exactly the certificate whose SHA-256 is pinned (urllib3 ``assert_fingerprint``)."""
+
+    def __init__(self, fingerprint: str, **kwargs: Any) -> None:
+        self.fingerprint = fingerprint.replace(":", "").lower()
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["assert_fingerprint"] = self.fingerprint
+        super().init_poolmanager(*args, **kwargs)
+
+
+def connect(opts: ConnectionOptions | Target) -> Any:
+    """A ``proxmoxer.ProxmoxAPI`` for the options; a pinned fingerprint is enforced on every connection."""
+    from proxmoxer import ProxmoxAPI
+
+    target = opts if isinstance(opts, Target) else resolve(opts)
+    timeout = opts.timeout if isinstance(opts, ConnectionOptions) else 10.0
+    api = ProxmoxAPI(target.host, port=target.port, user=target.user, token_name=target.token_name,
+                     token_value=target.token_value, verify_ssl=target.verify, timeout=timeout)
+    session = api._store["session"]
+    if target.fingerprint:
+        session.mount("https://", FingerprintAdapter(target.fingerprint))
+    if not target.verify:
+        # The certificate is either pinned (checked above) or deliberately not checked (--insecure);
+        # urllib3's "unverified request" warning would only be noise.
+        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+    return api

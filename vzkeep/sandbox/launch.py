@@ -1,0 +1,83 @@
+"""Start a sandbox from a state directory: reopen it, or create it from a seed, then serve it.
+
+Used by ``vzkeep sandbox serve``, the test fixture and the demo. A new sandbox gets its seed's
+backup jobs through ``POST /cluster/backup`` (in-process) before the server listens, so a busy
+port never leaves a half-seeded state behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vzkeep.sandbox.engine import STATE_FILE, Sandbox
+from vzkeep.sandbox.seed import DEFAULT_SEED, Seed, SeedError, create_jobs, from_stacks, load_seed
+from vzkeep.sandbox.server import CONNECTION_FILE, SandboxError, SandboxServer, make_app, serve_app
+
+
+class LaunchError(Exception):
+    """Why the sandbox could not start, phrased for the user (bad seed, busy port, bad state)."""
+
+
+@dataclass
+class Running:
+    server: SandboxServer
+    sandbox: Sandbox
+    state_dir: Path
+    created: bool
+
+    @property
+    def info(self) -> dict[str, Any]:
+        import json
+
+        return json.loads((self.state_dir / CONNECTION_FILE).read_text())
+
+    def stop(self) -> None:
+        self.sandbox.stop_ticker()
+        self.server.stop()
+        self.sandbox.save()
+
+
+def _seed(state_dir: Path, seed: Path | None, stacks_root: Path | None) -> Seed:
+    if stacks_root is not None:
+        from vzkeep.config import ConfigError
+
+        try:
+            return from_stacks(stacks_root, state_dir)
+        except ConfigError as exc:
+            raise LaunchError(str(exc)) from None
+    return load_seed(seed or DEFAULT_SEED, state_dir)
+
+
+def open_or_create(state_dir: Path, seed: Path | None = None, stacks_root: Path | None = None,
+                   speed: float | None = None, stepped: bool = False) -> tuple[Sandbox, bool]:
+    """The sandbox of ``state_dir``: reopened if it exists (seed ignored), else created and seeded."""
+    if (state_dir / STATE_FILE).exists():
+        return Sandbox.open(state_dir, speed=speed, stepped=stepped), False
+    try:
+        plan = _seed(state_dir, seed, stacks_root)
+    except SeedError as exc:
+        raise LaunchError(str(exc)) from None
+    sandbox = Sandbox.create(state_dir, plan.cluster, speed=speed, stepped=stepped)
+    try:
+        create_jobs(make_app(sandbox, state_dir), plan)
+    except SeedError as exc:
+        (state_dir / STATE_FILE).unlink(missing_ok=True)  # the next start seeds again from scratch
+        raise LaunchError(str(exc)) from None
+    return sandbox, True
+
+
+def launch(state_dir: Path, seed: Path | None = None, stacks_root: Path | None = None, host: str = "127.0.0.1",
+           port: int = 8006, speed: float | None = None, stepped: bool = False,
+           auth_failure_delay: float = 0.0) -> Running:
+    """Open or create the sandbox and serve it; with a running clock, the scheduler ticks every second."""
+    state_dir = Path(state_dir)
+    sandbox, created = open_or_create(state_dir, seed, stacks_root, speed, stepped)
+    try:
+        server = serve_app(make_app(sandbox, state_dir), state_dir, host, port, auth_failure_delay)
+    except SandboxError as exc:
+        raise LaunchError(str(exc)) from None
+    if not stepped:
+        sandbox.start_ticker()
+    return Running(server, sandbox, state_dir, created)
