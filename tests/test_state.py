@@ -36,7 +36,8 @@ PULUMI_CLI = "v3.200.0"
 # --- state files in the tools' real formats -----------------------------------------------------------
 
 
-def pulumi_checkpoint(stack: str, jobs: int, cli_version: str = PULUMI_CLI, project: str = "vzkeep") -> bytes:
+def pulumi_checkpoint(stack: str, jobs: int, cli_version: str = PULUMI_CLI, project: str = "vzkeep",
+                      updated: str = "2026-11-20T02:00:00.000000001Z") -> bytes:
     """A DIY checkpoint as `pulumi up` writes it: stack resource, default provider, then `jobs` children."""
     urn = f"urn:pulumi:{stack}::{project}::"
     stack_urn = f"{urn}pulumi:pulumi:Stack::{project}-{stack}"
@@ -54,7 +55,7 @@ def pulumi_checkpoint(stack: str, jobs: int, cli_version: str = PULUMI_CLI, proj
             "provider": provider_ref, "dependencies": [], "inputs": {"schedule": "02:00"}, "outputs": {},
         })
     deployment = {
-        "manifest": {"time": "2026-11-20T02:00:00.000000001Z",
+        "manifest": {"time": updated,
                      "magic": hashlib.sha256(cli_version.encode()).hexdigest(), "version": cli_version},
         "secrets_providers": {"type": "passphrase", "state": {"salt": "v1:c2FsdA==:v1:aXY=:Y2lwaGVy"}},
         "resources": resources,

@@ -28,7 +28,7 @@ node_app = typer.Typer(help="Power a node off or on.", no_args_is_help=True)
 guest_app = typer.Typer(help="Add, delete, lock guests; read a guest's disk digest.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(guest_app, name="guest")
-console = Console()
+console = Console(soft_wrap=True)  # long tokens and URLs must stay on one line (copy-paste)
 
 DEFAULT_STATE = Path(".sandbox")
 SandboxFileOpt = Annotated[Path, typer.Option(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -33,7 +34,15 @@ PROGRESS_MIN_BYTES = 64 << 20  # smaller archives verify in well under a second
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify")(verify_cmd)
+    app.command("verify", help=_reflow(verify_cmd.__doc__ or ""))(verify_cmd)
+
+
+def _reflow(doc: str) -> str:
+    """Join each prose paragraph of a docstring into one line, so the terminal wraps it; keep examples."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(
+        p if p.startswith("    ") else " ".join(line.strip() for line in p.splitlines()) for p in paragraphs
+    )
 
 
 def verify_cmd(

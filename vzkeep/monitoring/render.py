@@ -4,7 +4,7 @@ deliver):
     <out>/prometheus/rules/vzkeep-<env>.rules.yml    always: the environment's alerts
     <out>/prometheus/rules/vzkeep-global.rules.yml   exporter host only: exporter down, guests in no pool
     <out>/prometheus/scrape-vzkeep.yml               exporter host only: the scrape job to merge
-    <out>/alertmanager/alertmanager.yml              exporter host with Telegram: route + receiver, mode 0600
+    <out>/alertmanager/alertmanager.yml              stack with Telegram settings: route + receiver, mode 0600
     <out>/grafana/dashboards/vzkeep-backups.json     exporter host only
 
 Files are written atomically (temp file + rename) so Prometheus never loads half a rule file, and the file
@@ -90,6 +90,10 @@ def render_monitoring(thresholds: Thresholds, out_dir: Path, options: RenderOpti
     written = [_write_env_rules(thresholds, out_dir, options)]
     if options.exporter_host:
         written += _write_exporter_host_files(out_dir, options)
+    if options.telegram is not None:
+        config_path = out_dir / "alertmanager" / "alertmanager.yml"
+        write_private(config_path, am.to_yaml(am.alertmanager_config(options.telegram, options.timing)))
+        written.append(RenderedFile(config_path, "alertmanager", private=True))
     return written
 
 
@@ -115,11 +119,6 @@ def _write_exporter_host_files(out_dir: Path, options: RenderOptions) -> list[Re
     document = {"scrape_configs": [scrape_config(options.exporter_targets, options.timing)]}
     write_atomic(scrape, header + yaml.safe_dump(document, sort_keys=False))
     written.append(RenderedFile(scrape, "scrape"))
-
-    if options.telegram is not None:
-        config_path = out_dir / "alertmanager" / "alertmanager.yml"
-        write_private(config_path, am.to_yaml(am.alertmanager_config(options.telegram, options.timing)))
-        written.append(RenderedFile(config_path, "alertmanager", private=True))
 
     board = out_dir / "grafana" / "dashboards" / dashboard.FILE_NAME
     write_atomic(board, json.dumps(dashboard.build_dashboard(), indent=2) + "\n")

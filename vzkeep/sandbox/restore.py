@@ -17,7 +17,6 @@ import math
 import os
 import re
 import tarfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -138,11 +137,11 @@ def run_restore(
     task.log(f"restore vma archive: {command}" if req.guest_type == "qemu"
              else f"restoring '{req.archive_ref}' now..")
     try:
-        header = check_archive(req)
+        header = check_archive(req, task.info.pid)
     except ArchiveDamaged as exc:
         for line in exc.lines:
             task.log(line)
-        task.finish(now + 1, exc.message)
+        task.finish(now + 1, str(exc))
         return task.upid
     image, config_text = extract_archive(req, disks_dir, now)
     guest = build_guest(cluster, req, config_text, image, now)
@@ -167,7 +166,7 @@ def _open_stream(req: RestoreRequest, raw: BinaryIO) -> DecompressedStream:
     return DecompressedStream(raw, req.info.compression)
 
 
-def check_archive(req: RestoreRequest) -> str:
+def check_archive(req: RestoreRequest, pid: int) -> str:
     """Pass 1: decompress and walk the whole structure; return a header description for the log."""
     structure_error: str | None = None
     described = ""
@@ -177,7 +176,7 @@ def check_archive(req: RestoreRequest) -> str:
             reader = ExactReader(stream)
             if req.guest_type == "qemu":
                 summary = vma.check_vma(reader)
-                described = _describe_vma(summary.header)
+                described = _describe_vma(summary.header, req.node.timezone)
             else:
                 ct_tar_format.check_ct_tar(reader)
         except (vma.VmaError, ct_tar_format.CtTarError) as exc:
@@ -190,7 +189,7 @@ def check_archive(req: RestoreRequest) -> str:
     if structure_error is not None:
         lines.append(("vma: restore failed - " if req.guest_type == "qemu" else "tar: ") + structure_error)
     code = 1 if problems else (133 if req.guest_type == "qemu" else 2)
-    command = restore_command(req, os.getpid())
+    command = restore_command(req, pid)
     if req.guest_type == "qemu":
         message = f"command 'set -o pipefail && {command}' failed: exit code {code}"
     else:
@@ -198,10 +197,10 @@ def check_archive(req: RestoreRequest) -> str:
     raise ArchiveDamaged(message, lines)
 
 
-def _describe_vma(header: vma.VmaHeader) -> str:
+def _describe_vma(header: vma.VmaHeader, tz: str) -> str:
     lines = [f"CFG: size: {len(data)} name: {name}" for name, data in header.configs.items()]
     lines += [f"DEV: dev_id={d.dev_id} size: {d.size} devname: {d.name}" for d in header.devices.values()]
-    lines.append("CTIME: " + time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(header.ctime)))
+    lines.append("CTIME: " + archive.LocalClock(tz).strftime("%a %b %d %H:%M:%S %Y", header.ctime))  # ctime(3)
     return "\n".join(lines)
 
 
@@ -273,6 +272,8 @@ def build_guest(cluster: Cluster, req: RestoreRequest, config_text: str, image: 
         def rewrite(m: re.Match[str]) -> str:
             return m.group(1) + mac_address(req.vmid, f"unique-{now}")
         conf = {k: (_MAC_RE.sub(rewrite, v) if re.match(r"net\d+$", k) else v) for k, v in conf.items()}
+    # the disks get the new guest's volume names
+    conf = {k: re.sub(r"vm-\d+-disk-", f"vm-{req.vmid}-disk-", v) for k, v in conf.items()}
     existing = cluster.guests.get(req.vmid)
     pool = req.pool if req.pool is not None else (existing.pool if existing else None)
     return Guest(vmid=req.vmid, name=name, type=req.guest_type, node=req.node.name, pool=pool,

@@ -575,6 +575,7 @@ class VzdumpJob:
         text = "".join(f"{log.stamp(at)} {line}\n" for at, line in lines).encode()
         if storage.capacity_bytes is not None and storage_used_bytes(storage) + len(text) > storage.capacity_bytes:
             return
+        storage.dump_dir.mkdir(parents=True, exist_ok=True)
         (storage.dump_dir / name).write_bytes(text)
 
 
