@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.s3server import running_s3_server  # noqa: E402
-from tests.test_state import pulumi_checkpoint, stack_key  # noqa: E402
-from vzkeep.state import list_versions, make_client, parse_backend_url, pulumi_target  # noqa: E402
-from vzkeep.state.store import SummaryCache  # noqa: E402
+from tests.s3server import running_s3_server
+from tests.test_state import pulumi_checkpoint, stack_key
+from vzkeep.state import list_versions, make_client, parse_backend_url, pulumi_target
+from vzkeep.state.store import SummaryCache
 
 VERSIONS = 1000
 TARGET_SECONDS = 2.0

@@ -57,8 +57,11 @@ def code_blocks(markdown: str) -> list[Block]:
 
 def _closes(line: str, fence: str) -> bool:
     stripped = line.strip()
-    return (len(line) - len(line.lstrip(" ")) <= 3 and stripped.startswith(fence[0] * len(fence))
-            and set(stripped) == {fence[0]})
+    return (
+        len(line) - len(line.lstrip(" ")) <= 3
+        and stripped.startswith(fence[0] * len(fence))
+        and set(stripped) == {fence[0]}
+    )
 
 
 def runnable_blocks(path: Path) -> list[Block]:
@@ -78,7 +81,12 @@ def run_runbook(path: Path, *, cwd: Path, env: Mapping[str, str], timeout: float
     for number, block in enumerate(blocks, start=1):
         completed = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", block.text],
-            cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+            cwd=cwd,
+            env=dict(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
         )
         assert completed.returncode == 0, (
             f"{path}:{block.line}: runnable block {number}/{len(blocks)} exited {completed.returncode}\n"

@@ -6,6 +6,7 @@ Telegram; a real Alertmanager posts an HTML message to a fake Bot API on 127.0.0
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import stat
 import time
@@ -27,9 +28,8 @@ from tools import (
     run_tool,
 )
 
-from vzkeep.monitoring import SHIPPED_TIMING, DeliveryTiming
+from vzkeep.monitoring import SHIPPED_TIMING, DeliveryTiming, render
 from vzkeep.monitoring import alertmanager as am
-from vzkeep.monitoring import render
 
 TOKEN = "7000000001:AAH-test-token-never-logged_x9"
 CHAT = -1001234567890
@@ -202,3 +202,69 @@ def test_failed_backup_reaches_telegram_through_prometheus(tmp_path: Path, teleg
     # the age was computed by Prometheus from the exporter's timestamp (44 h ago)
     assert "last good backup: 1d 20h 0m" in message.text, message.text
     assert "vmid 100" not in message.text and "vmid 102" not in message.text  # healthy guests stay quiet
+
+
+# --- the CLI ------------------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def stack_root(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "Pulumi.monitoring.yaml"):
+        (root / name).write_text((REPO / name).read_text())
+    return root
+
+
+def cli(root: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    from typer.testing import CliRunner
+
+    from vzkeep.cli import app
+
+    return CliRunner().invoke(app, ["monitoring", "render", "--root", str(root), *args], env=env)
+
+
+def test_cli_refuses_a_telegram_stack_without_token(stack_root: Path) -> None:
+    result = cli(stack_root, "-s", "monitoring", "-o", str(stack_root / "out"), env={"VZKEEP_TELEGRAM_BOT_TOKEN": ""})
+    assert result.exit_code == 2
+    assert "--bot-token-file" in result.output and "VZKEEP_TELEGRAM_BOT_TOKEN" in result.output
+    assert not (stack_root / "out" / "alertmanager").exists()
+
+
+def test_cli_renders_the_exporter_host_stack_without_printing_the_token(stack_root: Path) -> None:
+    out = stack_root / "out"
+    result = cli(stack_root, "-s", "monitoring", "-o", str(out), "--json", env={"VZKEEP_TELEGRAM_BOT_TOKEN": TOKEN})
+    assert result.exit_code == 0, result.output
+    assert TOKEN not in result.output
+    files = {Path(f["path"]).relative_to(out).as_posix(): (f["kind"], f["mode"])
+             for f in json.loads(result.output)["files"]}
+    assert files == {
+        "prometheus/rules/vzkeep-monitoring.rules.yml": ("rules", "0644"),
+        "prometheus/rules/vzkeep-global.rules.yml": ("rules", "0644"),
+        "prometheus/scrape-vzkeep.yml": ("scrape", "0644"),
+        "grafana/dashboards/vzkeep-backups.json": ("dashboard", "0644"),
+        "alertmanager/alertmanager.yml": ("alertmanager", "0600"),
+    }
+    config = yaml.safe_load((out / "alertmanager" / "alertmanager.yml").read_text())
+    telegram = config["receivers"][1]["telegram_configs"][0]
+    assert (telegram["chat_id"], telegram["bot_token"]) == (CHAT, TOKEN)
+
+
+def test_cli_token_file_wins_and_an_env_stack_gets_only_its_rules(stack_root: Path, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    out = stack_root / "out"
+    assert cli(stack_root, "-s", "monitoring", "-o", str(out), "--bot-token-file", str(token_file)).exit_code == 0
+    assert f"bot_token: {TOKEN}\n" in (out / "alertmanager" / "alertmanager.yml").read_text()
+    result = cli(stack_root, "-s", "prod", "-o", str(tmp_path / "prod-out"), "--json")
+    assert result.exit_code == 0, result.output
+    kinds = [f["kind"] for f in json.loads(result.output)["files"]]
+    assert kinds == ["rules"]
+
+
+def test_cli_unknown_stack_is_a_usage_error(stack_root: Path) -> None:
+    result = cli(stack_root, "-s", "staging")
+    assert result.exit_code == 2
+    assert "Pulumi.staging.yaml" in result.output

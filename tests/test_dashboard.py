@@ -189,7 +189,7 @@ def test_panels_fit_the_grid_without_overlapping() -> None:
     cells: dict[tuple[int, int], str] = {}
     for panel in BOARD["panels"]:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         for x in range(grid["x"], grid["x"] + grid["w"]):
             for y in range(grid["y"], grid["y"] + grid["h"]):
                 assert (x, y) not in cells, f"{panel['title']} overlaps {cells.get((x, y))}"
@@ -210,7 +210,8 @@ def test_issue_panels_are_present() -> None:
 def test_unknown_variable_is_an_error_not_left_in_the_query() -> None:
     with pytest.raises(KeyError, match=r"\$storage"):
         dashboard.substitute('up{storage=~"$storage"}', {"env": "prod"})
-    assert dashboard.substitute('x{env=~"${env}"} or y{env=~"$env"}', {"env": "lab"}) == 'x{env=~"lab"} or y{env=~"lab"}'
+    filled = dashboard.substitute('x{env=~"${env}"} or y{env=~"$env"}', {"env": "lab"})
+    assert filled == 'x{env=~"lab"} or y{env=~"lab"}'
 
 
 def test_render_writes_the_dashboard_file(tmp_path: Path) -> None:

@@ -97,7 +97,8 @@ def test_stack_outputs(run):
 def test_environment_facts_for_the_policy_pack(run):
     facts = run.one("vzkeep:backup:BackupEnvironment").outputs
     assert facts["env"] == run.stack
-    assert {int(g["vmid"]) for g in facts["inventory"]} == {g.vmid for g in run.settings.inventory}
+    declared = {int(r.inputs["vmId"]) for r in run.of_type("proxmoxve:index/containerLegacy:ContainerLegacy")}
+    assert {int(g["vmid"]) for g in facts["inventory"]} == {g.vmid for g in run.settings.inventory} | declared
 
 
 def test_create_pool_false_declares_no_pool(tmp_path):

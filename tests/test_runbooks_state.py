@@ -30,9 +30,19 @@ def healthy_bucket(s3: S3Server) -> str:
     bucket = f"state-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [
-        {"ID": "old-state", "Status": "Enabled", "Filter": {"Prefix": ""},
-         "NoncurrentVersionExpiration": {"NoncurrentDays": 90}}]})
+    client.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "old-state",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 90},
+                }
+            ]
+        },
+    )
     client.put_object(Bucket=bucket, Key=".pulumi/meta.yaml", Body=b"version: 1\n")
     for stack, jobs in (("prod", (1, 2, 3)), ("lab", (1,)), ("monitoring", (2, 2))):
         put_versions(s3, bucket, stack_key(stack), [pulumi_checkpoint(stack, n) for n in jobs])
@@ -43,8 +53,13 @@ def runbook_env(s3: S3Server, bucket: str) -> dict[str, str]:
     # Only what the runbook says the user has: PATH with vzkeep, the backend URL and the credentials.
     vzkeep = VENV_BIN / "vzkeep"
     assert vzkeep.is_file(), f"{vzkeep} missing: run `.venv/bin/pip install -e . --no-deps` once"
-    return {"PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": os.environ.get("HOME", "/tmp"),
-            "PULUMI_BACKEND_URL": s3.backend_url(bucket), "COLUMNS": "200", **s3.env()}
+    return {
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PULUMI_BACKEND_URL": s3.backend_url(bucket),
+        "COLUMNS": "200",
+        **s3.env(),
+    }
 
 
 def test_restore_version_runbook_restores_the_previous_checkpoint(s3: S3Server, tmp_path: Path) -> None:
@@ -60,7 +75,8 @@ def test_new_workstation_runbook_checks_lists_and_exports_everything(s3: S3Serve
     outputs = run_runbook(RUNBOOKS / "state-new-workstation.md", cwd=tmp_path, env=runbook_env(s3, bucket))
     assert all(name in outputs[1] for name in ("prod", "lab", "monitoring"))
     assert (tmp_path / "state-export/current" / stack_key("monitoring")).read_bytes() == pulumi_checkpoint(
-        "monitoring", 2)
+        "monitoring", 2
+    )
 
 
 def test_a_failing_runnable_block_fails_with_its_text_and_output(tmp_path: Path) -> None:
@@ -85,7 +101,12 @@ def test_only_blocks_marked_exactly_bash_runnable_are_run(tmp_path: Path) -> Non
     assert len(outputs) == 2
     assert (tmp_path / "order").read_text() == "one\ntwo\n"
     assert [b.info for b in code_blocks(runbook.read_text())] == [
-        "bash", "bash runnable", "markdown", "bash runnable", "bash runnable extra"]
+        "bash",
+        "bash runnable",
+        "markdown",
+        "bash runnable",
+        "bash runnable extra",
+    ]
 
 
 @pytest.mark.parametrize("name", ["state-restore-version.md", "state-new-workstation.md"])

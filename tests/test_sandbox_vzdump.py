@@ -150,7 +150,8 @@ def test_render_notes_rejects_unknown_escape() -> None:
 
 @pytest.mark.parametrize(
     ("size", "text"),
-    [(1000, "0KB"), (180_000, "175KB"), (5 * 1024**2, "5MB"), (int(1.234 * 1024**3), "1.23GB"), (3 * 1024**4, "3.00TB")],
+    [(1000, "0KB"), (180_000, "175KB"), (5 * 1024**2, "5MB"), (int(1.234 * 1024**3), "1.23GB"),
+     (3 * 1024**4, "3.00TB")],
 )
 def test_format_size_like_vzdump(size: int, text: str) -> None:
     assert format_size(size) == text

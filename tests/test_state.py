@@ -36,8 +36,13 @@ PULUMI_CLI = "v3.200.0"
 # --- state files in the tools' real formats -----------------------------------------------------------
 
 
-def pulumi_checkpoint(stack: str, jobs: int, cli_version: str = PULUMI_CLI, project: str = "vzkeep",
-                      updated: str = "2026-11-20T02:00:00.000000001Z") -> bytes:
+def pulumi_checkpoint(
+    stack: str,
+    jobs: int,
+    cli_version: str = PULUMI_CLI,
+    project: str = "vzkeep",
+    updated: str = "2026-11-20T02:00:00.000000001Z",
+) -> bytes:
     """A DIY checkpoint as `pulumi up` writes it: stack resource, default provider, then `jobs` children."""
     urn = f"urn:pulumi:{stack}::{project}::"
     stack_urn = f"{urn}pulumi:pulumi:Stack::{project}-{stack}"
@@ -45,38 +50,72 @@ def pulumi_checkpoint(stack: str, jobs: int, cli_version: str = PULUMI_CLI, proj
     provider_ref = f"{provider_urn}::0b7c5e4e-5d2c-4f43-9d7a-3c3f5f1b2a10"
     resources: list[dict[str, Any]] = [
         {"urn": stack_urn, "custom": False, "type": "pulumi:pulumi:Stack", "outputs": {}},
-        {"urn": provider_urn, "custom": True, "id": provider_ref.rsplit("::", 1)[1],
-         "type": "pulumi:providers:proxmoxve", "inputs": {"version": "8.6.0"}, "outputs": {"version": "8.6.0"}},
+        {
+            "urn": provider_urn,
+            "custom": True,
+            "id": provider_ref.rsplit("::", 1)[1],
+            "type": "pulumi:providers:proxmoxve",
+            "inputs": {"version": "8.6.0"},
+            "outputs": {"version": "8.6.0"},
+        },
     ]
     for index in range(jobs):
-        resources.append({
-            "urn": f"{urn}proxmoxve:backup/job:Job::vzkeep-{stack}-{index}", "custom": True,
-            "id": f"vzkeep-{stack}-{index}", "type": "proxmoxve:backup/job:Job", "parent": stack_urn,
-            "provider": provider_ref, "dependencies": [], "inputs": {"schedule": "02:00"}, "outputs": {},
-        })
+        resources.append(
+            {
+                "urn": f"{urn}proxmoxve:backup/job:Job::vzkeep-{stack}-{index}",
+                "custom": True,
+                "id": f"vzkeep-{stack}-{index}",
+                "type": "proxmoxve:backup/job:Job",
+                "parent": stack_urn,
+                "provider": provider_ref,
+                "dependencies": [],
+                "inputs": {"schedule": "02:00"},
+                "outputs": {},
+            }
+        )
     deployment = {
-        "manifest": {"time": updated,
-                     "magic": hashlib.sha256(cli_version.encode()).hexdigest(), "version": cli_version},
+        "manifest": {
+            "time": updated,
+            "magic": hashlib.sha256(cli_version.encode()).hexdigest(),
+            "version": cli_version,
+        },
         "secrets_providers": {"type": "passphrase", "state": {"salt": "v1:c2FsdA==:v1:aXY=:Y2lwaGVy"}},
         "resources": resources,
     }
-    document = {"version": 3, "checkpoint": {"stack": f"organization/{project}/{stack}", "config": {},
-                                             "latest": deployment}}
+    document = {
+        "version": 3,
+        "checkpoint": {"stack": f"organization/{project}/{stack}", "config": {}, "latest": deployment},
+    }
     return json.dumps(document, indent=4).encode()
 
 
 def terraform_state(serial: int, instances: int, lineage: str = "5f2c8a6e-0d1b-4e57-9a43-6d8c1f0b7e21") -> bytes:
-    resources = [{"mode": "managed", "type": "proxmox_virtual_environment_vm", "name": "vm",
-                  "provider": 'provider["registry.terraform.io/bpg/proxmox"]',
-                  "instances": [{"index_key": i, "schema_version": 0, "attributes": {"vm_id": 100 + i}}
-                                for i in range(instances)]}]
-    return json.dumps({"version": 4, "terraform_version": "1.9.8", "serial": serial, "lineage": lineage,
-                       "outputs": {}, "resources": resources, "check_results": None}).encode()
+    resources = [
+        {
+            "mode": "managed",
+            "type": "proxmox_virtual_environment_vm",
+            "name": "vm",
+            "provider": 'provider["registry.terraform.io/bpg/proxmox"]',
+            "instances": [
+                {"index_key": i, "schema_version": 0, "attributes": {"vm_id": 100 + i}} for i in range(instances)
+            ],
+        }
+    ]
+    return json.dumps(
+        {
+            "version": 4,
+            "terraform_version": "1.9.8",
+            "serial": serial,
+            "lineage": lineage,
+            "outputs": {},
+            "resources": resources,
+            "check_results": None,
+        }
+    ).encode()
 
 
 def pulumi_lock(user: str = "alice", host: str = "laptop") -> bytes:
-    return json.dumps({"pid": 4242, "username": user, "hostname": host,
-                       "timestamp": "2026-11-26T20:00:00Z"}).encode()
+    return json.dumps({"pid": 4242, "username": user, "hostname": host, "timestamp": "2026-11-26T20:00:00Z"}).encode()
 
 
 # --- fixtures ------------------------------------------------------------------------------------------
@@ -95,9 +134,19 @@ def new_bucket(s3: S3Server, *, versioning: bool = True, lifecycle: bool = True)
     if versioning:
         client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     if lifecycle:
-        client.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": [
-            {"ID": "old-state", "Status": "Enabled", "Filter": {"Prefix": ""},
-             "NoncurrentVersionExpiration": {"NoncurrentDays": 90}}]})
+        client.put_bucket_lifecycle_configuration(
+            Bucket=name,
+            LifecycleConfiguration={
+                "Rules": [
+                    {
+                        "ID": "old-state",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": ""},
+                        "NoncurrentVersionExpiration": {"NoncurrentDays": 90},
+                    }
+                ]
+            },
+        )
     return name
 
 
@@ -121,8 +170,12 @@ def version_count(s3: S3Server, bucket: str, key: str) -> int:
 
 
 def cli(s3: S3Server, bucket: str, *args: str, secret: str | None = None) -> Any:
-    env = {**s3.env(), "PULUMI_BACKEND_URL": s3.backend_url(bucket), "COLUMNS": "200",
-           "XDG_CACHE_HOME": str(s3.data_dir.parent / "cache")}
+    env = {
+        **s3.env(),
+        "PULUMI_BACKEND_URL": s3.backend_url(bucket),
+        "COLUMNS": "200",
+        "XDG_CACHE_HOME": str(s3.data_dir.parent / "cache"),
+    }
     if secret is not None:
         env["AWS_SECRET_ACCESS_KEY"] = secret
     return CliRunner().invoke(app, list(args), env=env)
@@ -144,7 +197,11 @@ def test_check_passes_on_a_versioned_bucket_with_lifecycle_and_leaves_no_probe(s
     report = json.loads(result.stdout)
     assert result.exit_code == 0, result.output
     assert {c["name"]: c["ok"] for c in report["checks"]} == {
-        "reachable": True, "versioning": True, "conditional-writes": True, "lifecycle": True}
+        "reachable": True,
+        "versioning": True,
+        "conditional-writes": True,
+        "lifecycle": True,
+    }
     leftovers = s3.client().list_object_versions(Bucket=bucket)
     assert not leftovers.get("Versions") and not leftovers.get("DeleteMarkers")
 
@@ -154,20 +211,41 @@ def test_check_passes_on_a_versioned_bucket_with_lifecycle_and_leaves_no_probe(s
     [
         ("plain bucket", False, None, {"versioning", "lifecycle"}),
         ("versioned, no lifecycle", True, None, {"lifecycle"}),
-        ("lifecycle expiring current objects", True,
-         [{"ID": "purge", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 30},
-           "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}], {"lifecycle"}),
-        ("lifecycle for another prefix only", True,
-         [{"ID": "logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
-           "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}], {"lifecycle"}),
+        (
+            "lifecycle expiring current objects",
+            True,
+            [
+                {
+                    "ID": "purge",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": ""},
+                    "Expiration": {"Days": 30},
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                }
+            ],
+            {"lifecycle"},
+        ),
+        (
+            "lifecycle for another prefix only",
+            True,
+            [
+                {
+                    "ID": "logs",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": "logs/"},
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                }
+            ],
+            {"lifecycle"},
+        ),
     ],
 )
-def test_check_reports_each_failing_point(s3: S3Server, case: str, versioning: bool,
-                                          lifecycle_rules: list[dict[str, Any]] | None, failing: set[str]) -> None:
+def test_check_reports_each_failing_point(
+    s3: S3Server, case: str, versioning: bool, lifecycle_rules: list[dict[str, Any]] | None, failing: set[str]
+) -> None:
     bucket = new_bucket(s3, versioning=versioning, lifecycle=False)
     if lifecycle_rules:
-        s3.client().put_bucket_lifecycle_configuration(Bucket=bucket,
-                                                       LifecycleConfiguration={"Rules": lifecycle_rules})
+        s3.client().put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle_rules})
     result = cli(s3, bucket, "check", "--json")
     report = json.loads(result.stdout)
     assert result.exit_code == 1, case
@@ -181,8 +259,9 @@ def test_check_reports_each_failing_point(s3: S3Server, case: str, versioning: b
         ("missing bucket", "no-such-bucket-here", None, "bucket does not exist"),
     ],
 )
-def test_check_says_why_the_bucket_is_unreachable(s3: S3Server, case: str, bucket: str | None,
-                                                  secret: str | None, expected: str) -> None:
+def test_check_says_why_the_bucket_is_unreachable(
+    s3: S3Server, case: str, bucket: str | None, secret: str | None, expected: str
+) -> None:
     result = cli(s3, bucket or new_bucket(s3), "check", secret=secret)
     assert result.exit_code == 1, case
     assert expected in " ".join(result.stdout.split()), result.output
@@ -208,8 +287,12 @@ def test_versions_lists_each_checkpoint_newest_first_with_counts_read_from_the_f
 
 def test_versions_table_flags_a_corrupt_version_with_its_reason(s3: S3Server) -> None:
     bucket = new_bucket(s3)
-    ids = put_versions(s3, bucket, stack_key("lab"),
-                       [pulumi_checkpoint("lab", 1), pulumi_checkpoint("lab", 2)[:-40], pulumi_checkpoint("lab", 3)])
+    ids = put_versions(
+        s3,
+        bucket,
+        stack_key("lab"),
+        [pulumi_checkpoint("lab", 1), pulumi_checkpoint("lab", 2)[:-40], pulumi_checkpoint("lab", 3)],
+    )
     result = cli(s3, bucket, "versions", "--stack", "lab")
     text = " ".join(result.stdout.split())
     assert result.exit_code == 0, result.output
@@ -230,8 +313,9 @@ def test_versions_reuses_cached_summaries_and_reads_new_versions(s3: S3Server) -
     history(s3, bucket, jobs=(1, 2))
     assert cli(s3, bucket, "versions", "--stack", "prod").exit_code == 0
     target = StateTarget("pulumi", "prod", stack_key("prod"))
-    path = SummaryCache.for_target(s3.data_dir.parent / "cache" / "vzkeep" / "state-versions",
-                                   s3.endpoint, bucket, target).path
+    path = SummaryCache.for_target(
+        s3.data_dir.parent / "cache" / "vzkeep" / "state-versions", s3.endpoint, bucket, target
+    ).path
     # Plant a wrong count in the cache: a cached version must not be downloaded again...
     entries = json.loads(path.read_text())
     for entry in entries.values():
@@ -240,15 +324,15 @@ def test_versions_reuses_cached_summaries_and_reads_new_versions(s3: S3Server) -
     assert len(entries) == 2
     new_id = put_versions(s3, bucket, stack_key("prod"), [pulumi_checkpoint("prod", 7)])[0]
     listed = json.loads(cli(s3, bucket, "versions", "--stack", "prod", "--json").stdout)["versions"]
-    assert [(v["version_id"] == new_id, v["resource_count"]) for v in listed] == [(True, 9), (False, 999),
-                                                                                   (False, 999)]
+    assert [(v["version_id"] == new_id, v["resource_count"]) for v in listed] == [(True, 9), (False, 999), (False, 999)]
     # ...and --no-cache reads every version from the bucket.
     fresh = json.loads(cli(s3, bucket, "versions", "--stack", "prod", "--json", "--no-cache").stdout)["versions"]
     assert [v["resource_count"] for v in fresh] == [9, 4, 3]
 
 
-@pytest.mark.parametrize(("suffix", "compress"), [(".json.gz", gzip.compress),
-                                                  (".json.zst", zstandard.ZstdCompressor().compress)])
+@pytest.mark.parametrize(
+    ("suffix", "compress"), [(".json.gz", gzip.compress), (".json.zst", zstandard.ZstdCompressor().compress)]
+)
 def test_versions_reads_compressed_checkpoints(s3: S3Server, suffix: str, compress: Any) -> None:
     bucket = new_bucket(s3)
     put_versions(s3, bucket, f".pulumi/stacks/vzkeep/prod{suffix}", [compress(pulumi_checkpoint("prod", 5))])
@@ -277,8 +361,7 @@ def test_versions_usage_errors_exit_2(s3: S3Server, case: str, args: list[str], 
 
 
 def test_a_bad_backend_url_is_a_usage_error_naming_the_parameter(s3: S3Server) -> None:
-    result = CliRunner().invoke(app, ["versions", "--stack", "prod", "--backend", "s3://b?endpoints=x"],
-                                env=s3.env())
+    result = CliRunner().invoke(app, ["versions", "--stack", "prod", "--backend", "s3://b?endpoints=x"], env=s3.env())
     assert result.exit_code == 2
     assert "unknown query parameter 'endpoints'" in result.output
 
@@ -319,16 +402,20 @@ def test_restore_of_the_current_version_changes_nothing(s3: S3Server) -> None:
         ("no --yes without a terminal", "no-yes", 2, "pass --yes"),
     ],
 )
-def test_restore_refuses_and_leaves_the_state_untouched(s3: S3Server, case: str, setup: str, exit_code: int,
-                                                        expected: str) -> None:
+def test_restore_refuses_and_leaves_the_state_untouched(
+    s3: S3Server, case: str, setup: str, exit_code: int, expected: str
+) -> None:
     bucket = new_bucket(s3)
     ids = history(s3, bucket)
     chosen, flags = ids[0], ["--yes"]
     if setup == "lock":
         s3.client().put_object(Bucket=bucket, Key=".pulumi/locks/vzkeep/prod/7d3c.json", Body=pulumi_lock())
     elif setup in {"corrupt", "export"}:
-        body = pulumi_checkpoint("prod", 9)[:-3] if setup == "corrupt" else json.dumps(
-            {"version": 3, "deployment": {"manifest": {}, "resources": []}}).encode()
+        body = (
+            pulumi_checkpoint("prod", 9)[:-3]
+            if setup == "corrupt"
+            else json.dumps({"version": 3, "deployment": {"manifest": {}, "resources": []}}).encode()
+        )
         chosen = put_versions(s3, bucket, stack_key("prod"), [body, pulumi_checkpoint("prod", 3)])[0]
     elif setup == "unknown":
         chosen = "0000000000000000deadbeef00000000"
@@ -379,15 +466,19 @@ def test_restore_refuses_on_a_bucket_without_versioning(s3: S3Server) -> None:
 # --- terraform -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("workspace", "key"), [("default", "hcl/terraform.tfstate"),
-                                                ("lab", "env:/lab/hcl/terraform.tfstate")])
+@pytest.mark.parametrize(
+    ("workspace", "key"), [("default", "hcl/terraform.tfstate"), ("lab", "env:/lab/hcl/terraform.tfstate")]
+)
 def test_terraform_state_versions_and_restore_in_a_workspace(s3: S3Server, workspace: str, key: str) -> None:
     bucket = new_bucket(s3)
     ids = put_versions(s3, bucket, key, [terraform_state(1, 2), terraform_state(2, 5), terraform_state(3, 6)])
     args = ["--terraform-key", "hcl/terraform.tfstate", "--workspace", workspace]
     listed = json.loads(cli(s3, bucket, "versions", *args, "--json").stdout)["versions"]
     assert [(v["serial"], v["resource_count"], v["tool_version"]) for v in listed] == [
-        (3, 6, "1.9.8"), (2, 5, "1.9.8"), (1, 2, "1.9.8")]
+        (3, 6, "1.9.8"),
+        (2, 5, "1.9.8"),
+        (1, 2, "1.9.8"),
+    ]
     result = cli(s3, bucket, "restore", *args, "--version", ids[1], "--yes")
     assert result.exit_code == 0, result.output
     assert current_bytes(s3, bucket, key) == terraform_state(2, 5)
@@ -397,8 +488,14 @@ def test_terraform_lock_file_blocks_a_restore(s3: S3Server) -> None:
     bucket = new_bucket(s3)
     key = "hcl/terraform.tfstate"
     ids = put_versions(s3, bucket, key, [terraform_state(1, 1), terraform_state(2, 2)])
-    lock = {"ID": "6a1f", "Operation": "OperationTypeApply", "Who": "carol@desk", "Version": "1.9.8",
-            "Created": "2026-11-26T20:00:00Z", "Path": f"{bucket}/{key}"}
+    lock = {
+        "ID": "6a1f",
+        "Operation": "OperationTypeApply",
+        "Who": "carol@desk",
+        "Version": "1.9.8",
+        "Created": "2026-11-26T20:00:00Z",
+        "Path": f"{bucket}/{key}",
+    }
     s3.client().put_object(Bucket=bucket, Key=key + ".tflock", Body=json.dumps(lock).encode())
     result = cli(s3, bucket, "restore", "--terraform-key", key, "--version", ids[0], "--yes")
     assert result.exit_code == 1
@@ -446,8 +543,10 @@ def test_state_metrics_give_versioning_and_each_stacks_last_write(s3: S3Server) 
     history(s3, bucket, "lab", (1,))
     client = s3.client()
     metrics = state_metrics(client, bucket)
-    expected = {stack: client.head_object(Bucket=bucket, Key=stack_key(stack))["LastModified"].timestamp()
-                for stack in ("prod", "lab")}
+    expected = {
+        stack: client.head_object(Bucket=bucket, Key=stack_key(stack))["LastModified"].timestamp()
+        for stack in ("prod", "lab")
+    }
     assert metrics.versioning_enabled is True
     assert metrics.last_write == expected
     assert state_metrics(client, new_bucket(s3, versioning=False)).versioning_enabled is False
@@ -475,11 +574,17 @@ def _resources(document: dict[str, Any]) -> list[dict[str, Any]]:
         ("unknown checkpoint version", _mutated_checkpoint(lambda d: d.update(version=99)), "version 99"),
         ("resource without urn", _mutated_checkpoint(lambda d: _resources(d)[2].pop("urn")), "has no 'urn'"),
         ("parent listed after child", _mutated_checkpoint(lambda d: _resources(d).reverse()), "unknown parent"),
-        ("unknown provider", _mutated_checkpoint(lambda d: _resources(d)[2].update(provider="urn:x::y")),
-         "unknown provider"),
+        (
+            "unknown provider",
+            _mutated_checkpoint(lambda d: _resources(d)[2].update(provider="urn:x::y")),
+            "unknown provider",
+        ),
         ("duplicate live urn", _mutated_checkpoint(lambda d: _resources(d).append(_resources(d)[2])), "duplicate"),
-        ("dependency not before", _mutated_checkpoint(lambda d: _resources(d)[2].update(dependencies=["urn:z"])),
-         "dependency"),
+        (
+            "dependency not before",
+            _mutated_checkpoint(lambda d: _resources(d)[2].update(dependencies=["urn:z"])),
+            "dependency",
+        ),
     ],
 )
 def test_corrupt_checkpoints_are_refused_with_the_reason(case: str, data: bytes, reason: str) -> None:

@@ -14,25 +14,45 @@ NO_ENV: dict[str, str] = {}
 
 # case, URL, expected fields (others are not checked)
 VALID = [
-    ("bare bucket", "s3://state", {"bucket": "state", "prefix": "", "endpoint": None,
-                                   "request_checksum_calculation": None}),
+    (
+        "bare bucket",
+        "s3://state",
+        {"bucket": "state", "prefix": "", "endpoint": None, "request_checksum_calculation": None},
+    ),
     # pp legacy_s3_params_test.go: "bare endpoint with disableSSL gets http scheme"
-    ("homelab legacy form", "s3://state?endpoint=s3.lan:8333&disableSSL=true&s3ForcePathStyle=true&region=eu-1",
-     {"endpoint": "http://s3.lan:8333", "path_style": True, "disable_https": True, "region": "eu-1",
-      "request_checksum_calculation": "when_required"}),
+    (
+        "homelab legacy form",
+        "s3://state?endpoint=s3.lan:8333&disableSSL=true&s3ForcePathStyle=true&region=eu-1",
+        {
+            "endpoint": "http://s3.lan:8333",
+            "path_style": True,
+            "disable_https": True,
+            "region": "eu-1",
+            "request_checksum_calculation": "when_required",
+        },
+    ),
     # pp: "bare endpoint gets https scheme"
     ("bare endpoint without disableSSL", "s3://b?endpoint=minio:9000", {"endpoint": "https://minio:9000"}),
     # pp: "disableSSL translated" keeps the explicit https scheme
-    ("explicit scheme wins", "s3://b?endpoint=https://minio:9000&disableSSL=true",
-     {"endpoint": "https://minio:9000", "disable_https": True}),
-    ("v2 names", "s3://b?endpoint=s3.lan:8333&disable_https=true&use_path_style=true",
-     {"endpoint": "http://s3.lan:8333", "path_style": True}),
+    (
+        "explicit scheme wins",
+        "s3://b?endpoint=https://minio:9000&disableSSL=true",
+        {"endpoint": "https://minio:9000", "disable_https": True},
+    ),
+    (
+        "v2 names",
+        "s3://b?endpoint=s3.lan:8333&disable_https=true&use_path_style=true",
+        {"endpoint": "http://s3.lan:8333", "path_style": True},
+    ),
     ("path is a prefix", "s3://b/app/project1", {"bucket": "b", "prefix": "app/project1/"}),
     ("trailing slash kept once", "s3://b/app/", {"prefix": "app/"}),
     ("gocloud prefix param goes first", "s3://b/sub?prefix=team-", {"prefix": "team-sub/"}),
     ("profile", "s3://b?profile=homelab&awssdk=v2", {"profile": "homelab"}),
-    ("explicit checksum mode kept", "s3://b?endpoint=h:1&request_checksum_calculation=when_supported",
-     {"request_checksum_calculation": "when_supported"}),
+    (
+        "explicit checksum mode kept",
+        "s3://b?endpoint=h:1&request_checksum_calculation=when_supported",
+        {"request_checksum_calculation": "when_supported"},
+    ),
     ("Go bool spelling", "s3://b?s3ForcePathStyle=T&disableSSL=0", {"path_style": True, "disable_https": False}),
     ("first value wins", "s3://b?region=a&region=b", {"region": "a"}),
 ]
@@ -46,8 +66,9 @@ def test_valid_urls_parse_like_pulumi(case: str, url: str, expected: dict[str, A
 
 def test_the_checksum_env_variable_suppresses_the_default() -> None:
     # pp: TestTranslateLegacyS3ParamsChecksumEnvVar
-    backend = parse_backend_url("s3://b?endpoint=https://example.com",
-                                env={"AWS_REQUEST_CHECKSUM_CALCULATION": "when_supported"})
+    backend = parse_backend_url(
+        "s3://b?endpoint=https://example.com", env={"AWS_REQUEST_CHECKSUM_CALCULATION": "when_supported"}
+    )
     assert backend.request_checksum_calculation is None
 
 
@@ -88,8 +109,9 @@ def test_no_backend_url_anywhere_is_a_usage_error_with_an_example() -> None:
 def test_client_uses_endpoint_region_and_path_style(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "a")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "b")
-    client = make_client(parse_backend_url("s3://b?endpoint=s3.lan:8333&disableSSL=true&s3ForcePathStyle=true"
-                                           "&region=eu-1", env=NO_ENV))
+    client = make_client(
+        parse_backend_url("s3://b?endpoint=s3.lan:8333&disableSSL=true&s3ForcePathStyle=true&region=eu-1", env=NO_ENV)
+    )
     assert client.meta.endpoint_url == "http://s3.lan:8333"
     assert client.meta.region_name == "eu-1"
     assert client.meta.config.s3["addressing_style"] == "path"
@@ -97,11 +119,15 @@ def test_client_uses_endpoint_region_and_path_style(monkeypatch: pytest.MonkeyPa
 
 
 segment = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=12).filter(
-    lambda s: s not in {".", ".."})
+    lambda s: s not in {".", ".."}
+)
 
 
-@given(bucket=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=3, max_size=20),
-       path=st.lists(segment, max_size=4), name=st.lists(segment, min_size=1, max_size=4))
+@given(
+    bucket=st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=3, max_size=20),
+    path=st.lists(segment, max_size=4),
+    name=st.lists(segment, min_size=1, max_size=4),
+)
 def test_keys_are_prefix_plus_name_and_relative_undoes_it(bucket: str, path: list[str], name: list[str]) -> None:
     backend = parse_backend_url(f"s3://{bucket}/{'/'.join(path)}", env=NO_ENV)
     relative = "/".join(name)

@@ -486,6 +486,10 @@ def _check_cross_section(settings: StackSettings) -> None:
         if guest.node is not None and guest.node not in settings.environment.nodes:
             raise ConfigError(source, f"{PROJECT}:inventory[{i}].node", guest.node,
                               f"one of the environment's nodes: {', '.join(settings.environment.nodes)}")
+    store = settings.object_store
+    if store is not None and any(g.vmid == store.vmid for g in settings.inventory):
+        raise ConfigError(source, f"{PROJECT}:objectStore.vmid", store.vmid,
+                          "already used by a guest of vzkeep:inventory; the container needs its own vmid")
     remote = settings.remote
     if remote is not None and (remote.storage_id or f"offsite-{settings.env}") == settings.storage_id:
         raise ConfigError(source, f"{PROJECT}:remote.storageId", remote.storage_id,

@@ -260,12 +260,18 @@ def _offsite_schedule(remote: _ScheduleSettings) -> str:
 
 
 def _guests(settings: StackSettings) -> tuple[GuestSpec, ...]:
+    """Every guest the environment must cover: the inventory, plus the S3 server's container it declares."""
     default_node = settings.environment.nodes[0]
-    return tuple(
+    guests = [
         GuestSpec(vmid=g.vmid, name=g.name, type=g.type, pool=g.pool or settings.environment.pool_id,
                   node=g.node or default_node, disk_gb=g.disk_gb)
         for g in settings.inventory
-    )
+    ]
+    store = settings.object_store
+    if store is not None:
+        guests.append(GuestSpec(vmid=store.vmid, name=store.name, type="lxc", pool=settings.environment.pool_id,
+                                node=store.node or default_node, disk_gb=store.disk_gb))
+    return tuple(guests)
 
 
 def _reference_epoch() -> int:

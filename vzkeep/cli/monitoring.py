@@ -120,7 +120,7 @@ def _telegram_target(chat_id: int, token: str, api_url: str | None, stack: str) 
 
 
 def _report(stack: str, env: str, written: list[renderer.RenderedFile], as_json: bool) -> None:
-    files = [{"path": str(f.path), "kind": f.kind, "mode": oct(f.path.stat().st_mode & 0o777)} for f in written]
+    files = [{"path": str(f.path), "kind": f.kind, "mode": f"{f.path.stat().st_mode & 0o777:04o}"} for f in written]
     if as_json:
         typer.echo(json.dumps({"stack": stack, "env": env, "files": files}, indent=2))
         return

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from vzkeep.pve.selection import GuestRef, covered_by_enabled_jobs, guests_from_resources, is_enabled
+from vzkeep.pve.selection import GuestRef, covered_by_enabled_jobs, is_enabled
 
 log = logging.getLogger("vzkeep.exporter")
 
@@ -93,6 +93,7 @@ class Attempt:
     ok: bool
     upid: str
     error: str | None = None
+    env: str = ""  # filled in from the guest's current pool when a snapshot is built
 
 
 @dataclass(frozen=True)
@@ -151,9 +152,6 @@ class Snapshot:
     poll_errors: int = 0  # polls that failed in at least one part, since start
     failed_parts: tuple[str, ...] = ()
 
-    def env_of(self, vmid: int) -> str:
-        return next((g.env for g in self.guests if g.vmid == vmid), "")
-
 
 # --- vzdump task logs --------------------------------------------------------------------------------------
 
@@ -201,7 +199,7 @@ def parse_task_log(lines: Iterable[str]) -> TaskLog:
             current = int(match.group(1))
             outcomes[current] = GuestOutcome(current, True, None)
         elif (match := _GUEST_STAMP.match(line)) and current in outcomes:
-            stamp = calendar.timegm(tuple(int(g) for g in match.groups()) + (0, 0, 0))
+            stamp = calendar.timegm((*(int(g) for g in match.groups()), 0, 0, 0))
             outcomes[current] = replace(outcomes[current], local_end=stamp)
     return TaskLog(params, tuple(outcomes.values()))
 
@@ -266,7 +264,7 @@ def selection_key(params: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def match_job(params: Mapping[str, Any], jobs: Iterable[Mapping[str, Any]]) -> str | None:
-    """The id of the job a task ran for: its ``--job-id`` when logged, else the job with the same selection."""
+    """The job a task ran for: its ``--job-id`` when logged, else the job with the same selection."""
     job_list = list(jobs)
     if params.get("job-id"):
         return str(params["job-id"])
@@ -329,6 +327,9 @@ class Poller:
         self.tasks: dict[str, _TaskResult] = {}
         self.attempts: dict[int, Attempt] = {}
         self.since: dict[str, int] = {}
+        # job -> node -> newest run start and newest finished run's status; kept apart from the task cache,
+        # which forgets old tasks, so a weekly job keeps its last run next to a daily one.
+        self.job_runs: dict[str, dict[str, dict[str, Any]]] = {}
         self.snapshot = Snapshot()
 
     # -- one poll ------------------------------------------------------------------------------------------
@@ -375,7 +376,7 @@ class Poller:
             covered={g.vmid: bool(covering[g.vmid]) and g.vmid not in (self.parts.not_backed_up or set())
                      for g in guests},
             archives=tuple(self._archive_stats(env, covering, jobs)),
-            attempts=tuple(sorted(self.attempts.values(), key=lambda a: a.vmid)),
+            attempts=tuple(replace(a, env=env.get(a.vmid, "")) for _, a in sorted(self.attempts.items())),
             jobs=tuple(self._job_infos(jobs)),
             storages=tuple(self._storage_usage()),
             verifications=tuple(self._verifications(env)),
@@ -440,9 +441,11 @@ class Poller:
                 head = self._read_log(node, upid, HEAD_LINES)
                 job = match_job(parse_task_log(head).params, self.parts.jobs)
                 self.tasks[upid] = _TaskResult(node, int(item["starttime"]), job, None)
+                self._record_run(self.tasks[upid])
             return
         result = self._finished_task(node, item, self._read_log(node, upid, 0))
         self.tasks[upid] = result
+        self._record_run(result)
         for attempt in result.attempts:
             current = self.attempts.get(attempt.vmid)
             if current is None or (attempt.timestamp, attempt.upid) >= (current.timestamp, current.upid):
@@ -459,11 +462,8 @@ class Poller:
         endtime = int(item.get("endtime") or item["starttime"])
         parsed = parse_task_log(lines)
         offset = local_offset(parsed.outcomes, endtime)
-        attempts = [
-            Attempt(o.vmid, (o.local_end - offset) if (o.local_end is not None and offset is not None) else endtime,
-                    o.ok, upid, o.error)
-            for o in parsed.outcomes
-        ]
+        attempts = [Attempt(o.vmid, _end_time(o, offset, endtime), o.ok, upid, o.error)
+                    for o in parsed.outcomes]
         single = str(item.get("id") or "")
         if not attempts and single.isdigit():
             # A single-guest task that failed before the guest started (storage missing, lock timeout).
@@ -496,7 +496,8 @@ class Poller:
             return
         from vzkeep.verify import results_by_volid
 
-        self.parts.verify = {volid: (int(r.verified_at), bool(r.ok)) for volid, r in results_by_volid(path).items()}
+        results = results_by_volid(path)
+        self.parts.verify = {volid: (int(r.verified_at), bool(r.ok)) for volid, r in results.items()}
 
     def _read_state(self) -> None:
         assert self.state_reader is not None
@@ -527,7 +528,7 @@ class Poller:
                 if "backup" in str(s.get("content", "")).split(",") and s.get("status") == "available"]
 
     def _content_targets(self) -> list[tuple[str, str]]:
-        """(storage, node) pairs whose content is listed: a shared storage once, from its first online node."""
+        """(storage, node) pairs to list: a shared storage once, from its first online node."""
         online = set(self._online_nodes())
         targets: dict[str, tuple[str, str]] = {}
         for entry in sorted(self._backup_storages(), key=lambda s: (str(s["storage"]), str(s["node"]))):
@@ -549,13 +550,13 @@ class Poller:
     def _archive_stats(self, env: Mapping[int, str], covering: Mapping[int, list[str]],
                        jobs: list[dict[str, Any]]) -> list[ArchiveStats]:
         stats: dict[tuple[int, str], ArchiveStats] = {}
-        for (storage, _node), entries in sorted(self.parts.content.items()):
+        for storage, entries in self._archives_per_storage().items():
             for e in entries:
                 key = (e["vmid"], storage)
                 old = stats.get(key)
                 if old is None:
-                    stats[key] = ArchiveStats(env.get(e["vmid"], ""), e["vmid"], storage, e["ctime"], e["size"], 1,
-                                              e["size"])
+                    stats[key] = ArchiveStats(env.get(e["vmid"], ""), e["vmid"], storage, e["ctime"],
+                                              e["size"], 1, e["size"])
                     continue
                 newer = e["ctime"] > old.last_ctime
                 stats[key] = replace(old, last_ctime=max(e["ctime"], old.last_ctime),
@@ -570,14 +571,28 @@ class Poller:
                 stats.setdefault(key, ArchiveStats(env.get(vmid, ""), vmid, key[1], 0, 0, 0, 0))
         return [stats[k] for k in sorted(stats)]
 
+    def _archives_per_storage(self) -> dict[str, list[dict[str, Any]]]:
+        """Each storage's archives once: a volid seen from two nodes of one storage is one archive.
+
+        On PVE a non-shared storage has its own directory per node, so one volid on two nodes would be the
+        same guest backed up in the same second on both, which cannot happen; the sandbox serves one
+        directory to every node of such a storage, and this keeps it from counting archives twice.
+        """
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for (storage, _node), entries in sorted(self.parts.content.items()):
+            seen = out.setdefault(storage, {})
+            for e in entries:
+                seen.setdefault(e["volid"], e)
+        return {storage: list(entries.values()) for storage, entries in out.items()}
+
     def _job_infos(self, jobs: list[dict[str, Any]]) -> list[JobInfo]:
-        runs = self._runs_per_job()
+        runs = self.job_runs
         out = []
         for job in sorted(jobs, key=lambda j: str(j["id"])):
             job_id = str(job["id"])
             schedule = str(job.get("schedule") or "")
             per_node = runs.get(job_id, {})
-            finished = [status for status in (r.get("status") for r in per_node.values()) if status is not None]
+            finished = [r["status"] for r in per_node.values() if r.get("status") is not None]
             out.append(JobInfo(
                 id=job_id, env=str(job.get("pool") or ""), schedule=schedule,
                 storage=str(job.get("storage") or "local"), enabled=is_enabled(job),
@@ -588,28 +603,25 @@ class Poller:
             ))
         return out
 
-    def _runs_per_job(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """job -> node -> {start of its newest run, status of its newest finished run}."""
-        runs: dict[str, dict[str, dict[str, Any]]] = {}
-        for task in sorted(self.tasks.values(), key=lambda t: t.starttime):
-            if task.job is None:
-                continue
-            entry = runs.setdefault(task.job, {}).setdefault(task.node, {"start": task.starttime, "status": None})
-            entry["start"] = task.starttime
-            if task.status is not None:
-                entry["status"] = status_ok(task.status)
-        return runs
+    def _record_run(self, task: _TaskResult) -> None:
+        if task.job is None:
+            return
+        entry = self.job_runs.setdefault(task.job, {}).setdefault(
+            task.node, {"start": task.starttime, "status": None, "status_start": -1})
+        entry["start"] = max(entry["start"], task.starttime)
+        if task.status is not None and task.starttime >= entry["status_start"]:
+            entry["status"], entry["status_start"] = status_ok(task.status), task.starttime
 
     def _storage_usage(self) -> list[StorageUsage]:
-        return [StorageUsage(str(s["storage"]), str(s["node"]), int(s.get("maxdisk") or 0), int(s.get("disk") or 0))
-                for s in sorted(self._backup_storages(), key=lambda s: (str(s["storage"]), str(s["node"])))
-                if s.get("maxdisk")]
+        entries = sorted(self._backup_storages(), key=lambda s: (str(s["storage"]), str(s["node"])))
+        return [StorageUsage(str(s["storage"]), str(s["node"]), int(s["maxdisk"]), int(s.get("disk") or 0))
+                for s in entries if s.get("maxdisk")]
 
     def _verifications(self, env: Mapping[int, str]) -> list[Verification]:
         if not self.parts.verify:
             return []
         newest: dict[tuple[int, str], tuple[int, int, bool]] = {}
-        for (storage, _node), entries in self.parts.content.items():
+        for storage, entries in self._archives_per_storage().items():
             for e in entries:
                 result = self.parts.verify.get(e["volid"])
                 key = (e["vmid"], storage)
@@ -617,6 +629,13 @@ class Poller:
                     newest[key] = (e["ctime"], *result)
         return [Verification(env.get(vmid, ""), vmid, storage, at, ok)
                 for (vmid, storage), (_ctime, at, ok) in sorted(newest.items())]
+
+
+def _end_time(outcome: GuestOutcome, offset: int | None, endtime: int) -> int:
+    """When a guest's attempt ended: its local stamp made absolute, else the task's end."""
+    if outcome.local_end is None or offset is None:
+        return endtime
+    return outcome.local_end - offset
 
 
 def _describe(exc: Exception) -> str:

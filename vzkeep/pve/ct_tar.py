@@ -202,7 +202,10 @@ def _number(field: bytes, what: str, at: int) -> int:
 
 
 def _checksum_ok(block: bytes, at: int) -> bool:
-    stored = _number(block[148:156], "checksum", at + 148)
+    try:
+        stored = _number(block[148:156], "checksum", at + 148)
+    except CtTarError:
+        return False
     unsigned = 256 + sum(block[:148]) + sum(block[156:])
     if stored == unsigned:
         return True
@@ -283,7 +286,8 @@ class _TarWalker:
             self._check_end(at)
             return False
         if not _checksum_ok(block, at):
-            raise CtTarError(f"member header checksum mismatch: the header at byte {at} is corrupt", at)
+            what = "not a tar archive" if at == 0 else "the member header is corrupt"
+            raise CtTarError(f"header checksum mismatch: {what}", at)
         if block[257:265] not in (_USTAR, _GNU):
             raise CtTarError(f"member header without ustar magic ({block[257:265]!r})", at + 257)
         typeflag = block[156]
