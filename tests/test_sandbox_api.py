@@ -10,7 +10,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sandbox_fixtures import RunningSandbox, running_sandbox  # noqa: E402
+from sandbox_fixtures import RunningSandbox, running_sandbox
 
 DAY = 86400
 

@@ -14,7 +14,7 @@ import yaml
 from vzkeep.sandbox.server import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sandbox_fixtures import running_sandbox  # noqa: E402
+from sandbox_fixtures import running_sandbox
 
 SEEDED_VMIDS = {100, 101, 102, 103, 104, 200, 201, 300, 301, 302, 900}
 BACKUP_STORAGES = {"backup-prod", "backup-lab", "backup-monitoring", "offsite-prod", "local"}

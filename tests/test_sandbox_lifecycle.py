@@ -16,7 +16,7 @@ from vzkeep.sandbox.seed import DEFAULT_SEED, SeedError, load_seed
 from vzkeep.sandbox.server import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sandbox_fixtures import running_sandbox  # noqa: E402
+from sandbox_fixtures import running_sandbox
 
 
 def test_state_survives_restart_with_same_tokens_and_certificate(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_fingerprint_pin_is_enforced(tmp_path: Path) -> None:
         assert connect(good).version.get()["release"] == "8.3"
         wrong = ConnectionOptions(endpoint=f"https://127.0.0.1:{sb.port}", token_file=token_file,
                                   fingerprint="AA:" * 31 + "AA")
-        with pytest.raises(Exception, match="(?i)fingerprint"):
+        with pytest.raises(Exception, match=r"(?i)fingerprint"):
             connect(wrong).version.get()
 
 

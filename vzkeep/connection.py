@@ -172,7 +172,8 @@ def _from_endpoint(opts: ConnectionOptions) -> Target:
         raise ConnectionConfigError("no PVE endpoint: give --endpoint URL (or VZKEEP_ENDPOINT), or --sandbox FILE")
     url = urlsplit(opts.endpoint if "://" in opts.endpoint else f"https://{opts.endpoint}")
     if url.scheme != "https" or not url.hostname:
-        raise ConnectionConfigError(f"--endpoint {opts.endpoint!r}: expected https://HOST[:PORT] (PVE only speaks HTTPS)")
+        raise ConnectionConfigError(
+            f"--endpoint {opts.endpoint!r}: expected https://HOST[:PORT] (PVE only speaks HTTPS)")
     if not opts.token_file:
         raise ConnectionConfigError("no API token: give --token-file FILE (or VZKEEP_TOKEN_FILE)")
     user, name, secret = read_token_file(Path(opts.token_file))

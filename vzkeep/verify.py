@@ -233,6 +233,15 @@ class ResultStore:
             }
             self._replace(json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
+    def forget_missing(self, directory: str | os.PathLike[str]) -> list[str]:
+        """Drop the results of archives that were in ``directory`` and are gone (pruned); return their paths.
+        Without this the exporter would keep publishing archives that retention removed."""
+        root = os.path.abspath(directory)
+        gone = [p for p in self.load() if os.path.dirname(p) == root and not os.path.exists(p)]
+        if gone:
+            self.save([], forget=gone)
+        return gone
+
     @contextlib.contextmanager
     def _locked(self):  # type: ignore[no-untyped-def]
         # Two runs (a timer and a manual one) must not lose each other's results.

@@ -24,7 +24,7 @@ def _register() -> None:
 
     groups = {"schedule": "schedule", "state": "state", "retention": "retention", "sandbox": "sandbox",
               "monitoring": "monitoring"}
-    commands = ["preview", "verify"]
+    commands = ["preview", "verify", "exporter"]
     for module_name, group in groups.items():
         try:
             module = importlib.import_module(f"vzkeep.cli.{module_name}")

@@ -12,13 +12,12 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
-import requests
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from vzkeep.cli.common import EXIT_USAGE, fail
-from vzkeep.connection import FingerprintAdapter
+from vzkeep.sandbox.client import ControlError, control
 from vzkeep.sandbox.control import parse_duration
 from vzkeep.sandbox.seed import parse_size
 
@@ -103,30 +102,11 @@ def _print_banner(info: dict[str, Any], created: bool, state: Path) -> None:
 
 
 def _control(sandbox: Path, method: str, path: str, **params: Any) -> Any:
-    """One ``/_sandbox/`` call with the admin token, certificate pinned; exits 2/1 with PVE's message."""
+    """One ``/_sandbox/`` call; exits 2 (bad request) or 1 (sandbox failure) with PVE's message."""
     try:
-        info = json.loads(Path(sandbox).read_text())
-    except (OSError, ValueError):
-        fail(f"--sandbox {sandbox}: no sandbox connection file there; start one with "
-             "`vzkeep sandbox serve --state DIR` (it writes DIR/sandbox.json)")
-    token = info["tokens"]["admin"]
-    session = requests.Session()
-    session.mount("https://", FingerprintAdapter(info["fingerprint"]))
-    session.headers["Authorization"] = (
-        f"PVEAPIToken={token['user']}!{token['token_name']}={token['token_value']}")
-    url = f"https://{info['host']}:{info['port']}/_sandbox{path}"
-    clean = {k: v for k, v in params.items() if v is not None}
-    try:
-        reply = session.request(method, url, params=clean if method in ("GET", "DELETE") else None,
-                                data=clean if method in ("POST", "PUT") else None, verify=False, timeout=120)
-    except requests.ConnectionError:
-        fail(f"the sandbox at {info['host']}:{info['port']} does not answer; is `vzkeep sandbox serve` running?")
-    if reply.status_code != 200:
-        body = reply.json() if reply.content else {}
-        detail = "; ".join(f"{k}: {v}" for k, v in (body.get("errors") or {}).items())
-        fail(f"{reply.status_code} {(body.get('message') or reply.reason).strip()} {detail}".strip(),
-             EXIT_USAGE if reply.status_code in (400, 401, 403) else 1)
-    return reply.json()["data"]
+        return control(sandbox, method, path, **params)
+    except ControlError as exc:
+        fail(str(exc), EXIT_USAGE if exc.usage else 1)
 
 
 def _show(data: Any, as_json: bool, text: str) -> None:

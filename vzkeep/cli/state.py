@@ -317,21 +317,31 @@ def _print_checks(backend: Backend, results: list[CheckResult]) -> None:
     table.add_column("detail", overflow="fold")
     for result in results:
         table.add_row(result.name, "[green]ok[/]" if result.ok else "[red]FAIL[/]", _plain(result.detail))
-    Console().print(table)
+    _wide_console().print(table)
 
 
 def _print_versions(target: StateTarget, found: list[StateVersion]) -> None:
     tool = "Pulumi" if target.kind == "pulumi" else "Terraform"
     table = Table(title=f"{target.label}: {target.key}", title_justify="left")
-    for column in ("version id", "written (UTC)", "bytes", "resources", tool):
-        # Version ids are copied into `restore --version`: never wrap them.
-        table.add_column(column, justify="right" if column in {"bytes", "resources"} else "left", no_wrap=True)
+    # Version ids are copied into `restore --version`: never wrap or shorten them.
+    id_width = max(len(v.version_id) for v in found)
+    table.add_column("version id", no_wrap=True, min_width=id_width)
+    table.add_column("written (UTC)", no_wrap=True, min_width=19)
+    table.add_column("bytes", justify="right", no_wrap=True)
+    table.add_column("resources", justify="right", no_wrap=True)
+    table.add_column(tool, no_wrap=True)
     if target.kind == "terraform":
         table.add_column("serial", justify="right")
-    table.add_column("note", overflow="fold")
+    table.add_column("note", overflow="fold", min_width=12)
     for version in found:
         table.add_row(*_version_row(target, version))
-    Console().print(table)
+    _wide_console().print(table)
+
+
+def _wide_console() -> Console:
+    # Piped output has no terminal width; rich would assume 80 columns and squeeze the ids.
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, 160))
 
 
 def _version_row(target: StateTarget, version: StateVersion) -> list[str]:

@@ -108,6 +108,8 @@ def verify_cmd(
     store = _open_store(results)
     console = Console(highlight=False, soft_wrap=True)
     progress = _progress_bar() if not as_json and sys.stderr.isatty() else None
+    for scanned in _scanned_dirs(directory or [], storage or [], storages_cfg):
+        store.forget_missing(scanned)  # archives pruned since the last run
     try:
         outcome = _run(paths, store, force, tz, volids_for(paths, storages_cfg), progress, console, as_json)
     except DecompressError as exc:
@@ -168,6 +170,10 @@ def _collect_paths(
     for storage_id in storage_ids:
         paths += _storage_archives(storage_id, storages)
     return list(dict.fromkeys(paths))  # each once, in the order given
+
+
+def _scanned_dirs(directories: list[Path], storage_ids: list[str], storages: dict) -> list[Path]:
+    return [*directories, *(storages[s].dump_dir() for s in storage_ids)]
 
 
 def _storage_archives(storage_id: str, storages: dict) -> list[str]:

@@ -115,6 +115,7 @@ class DecompressedStream:
         self._aborted = False
         self._closed = False
         self._devnull: int | None = None
+        self._scratch: memoryview | None = None
         if self.compression is not None:
             self._start_tool(decompressor_command(self.compression))
             if hasattr(os, "splice"):
@@ -208,7 +209,9 @@ class DecompressedStream:
         return done
 
     def _discard_by_reading(self, size: int) -> int:
-        buf = memoryview(bytearray(min(size, CHUNK) or 1))
+        if self._scratch is None:
+            self._scratch = memoryview(bytearray(CHUNK))
+        buf = self._scratch
         done = 0
         while done < size and (n := self.readinto(buf[: min(len(buf), size - done)])):
             done += n

@@ -128,15 +128,19 @@ class GuestDisk:
 
 def cut_ct_parts(chunks: Iterable[bytes]) -> Iterator[tuple[str, bytes]]:
     """Cut a disk byte stream into the container's ``part-NNNN.bin`` files (1 MiB each)."""
-    part, buf = 0, bytearray()
+    part, pending, size = 0, [], 0
     for chunk in chunks:
-        buf += chunk
-        while len(buf) >= CT_PART_SIZE:
-            yield f"{CT_DISK_DIR}/part-{part:04d}.bin", bytes(buf[:CT_PART_SIZE])
-            del buf[:CT_PART_SIZE]
-            part += 1
-    if buf:
-        yield f"{CT_DISK_DIR}/part-{part:04d}.bin", bytes(buf)
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= CT_PART_SIZE:
+            data = b"".join(pending)
+            for off in range(0, len(data) - CT_PART_SIZE + 1, CT_PART_SIZE):
+                yield f"{CT_DISK_DIR}/part-{part:04d}.bin", data[off : off + CT_PART_SIZE]
+                part += 1
+            rest = data[len(data) - len(data) % CT_PART_SIZE :]
+            pending, size = ([rest], len(rest)) if rest else ([], 0)
+    if size:
+        yield f"{CT_DISK_DIR}/part-{part:04d}.bin", b"".join(pending)
 
 
 def ct_disk_part(path: str) -> int | None:

@@ -18,6 +18,7 @@ import yaml
 
 from vzkeep.pve import retention
 from vzkeep.sandbox.api.errors import ApiError
+from vzkeep.sandbox.diskdata import scaled_size
 from vzkeep.sandbox.model import Cluster, Guest, Node, Pool, Storage
 
 LINE = "__line__"
@@ -280,11 +281,18 @@ def from_stacks(root: Path, state_dir: Path) -> Seed:
         for node in plan.settings.environment.nodes:
             cluster.nodes.setdefault(node, Node(name=node, timezone=tz))
         cluster.pools[plan.pool.id] = Pool(id=plan.pool.id, comment=plan.pool.comment)
+        raw = sum(scaled_size(g.disk_gb * 1024**3) for g in plan.guests)
+        jobs_by_storage = {plan.job.storage: plan.job} | ({plan.offsite.job.storage: plan.offsite.job}
+                                                          if plan.offsite else {})
         specs = [plan.storage] + ([plan.offsite.storage] if plan.offsite else [])
         for spec in specs:
+            kept = sum(jobs_by_storage[spec.id].prune_backups.values())
             cluster.storages[spec.id] = Storage(
                 id=spec.id, type=spec.type, path=str(state_dir / "storages" / spec.id), shared=spec.shared,
                 nodes=list(spec.nodes), content=list(spec.content), server=spec.server, export=spec.export,
+                # Sized like a real backup disk: every kept archive of every guest fits with room to
+                # spare (archives are scaled down, so is the capacity), and `fill` can push it past 80%.
+                capacity_bytes=raw * (kept + 2),
             )
         for g in plan.guests:
             cluster.guests[g.vmid] = Guest(vmid=g.vmid, name=g.name, type=g.type, node=g.node, pool=g.pool,

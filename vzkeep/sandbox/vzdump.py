@@ -42,6 +42,7 @@ from vzkeep.sandbox.diskdata import (
 from vzkeep.sandbox.model import Cluster, Guest, Node, Storage
 from vzkeep.sandbox.tasks import Task, TaskStore
 
+_ZERO_CLUSTER = bytes(CLUSTER_SIZE)
 LOCKFILE = "/var/run/vzdump.lock"  # the node-global flock (§5.1 step 2)
 DEFAULT_LOCKWAIT_MIN = 180
 _TRUE = {"1", "on", "yes", "true"}
@@ -492,7 +493,7 @@ class VzdumpJob:
         def counting(index: int) -> bytes:
             data = read_cluster(index)
             zero[1] += 1
-            if not data.strip(b"\0"):
+            if data == _ZERO_CLUSTER[: len(data)]:
                 zero[0] += 1
             return data
 
@@ -589,25 +590,39 @@ class GuestFailure(Exception):
 
 class _Out:
     """Context manager exposing ``write``/``writelines`` over a compressor, closing (and so
-    finishing the frame) on success; the raw file stays with its owner."""
+    finishing the frame) on success; the raw file stays with its owner. Small writes (tar's
+    512-byte blocks, VMA headers) are gathered into 1 MiB pieces before they reach the compressor."""
+
+    BUFFER = 1 << 20
 
     def __init__(self, out: Any, close: bool):
         self.out = out
         self.close = close
+        self.pending = bytearray()
 
     def write(self, data: Any) -> int:
-        return self.out.write(data)
+        self.pending += data
+        if len(self.pending) >= self.BUFFER:
+            self.flush()
+        return len(data)
 
     def writelines(self, chunks: Iterable[Any]) -> None:
         for chunk in chunks:
-            self.out.write(chunk)
+            self.write(chunk)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.write(self.pending)
+            self.pending = bytearray()
 
     def __enter__(self) -> _Out:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        if self.close and exc_type is None:
-            self.out.close()
+        if exc_type is None:
+            self.flush()
+            if self.close:
+                self.out.close()
 
 
 # -- listing -------------------------------------------------------------------------------------------
@@ -615,7 +630,8 @@ class _Out:
 _BACKUP_FILE_RE = re.compile(r"^([^/]+\.(tgz|(?:tar|vma)(?:\.(?:gz|lzo|zst|bz2))?))$")
 
 
-def listing_entry(storage: Storage, entry: os.DirEntry[str], tz: str | None) -> dict[str, Any] | None:
+def listing_entry(storage: Storage, entry: os.DirEntry[str], tz: str | None,
+                  with_notes: bool = True) -> dict[str, Any] | None:
     """One item of the content listing, as ``Plugin.pm $get_subdir_files`` builds it (§1.5)."""
     m = _BACKUP_FILE_RE.match(entry.name)
     if not m or not entry.is_file():
@@ -634,7 +650,7 @@ def listing_entry(storage: Storage, entry: os.DirEntry[str], tz: str | None) -> 
     if vm:
         item["vmid"] = int(vm.group(1))
     notes = Path(entry.path + ".notes")
-    if notes.exists():
+    if with_notes and notes.exists():
         item["notes"] = notes.read_text(encoding="utf-8", errors="replace").split("\n", 1)[0]
     if os.path.exists(entry.path + ".protected"):
         item["protected"] = 1
@@ -642,7 +658,7 @@ def listing_entry(storage: Storage, entry: os.DirEntry[str], tz: str | None) -> 
 
 
 def storage_listing(storage: Storage, tz: str | None, vmid: int | None = None,
-                    name_prefix: str | None = None) -> list[dict[str, Any]]:
+                    name_prefix: str | None = None, with_notes: bool = True) -> list[dict[str, Any]]:
     """Backups on a storage, read from disk, sorted by ``lc(volid)`` (``Storage.pm volume_list``)."""
     if not storage.dump_dir.is_dir():
         return []
@@ -652,7 +668,7 @@ def storage_listing(storage: Storage, tz: str | None, vmid: int | None = None,
             continue
         if vmid is not None and not re.search(rf"\S+-{int(vmid)}-\S+", entry.name):
             continue
-        item = listing_entry(storage, entry, tz)
+        item = listing_entry(storage, entry, tz, with_notes)
         if item is not None:
             out.append(item)
     out.sort(key=lambda i: i["volid"].lower())
@@ -661,7 +677,7 @@ def storage_listing(storage: Storage, tz: str | None, vmid: int | None = None,
 
 def guest_backups(storage: Storage, vmid: int, guest_type: str, tz: str | None = None) -> list[dict[str, Any]]:
     """The backups of one guest's prune group (same vmid and type) on a storage."""
-    items = storage_listing(storage, tz, vmid=vmid, name_prefix=f"vzdump-{guest_type}-{vmid}-")
+    items = storage_listing(storage, tz, vmid=vmid, name_prefix=f"vzdump-{guest_type}-{vmid}-", with_notes=False)
     for item in items:
         item.setdefault("protected", 0)
     return items

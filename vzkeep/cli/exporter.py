@@ -1,0 +1,235 @@
+"""`vzkeep exporter`: Prometheus metrics about backups, polled from the PVE API in the background."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import signal
+import sys
+import threading
+import typing
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from vzkeep.cli.common import EXIT_FINDING, EXIT_OK, fail
+from vzkeep.connection import ConnectionOptions, connect, resolve, with_connection
+from vzkeep.exporter.server import DEFAULT_INTERVAL_SECONDS, DEFAULT_LISTEN, Exporter, parse_listen
+
+MIN_INTERVAL_SECONDS = 1.0
+log = logging.getLogger("vzkeep.exporter")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("exporter")(exporter)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every option of the command; a --config file holds the same keys (dashes or underscores)."""
+
+    endpoint: str | None = None
+    token_file: Path | None = None
+    fingerprint: str | None = None
+    insecure: bool = False
+    sandbox: Path | None = None
+    read_only: bool = False
+    listen: str = DEFAULT_LISTEN
+    interval: float = DEFAULT_INTERVAL_SECONDS
+    verify_results: Path | None = None
+    state_backend: str | None = None
+
+    @property
+    def connection(self) -> ConnectionOptions:
+        return ConnectionOptions(
+            endpoint=self.endpoint, token_file=self.token_file, fingerprint=self.fingerprint,
+            insecure=self.insecure, sandbox=self.sandbox, read_only=self.read_only,
+        )
+
+
+_PATH_KEYS = {"token_file", "sandbox", "verify_results"}
+_BOOL_KEYS = {"insecure", "read_only"}
+_KEYS = [f.name for f in fields(Settings)]
+
+
+def load_config(path: Path) -> dict[str, Any]:
+    """Read a --config YAML file; every problem is collected and reported at once (exit 2)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        fail(f"--config {path}: cannot read it ({exc.strerror})")
+    except yaml.YAMLError as exc:
+        fail(f"--config {path}: not valid YAML ({exc})")
+    if not isinstance(data, dict):
+        fail(f"--config {path}: expected a mapping of options (e.g. `interval: 60`), "
+             f"got {type(data).__name__}")
+    values: dict[str, Any] = {}
+    problems = []
+    for raw_key, value in data.items():
+        key = str(raw_key).replace("-", "_")
+        problem = _config_problem(key, value)
+        if problem:
+            problems.append(f"  At '{raw_key}': {problem}")
+            continue
+        values[key] = (path.parent / Path(value)) if key in _PATH_KEYS else value
+    if problems:
+        allowed = ", ".join(k.replace("_", "-") for k in _KEYS)
+        fail(f"{path} is not a valid exporter config ({len(problems)} problem(s)):\n" + "\n".join(problems)
+             + f"\nAllowed keys: {allowed}.")
+    return values
+
+
+def _config_problem(key: str, value: Any) -> str | None:
+    if key not in _KEYS:
+        return "unknown key"
+    if key in _BOOL_KEYS and not isinstance(value, bool):
+        return f"{value!r} is not true or false"
+    if key == "interval" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return f"{value!r} is not a number of seconds"
+    if key not in _BOOL_KEYS and key != "interval" and not isinstance(value, str):
+        return f"{value!r} is not a string"
+    return None
+
+
+def merge(config: dict[str, Any], flags: dict[str, Any]) -> Settings:
+    """Flags (and VZKEEP_* variables) win over the config file, which wins over the defaults."""
+    settings = replace(Settings(), **config)
+    given = {k: v for k, v in flags.items() if v is not None and v is not False}
+    return replace(settings, **given)
+
+
+def check(settings: Settings) -> None:
+    if settings.interval < MIN_INTERVAL_SECONDS:
+        fail(f"--interval {settings.interval:g}: must be at least {MIN_INTERVAL_SECONDS:g} second(s); "
+             f"the default is {DEFAULT_INTERVAL_SECONDS:g}")
+    try:
+        parse_listen(settings.listen)
+        resolve(settings.connection)
+    except ValueError as exc:  # vzkeep.connection's config error is a ValueError
+        fail(str(exc))
+    if settings.verify_results is not None and settings.verify_results.is_dir():
+        fail(f"--verify-results {settings.verify_results}: is a directory; give the results file "
+             "(`vzkeep verify` writes verify.json)")
+
+
+ListenOpt = Annotated[str | None, typer.Option(
+    "--listen", help=f"HOST:PORT to serve /metrics on [default: {DEFAULT_LISTEN}]", show_default=False)]
+IntervalOpt = Annotated[float | None, typer.Option(
+    "--interval", help=f"seconds between two polls of PVE [default: {DEFAULT_INTERVAL_SECONDS:g}]",
+    show_default=False)]
+OnceOpt = Annotated[bool, typer.Option(
+    "--once", help="poll once, print the metrics on stdout and exit (1 if the poll failed)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="with --once: print the snapshot as JSON instead")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="YAML file with the same keys as the options (token-file, listen, interval, ...)")]
+VerifyResultsOpt = Annotated[Path | None, typer.Option(
+    "--verify-results", help="results file of `vzkeep verify` (publishes vzkeep_backup_verify_ok)")]
+StateBackendOpt = Annotated[str | None, typer.Option(
+    "--state-backend", help="Pulumi state backend URL (s3://...); publishes vzkeep_state_* metrics")]
+
+
+def _annotated_signature(func: Any) -> Any:
+    """Hand typer the resolved ``Annotated`` hints of every parameter.
+
+    ``with_connection`` keeps this module's own parameters with their string annotations (``from __future__
+    import annotations``); typer then finds no ``typer.Option`` in them and loses names and help texts.
+    """
+    hints = typing.get_type_hints(func, include_extras=True)
+    signature = inspect.signature(func)
+    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
+    func.__signature__ = signature.replace(parameters=params)
+    return func
+
+
+@_annotated_signature
+@with_connection
+def exporter(
+    conn: ConnectionOptions,
+    listen: ListenOpt = None,
+    interval: IntervalOpt = None,
+    once: OnceOpt = False,
+    as_json: JsonOpt = False,
+    config: ConfigOpt = None,
+    verify_results: VerifyResultsOpt = None,
+    state_backend: StateBackendOpt = None,
+) -> None:
+    """Serve Prometheus metrics about backups: last success, size, status per guest, jobs, storage.
+
+    Polls the PVE API in the background every --interval seconds with a read-only token (role PVEAuditor
+    on /) and serves the last result on http://--listen/metrics, so a scrape never waits on PVE. The
+    number of API calls per poll depends on nodes and storages, not on guests. If PVE is unreachable,
+    vzkeep_up drops to 0 and the last good data stays, marked by vzkeep_poll_timestamp_seconds.
+
+    Exit codes: 0 ok (or stopped by a signal), 1 with --once when the poll failed, 2 bad options or config.
+
+    Examples:
+
+        vzkeep exporter --endpoint https://pve1.home.arpa:8006 --token-file /etc/vzkeep/token \\
+            --fingerprint AA:BB:... --listen 0.0.0.0:9868
+
+        vzkeep exporter --config /etc/vzkeep/exporter.yml
+
+        vzkeep exporter --sandbox STATE/sandbox.json --read-only --once | grep vzkeep_backup_last_status
+    """
+    flags = {f.name: getattr(conn, f.name) for f in fields(ConnectionOptions) if f.name != "timeout"}
+    flags.update(listen=listen, interval=interval, verify_results=verify_results, state_backend=state_backend)
+    settings = merge(load_config(config) if config else {}, flags)
+    check(settings)
+    poller = _poller(settings)
+    if once:
+        _print_once(poller, as_json)
+    _serve(poller, settings)
+
+
+def _poller(settings: Settings) -> Any:
+    from vzkeep.exporter.collect import Poller, proxmoxer_get, state_reader_for
+
+    state_reader = None
+    if settings.state_backend:
+        from vzkeep.state.backend import BackendURLError
+
+        try:
+            state_reader = state_reader_for(settings.state_backend)
+        except BackendURLError as exc:
+            fail(f"--state-backend: {exc}")
+    try:
+        api = connect(settings.connection)
+    except ValueError as exc:
+        fail(str(exc))
+    return Poller(proxmoxer_get(api), verify_results=settings.verify_results, state_reader=state_reader)
+
+
+def _print_once(poller: Any, as_json: bool) -> None:
+    from vzkeep.exporter.collect import snapshot_to_json
+    from vzkeep.exporter.metrics import render
+
+    snapshot = poller.poll()
+    if as_json:
+        sys.stdout.write(snapshot_to_json(snapshot) + "\n")
+    else:
+        sys.stdout.write(render(snapshot).decode())
+    if not snapshot.up:
+        typer.secho(f"error: the poll failed in: {', '.join(snapshot.failed_parts)} (details above)",
+                    fg=typer.colors.RED, err=True)
+    raise typer.Exit(EXIT_OK if snapshot.up else EXIT_FINDING)
+
+
+def _serve(poller: Any, settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        server = Exporter(poller, settings.listen, settings.interval)
+    except OSError as exc:
+        fail(f"--listen {settings.listen}: cannot listen there ({exc.strerror}); is another exporter "
+             "running? Pick another port, e.g. --listen 127.0.0.1:9869")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    target = resolve(settings.connection)  # its repr never shows the token secret
+    log.info("serving %s, polling %r every %gs", server.url, target, settings.interval)
+    with server:
+        stop.wait()
+    log.info("stopped")
