@@ -9,19 +9,15 @@ engine (its storage listing, its task store), never from the exporter.
 from __future__ import annotations
 
 import collections
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sandbox_fixtures import RunningSandbox, running_sandbox
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from sandbox_fixtures import RunningSandbox, running_sandbox  # noqa: E402
-
-from vzkeep.exporter.collect import (  # noqa: E402
+from vzkeep.exporter.collect import (
     Poller,
     StateInfo,
     match_job,
@@ -29,9 +25,9 @@ from vzkeep.exporter.collect import (  # noqa: E402
     parse_task_log,
     proxmoxer_get,
 )
-from vzkeep.exporter.metrics import render  # noqa: E402
-from vzkeep.pve.upid import decode_upid  # noqa: E402
-from vzkeep.verify import ResultStore, VerifyResult  # noqa: E402
+from vzkeep.exporter.metrics import render
+from vzkeep.pve.upid import decode_upid
+from vzkeep.verify import ResultStore, VerifyResult
 
 DAY = 86400
 LOCKED = 101  # postgres, prod, pve1
@@ -107,15 +103,36 @@ def polled(scenario: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -
     """One poll with the read-only auditor token, a verify results file and a fake state bucket reader."""
     results = tmp_path_factory.mktemp("verify") / "verify.json"
     newest_100 = max(scenario.sandbox.listing("backup-prod", "pve1", vmid=100), key=lambda e: e["ctime"])
-    ResultStore(results).save([VerifyResult(
-        path="/x", ok=False, problems=["bad"], sha256="0" * 64, size=1, mtime=1.0, verified_at=1_700_000_000,
-        format="tar", compression="zst", bytes_read=1, volid=newest_100["volid"], vmid=100)])
+    ResultStore(results).save(
+        [
+            VerifyResult(
+                path="/x",
+                ok=False,
+                problems=["bad"],
+                sha256="0" * 64,
+                size=1,
+                mtime=1.0,
+                verified_at=1_700_000_000,
+                format="tar",
+                compression="zst",
+                bytes_read=1,
+                volid=newest_100["volid"],
+                vmid=100,
+            )
+        ]
+    )
     get = CountingGet(scenario.api(read_only=True))
-    poller = Poller(get, verify_results=results,
-                    state_reader=lambda: StateInfo(True, {"prod": 1_700_000_100.0}))
+    poller = Poller(
+        get, verify_results=results, state_reader=lambda: StateInfo(True, {"prod": 1_700_000_100.0})
+    )
     snapshot = poller.poll()
-    return {"get": get, "poller": poller, "snapshot": snapshot, "found": samples(render(snapshot)),
-            "verified": newest_100}
+    return {
+        "get": get,
+        "poller": poller,
+        "snapshot": snapshot,
+        "found": samples(render(snapshot)),
+        "verified": newest_100,
+    }
 
 
 def test_every_metric_of_the_contract_is_published_with_its_labels(polled: dict[str, Any]) -> None:
@@ -127,8 +144,9 @@ def test_every_metric_of_the_contract_is_published_with_its_labels(polled: dict[
             assert {k for k, _ in label_set} == labels, f"{name} has labels {sorted(label_set)}"
 
 
-def test_last_success_size_and_count_match_the_storage_content(scenario: RunningSandbox,
-                                                               polled: dict[str, Any]) -> None:
+def test_last_success_size_and_count_match_the_storage_content(
+    scenario: RunningSandbox, polled: dict[str, Any]
+) -> None:
     found = polled["found"]
     listing = scenario.sandbox.listing("backup-prod", "pve1")
     by_vmid = collections.defaultdict(list)
@@ -142,7 +160,8 @@ def test_last_success_size_and_count_match_the_storage_content(scenario: Running
         assert value(found, "vzkeep_backup_last_size_bytes", **labels) == newest["size"]
         assert value(found, "vzkeep_backup_count", **labels) == len(entries)
     assert value(found, "vzkeep_env_backup_bytes", env="prod", storage="backup-prod") == sum(
-        e["size"] for e in listing)
+        e["size"] for e in listing
+    )
 
 
 def test_a_covered_guest_without_archive_gets_a_zero_timestamp(polled: dict[str, Any]) -> None:
@@ -151,8 +170,9 @@ def test_a_covered_guest_without_archive_gets_a_zero_timestamp(polled: dict[str,
     assert value(polled["found"], "vzkeep_backup_count", **labels) == 0
 
 
-def test_a_locked_guest_fails_alone_inside_a_multi_guest_job_task(scenario: RunningSandbox,
-                                                                 polled: dict[str, Any]) -> None:
+def test_a_locked_guest_fails_alone_inside_a_multi_guest_job_task(
+    scenario: RunningSandbox, polled: dict[str, Any]
+) -> None:
     found = polled["found"]
     failed = next(a for a in polled["snapshot"].attempts if a.vmid == LOCKED)
     assert decode_upid(failed.upid).id == "", "the prod job on pve1 must be one multi-guest task"
@@ -167,8 +187,11 @@ def test_a_locked_guest_fails_alone_inside_a_multi_guest_job_task(scenario: Runn
 
 
 def test_attempt_times_lie_within_their_task(scenario: RunningSandbox, polled: dict[str, Any]) -> None:
-    tasks = {t["upid"]: t for node in ("pve1", "pve2") for t in
-             scenario.api().nodes(node).tasks.get(typefilter="vzdump", limit=100)}
+    tasks = {
+        t["upid"]: t
+        for node in ("pve1", "pve2")
+        for t in scenario.api().nodes(node).tasks.get(typefilter="vzdump", limit=100)
+    }
     for attempt in polled["snapshot"].attempts:
         task = tasks[attempt.upid]
         assert task["starttime"] <= attempt.timestamp <= task["endtime"], attempt
@@ -181,25 +204,49 @@ def test_guest_in_no_job_is_not_covered(polled: dict[str, Any]) -> None:
     found = polled["found"]
     assert value(found, "vzkeep_guest_covered", env="", vmid="900") == 0
     covered = {dict(k)["vmid"]: v for k, v in found["vzkeep_guest_covered"].items()}
-    assert {vmid for vmid, v in covered.items() if v == 1} == {"100", "101", "102", "103", "104", "200", "201",
-                                                               "300", "301", "302"}
-    assert value(found, "vzkeep_guest_info", env="prod", vmid="101", name="postgres", type="qemu",
-                 node="pve1") == 1
+    assert {vmid for vmid, v in covered.items() if v == 1} == {
+        "100",
+        "101",
+        "102",
+        "103",
+        "104",
+        "200",
+        "201",
+        "300",
+        "301",
+        "302",
+    }
+    assert (
+        value(found, "vzkeep_guest_info", env="prod", vmid="101", name="postgres", type="qemu", node="pve1")
+        == 1
+    )
 
 
 def test_jobs_carry_schedule_storage_env_and_runs(scenario: RunningSandbox, polled: dict[str, Any]) -> None:
     found = polled["found"]
     jobs = {j["id"]: j for j in scenario.api().cluster.backup.get()}
     for job_id, job in jobs.items():
-        assert value(found, "vzkeep_job_info", job=job_id, env=job["pool"], schedule=job["schedule"],
-                     storage=job["storage"]) == 1
+        assert (
+            value(
+                found,
+                "vzkeep_job_info",
+                job=job_id,
+                env=job["pool"],
+                schedule=job["schedule"],
+                storage=job["storage"],
+            )
+            == 1
+        )
         assert value(found, "vzkeep_job_next_run_timestamp_seconds", job=job_id) == job["next-run"]
     assert value(found, "vzkeep_job_expected_interval_seconds", job="vzkeep-prod") == DAY
     assert value(found, "vzkeep_job_expected_interval_seconds", job="vzkeep-prod-offsite") == 7 * DAY
-    prod_starts = [t["starttime"] for node in ("pve1", "pve2")
-                   for t in scenario.api().nodes(node).tasks.get(typefilter="vzdump", limit=100)
-                   if "--pool prod" in _first_line(scenario, node, t["upid"])
-                   and "backup-prod" in _first_line(scenario, node, t["upid"])]
+    prod_starts = [
+        t["starttime"]
+        for node in ("pve1", "pve2")
+        for t in scenario.api().nodes(node).tasks.get(typefilter="vzdump", limit=100)
+        if "--pool prod" in _first_line(scenario, node, t["upid"])
+        and "backup-prod" in _first_line(scenario, node, t["upid"])
+    ]
     assert value(found, "vzkeep_job_last_run_timestamp_seconds", job="vzkeep-prod") == max(prod_starts)
     # The weekly offsite job has not run in one day: no last-run series, so "never ran" stays visible.
     assert frozenset({("job", "vzkeep-prod-offsite")}) not in found["vzkeep_job_last_run_timestamp_seconds"]
@@ -236,7 +283,9 @@ def test_each_task_log_is_read_once_across_polls(scenario: RunningSandbox, polle
     logs = [p for p in get.paths() if p.endswith("/log")]
     assert logs, "multi-guest job tasks need their log"
     assert len(logs) == len(set(logs)), collections.Counter(logs).most_common(3)
-    task_count = sum(len(scenario.api().nodes(n).tasks.get(typefilter="vzdump", limit=100)) for n in ("pve1", "pve2"))
+    task_count = sum(
+        len(scenario.api().nodes(n).tasks.get(typefilter="vzdump", limit=100)) for n in ("pve1", "pve2")
+    )
     assert len(logs) == task_count
 
 
@@ -262,8 +311,19 @@ def _steady_calls(sb: RunningSandbox) -> tuple[int, int]:
 def _add_guests(sb: RunningSandbox, count: int) -> None:
     for i in range(count):
         node, pool = ("pve1", "prod") if i % 2 else ("pve2", "lab")
-        sb.app.call("POST", "/guests", {"vmid": 1000 + i, "name": f"extra{i}", "type": "lxc", "node": node,
-                                        "pool": pool, "disk_gb": 0.01}, router=sb.app.control)
+        sb.app.call(
+            "POST",
+            "/guests",
+            {
+                "vmid": 1000 + i,
+                "name": f"extra{i}",
+                "type": "lxc",
+                "node": node,
+                "pool": pool,
+                "disk_gb": 0.01,
+            },
+            router=sb.app.control,
+        )
 
 
 def test_api_calls_per_poll_do_not_grow_with_guests(tmp_path: Path) -> None:
@@ -275,8 +335,8 @@ def test_api_calls_per_poll_do_not_grow_with_guests(tmp_path: Path) -> None:
         assert len(sb.sandbox.cluster.guests) == guests_before + 40
         many = _steady_calls(sb)
     assert many == few
-    # Steady state: resources, jobs, not-backed-up, one task list per node, one listing per (storage, node)
-    # with the shared offsite storage once: 3 + 2 + (local x2, backup-prod x2, backup-lab, monitoring, offsite).
+    # Steady state: resources, jobs, not-backed-up; one task list per node; one listing per (storage, node),
+    # the shared offsite storage once: 3 + 2 + (local x2, backup-prod x2, backup-lab, monitoring, offsite).
     assert few[1] == 3 + 2 + 7
 
 
@@ -297,10 +357,16 @@ INFO: Backup job finished with errors
 TASK ERROR: job errors"""
 
 LOG_CASES = [
-    ("multi-guest job with a locked guest and an orphan", MULTI_GUEST_LOG,
-     [(100, True, "2026-01-05 02:00:21"), (101, False, "2026-01-05 02:00:21"), (105, False, None)]),
-    ("guest started but never finished", "INFO: Starting Backup of VM 7 (qemu)\nTASK ERROR: interrupted by signal",
-     [(7, False, None)]),
+    (
+        "multi-guest job with a locked guest and an orphan",
+        MULTI_GUEST_LOG,
+        [(100, True, "2026-01-05 02:00:21"), (101, False, "2026-01-05 02:00:21"), (105, False, None)],
+    ),
+    (
+        "guest started but never finished",
+        "INFO: Starting Backup of VM 7 (qemu)\nTASK ERROR: interrupted by signal",
+        [(7, False, None)],
+    ),
     ("no guest lines at all", "ERROR: can't acquire lock '/var/run/vzdump.lock' - got timeout", []),
 ]
 
@@ -312,7 +378,10 @@ def test_parse_task_log(description: str, text: str, expected: list[tuple[int, b
 
     parsed = parse_task_log(text.splitlines())
     got = [(o.vmid, o.ok, o.local_end) for o in parsed.outcomes]
-    want = [(v, ok, calendar.timegm(time.strptime(s, "%Y-%m-%d %H:%M:%S")) if s else None) for v, ok, s in expected]
+    want = [
+        (v, ok, calendar.timegm(time.strptime(s, "%Y-%m-%d %H:%M:%S")) if s else None)
+        for v, ok, s in expected
+    ]
     assert got == want
 
 
@@ -323,8 +392,11 @@ JOBS = [
     {"id": "everything-but", "all": 1, "exclude": "900", "storage": "nas"},
 ]
 MATCH_CASES = [
-    ("pool and storage pick the job", "vzdump --pool prod --storage offsite-prod --mode snapshot",
-     "vzkeep-prod-offsite"),
+    (
+        "pool and storage pick the job",
+        "vzdump --pool prod --storage offsite-prod --mode snapshot",
+        "vzkeep-prod-offsite",
+    ),
     ("vmid list in another order", "vzdump 100 101 --mode snapshot", "some-vms"),
     ("all minus exclude", "vzdump --all 1 --exclude 900 --storage nas", "everything-but"),
     ("a logged job id wins", "vzdump --pool lab --job-id vzkeep-lab", "vzkeep-lab"),

@@ -297,8 +297,17 @@ def test_global_lock_timeout_leaves_no_trailer(tmp_path: Path) -> None:
     sb.advance(120)
     assert sb.tasks.status("pve1", second)["exitstatus"] == "unexpected status"
     assert sb.tasks.list_node("pve1", errors=True)[0][0]["upid"] == second
-    # a job on another node is not blocked
     assert not any("-101-" in n for n in files(sb))
+
+
+def test_jobs_on_different_nodes_run_in_parallel(tmp_path: Path) -> None:
+    cluster = make_cluster(tmp_path, nodes=("pve1", "pve2"))
+    cluster.guests[101].node = "pve2"
+    sb = make_sandbox(tmp_path, cluster, throughput=1024**2)
+    sb.vzdump("pve1", {"vmid": "100", "storage": "local"}, "root@pam")
+    other = sb.vzdump("pve2", {"vmid": "101", "storage": "local", "lockwait": "0"}, "root@pam")
+    assert "INFO: Backup started at 2025-06-10 14:00:00" in log_of(sb, other)
+    assert log_of(sb, other)[-1] == "TASK OK"
 
 
 def _local(epoch: int) -> str:
@@ -451,3 +460,11 @@ def test_state_survives_reopen(tmp_path: Path) -> None:
     assert again.now() == T0 + 100
     assert again.tasks.status("pve1", upid)["exitstatus"] == "OK"
     assert len(again.listing("local", "pve1")) == 1
+
+
+def test_lockwait_zero_fails_at_once(tmp_path: Path) -> None:
+    sb = make_sandbox(tmp_path, throughput=1024**2)
+    sb.vzdump("pve1", {"vmid": "100", "storage": "local"}, "root@pam")
+    second = sb.vzdump("pve1", {"vmid": "101", "storage": "local", "lockwait": "0"}, "root@pam")
+    assert log_of(sb, second) == ["ERROR: can't acquire lock '/var/run/vzdump.lock' (wait = 0)"]
+    assert sb.tasks.find(second).endtime == T0

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from vzkeep import verify
 from vzkeep.cli import verify as verify_cli
 from vzkeep.pve import archive, ct_tar, vma
-from vzkeep.pve.decompress import compressed_writer
+from vzkeep.pve.decompress import DecompressedStream, ExactReader, compressed_writer
 
 T = 1767578403  # 2026-01-05 02:00:03 UTC: the time in the archive names (read in UTC unless a case says)
 CLUSTER = 65536
@@ -101,6 +101,20 @@ def test_compressed_writer_output_is_what_the_real_tool_decompresses(tmp_path):
     assert plain == _vma_bytes()
 
 
+@pytest.mark.parametrize("damaged", [False, True], ids=["sound", "flipped byte"])
+def test_a_stream_that_is_not_a_file_is_fed_by_copying(tmp_path, damaged):
+    """Pipes and sockets cannot be spliced from: the feeder copies, with the same hash and verdict."""
+    raw = bytearray(_vm(tmp_path, "zst").read_bytes())
+    if damaged:
+        raw[len(raw) // 2] ^= 0xFF
+    digest = hashlib.sha256()
+    with DecompressedStream(io.BytesIO(bytes(raw)), "zst", on_chunk=digest.update) as stream:
+        plain = ExactReader(stream).read(1 << 30)
+        problems = stream.close()
+    assert digest.hexdigest() == hashlib.sha256(raw).hexdigest() and stream.raw_bytes == len(raw)
+    assert (problems == [] and plain == _vma_bytes()) if not damaged else "zstd:" in problems[0]
+
+
 # -- corruption: every case found, named, located --------------------------------------------------------------
 
 
@@ -165,6 +179,7 @@ CORRUPTIONS = [
     ("truncated .vma.zst", lambda d: _vm(d, "zst"), lambda p: _truncate(p, 0.6), ["zstd:", "truncated"]),
     ("truncated .tar.zst", lambda d: _ct(d, "zst"), lambda p: _truncate(p, 0.6), ["zstd:", "truncated"]),
     ("truncated .tar.gz", lambda d: _ct(d, "gz"), lambda p: _truncate(p, 0.6), ["gzip:", "truncated"]),
+    ("truncated .vma.lzo", lambda d: _vm(d, "lzo"), lambda p: _truncate(p, 0.6), ["lzop:", "truncated"]),
     ("truncated plain .vma", lambda d: _vm(d, None), lambda p: _truncate(p, 0.6),
      ["VMA: extent 0: truncated", "at byte"]),
     ("truncated plain .tar", lambda d: _ct(d, None), lambda p: _truncate(p, 0.6),
@@ -202,6 +217,13 @@ def test_corruption_is_found_and_named(tmp_path, case, make, damage, words):
     # the pass still covers the whole file: the hash is of every byte, even after an early error
     assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert result.bytes_read == path.stat().st_size
+
+
+def test_a_read_error_is_a_finding_not_a_crash(tmp_path):
+    unreadable = tmp_path / _name("qemu", "zst")
+    unreadable.mkdir()  # reading fails like a bad sector would: with an OSError from the file system
+    result = _check(unreadable)
+    assert not result.ok and result.problems == ["read error after 0 bytes: Is a directory"]
 
 
 def test_the_compressor_verdict_comes_before_the_structure_error_it_causes(tmp_path):

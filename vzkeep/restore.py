@@ -18,6 +18,7 @@ The steps, each a function so ``vzkeep restore``, ``vzkeep drill`` and the tests
 from __future__ import annotations
 
 import calendar
+import contextlib
 import difflib
 import os
 import re
@@ -133,6 +134,9 @@ def resolve_guest(inventory: Inventory, ref: str) -> int:
         return vmid
     vmids = {v for v, g in inventory.guests.items() if g.get("name") == ref}
     vmids |= {b.vmid for b in inventory.backups if b.name == ref or name_from_notes(b.notes) == ref}
+    with_backups = {v for v in vmids if inventory.backups_of(v)}
+    if len(vmids) > 1 and len(with_backups) == 1:
+        vmids = with_backups  # e.g. a copy restored beside the original has the name but no backup yet
     if len(vmids) == 1:
         return vmids.pop()
     if vmids:
@@ -345,7 +349,7 @@ def node_timezone(backup: Backup) -> str | None:
     match = _STAMP_RE.search(backup.filename)
     if not match:
         return None
-    offset = calendar.timegm(tuple(map(int, match.groups())) + (0, 0, 0)) - backup.ctime  # type: ignore[arg-type]
+    offset = calendar.timegm((*map(int, match.groups()), 0, 0, 0)) - backup.ctime  # type: ignore[arg-type]
     if offset % 3600:
         return None
     hours = offset // 3600
@@ -374,10 +378,9 @@ def precheck(api: Any, backup: Backup, node: str, store: ResultStore | None = No
 def _record(store: ResultStore | None, result: Any) -> None:
     if store is None:
         return
-    try:
+    # the results store is a convenience here; the verdict was already taken
+    with contextlib.suppress(OSError, ValueError):
         store.save([result])
-    except (OSError, ValueError):
-        pass  # the results store is a convenience here; the verdict was already taken
 
 
 def next_good_backup(api: Any, inventory: Inventory, plan: RestorePlan, store: ResultStore | None = None

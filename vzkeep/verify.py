@@ -80,9 +80,11 @@ class _Pass:
     def __init__(self, progress: Callable[[int], None] | None) -> None:
         self.sha = hashlib.sha256()
         self.progress = progress
+        self.bytes = 0
 
     def on_chunk(self, chunk: memoryview) -> None:
         self.sha.update(chunk)
+        self.bytes += len(chunk)
         if self.progress is not None:
             self.progress(len(chunk))
 
@@ -124,6 +126,22 @@ def _utc(t: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
+def _one_pass(
+    path: str, info: archive.ArchiveInfo | None, one: _Pass, problems: list[str]
+) -> tuple[list[str], int | None, int]:
+    content_ctime = None
+    structure: list[str] = []
+    with open(path, "rb") as source, DecompressedStream(
+        source, info.compression if info else None, on_chunk=one.on_chunk
+    ) as stream:
+        if info is not None:
+            structure, content_ctime = _check_structure(info, ExactReader(stream))
+        # close() drains the rest first: after a structural error too, the hash and the compressor must see
+        # the whole file. The compressor's verdict comes first: structural errors usually follow from it.
+        problems = [*problems, *stream.close(), *structure]
+        return problems, content_ctime, stream.raw_bytes
+
+
 def verify_archive(
     path: str | os.PathLike[str],
     *,
@@ -131,8 +149,8 @@ def verify_archive(
     volid: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyResult:
-    """Check one archive in one pass. Problems are findings in the result; a missing decompressor raises
-    ``vzkeep.pve.decompress.DecompressError`` and an unreadable file ``OSError``."""
+    """Check one archive in one pass. Problems (read errors included) are findings in the result; a missing
+    decompressor raises ``vzkeep.pve.decompress.DecompressError``, a missing file ``FileNotFoundError``."""
     path = os.path.abspath(path)
     st = os.stat(path)
     try:
@@ -142,17 +160,15 @@ def verify_archive(
         info, name_problem = None, f"name: {exc}; PVE would not list this file as a backup"
     one = _Pass(progress)
     problems: list[str] = [name_problem] if name_problem else []
-    content_ctime = None
-    structure: list[str] = []
-    with open(path, "rb") as source, DecompressedStream(
-        source, info.compression if info else None, on_chunk=one.on_chunk
-    ) as stream:
-        if info is not None:
-            structure, content_ctime = _check_structure(info, ExactReader(stream))
-        stream.drain()  # after a structural error too: the hash and the compressor must see the whole file
-        # the compressor's verdict first: structural errors usually follow from it
-        problems += stream.close() + structure
-        bytes_read = stream.raw_bytes
+    content_ctime, bytes_read = None, 0
+    try:
+        problems, content_ctime, bytes_read = _one_pass(path, info, one, problems)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        # a bad sector or a dropped NAS mount is a finding about this archive, not a crash of the run
+        problems.append(f"read error after {one.bytes} bytes: {exc.strerror or exc}")
+        bytes_read = one.bytes
     if info is not None and not problems and (late := _time_problem(info, content_ctime, tz)):
         problems.append(late)
     return VerifyResult(
@@ -306,8 +322,11 @@ def verify_many(
         if cached is not None:
             result = cached
         else:
-            progress = progress_for(path, os.stat(path).st_size) if progress_for else None
-            result = verify_archive(path, tz=tz, volid=(volids or {}).get(path), progress=progress)
+            try:
+                progress = progress_for(path, os.stat(path).st_size) if progress_for else None
+                result = verify_archive(path, tz=tz, volid=(volids or {}).get(path), progress=progress)
+            except FileNotFoundError:
+                continue  # removed since it was listed (pruned): nothing left to verify
             if rot := _bitrot_problem(result, records.get(path)):
                 result.problems.append(rot)
                 result.ok = False

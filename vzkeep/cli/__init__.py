@@ -23,8 +23,8 @@ def _register() -> None:
     import importlib
 
     groups = {"schedule": "schedule", "state": "state", "retention": "retention", "sandbox": "sandbox",
-              "monitoring": "monitoring"}
-    commands = ["preview", "verify", "exporter"]
+              "monitoring": "monitoring", "backups": "backups"}
+    commands = ["preview", "demo", "verify", "exporter", "restore", "drill"]
     for module_name, group in groups.items():
         try:
             module = importlib.import_module(f"vzkeep.cli.{module_name}")

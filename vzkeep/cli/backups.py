@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
+import sys
 import time
+import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +23,17 @@ from vzkeep.connection import ConnectionConfigError, ConnectionOptions, connect,
 
 app = typer.Typer(help="Backup archives across every storage and node.", no_args_is_help=True)
 _STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
+
+
+def resolved_options(func):  # type: ignore[no-untyped-def]
+    """Give typer the resolved ``Annotated`` hints: ``with_connection`` keeps this module's parameters with
+    their string annotations (``from __future__ import annotations``), and typer would lose every option
+    name and help text (``--json`` would become ``--as-json``). Apply it above ``@with_connection``."""
+    hints = typing.get_type_hints(func, include_extras=True)
+    signature = inspect.signature(func)
+    func.__signature__ = signature.replace(parameters=[
+        p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()])
+    return func
 
 
 def connect_or_fail(conn: ConnectionOptions):  # type: ignore[no-untyped-def]
@@ -48,6 +62,7 @@ def human_size(size: float) -> str:
 
 
 @app.command("list")
+@resolved_options
 @with_connection
 def list_backups(
     conn: ConnectionOptions,
@@ -80,7 +95,8 @@ def list_backups(
     if as_json:
         print(json.dumps({"backups": [b.to_json() for b in chosen], "warnings": inventory.warnings}, indent=1))
         return
-    console = Console(highlight=False, soft_wrap=True)
+    # a pipe or a file gets full lines (no wrapping at 80 columns), a terminal its own width
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
     err = Console(stderr=True, highlight=False)
     for warning in inventory.warnings:
         err.print(f"warning: {warning}", markup=False)

@@ -26,7 +26,7 @@ import yaml
 from vzkeep.monitoring import EXPORTER_JOB, SHIPPED_TIMING, DeliveryTiming, Thresholds, dashboard, rules
 from vzkeep.monitoring import alertmanager as am
 
-DEFAULT_EXPORTER_TARGET = "localhost:9120"
+DEFAULT_EXPORTER_TARGET = "localhost:9868"  # `vzkeep exporter --listen` default port
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -38,6 +39,7 @@ COMPRESSORS: dict[str, tuple[str, ...]] = {
 PACKAGES = {"zstd": "zstd", "gzip": "gzip", "lzop": "lzop", "bzip2": "bzip2"}
 
 CHUNK = 1 << 20
+LEAD = 32 * CHUNK  # how far the hashing and the feeding of one file may drift apart
 # A 1 MiB pipe (the default /proc/sys/fs/pipe-max-size) cuts the number of context switches between the
 # decompressor and us by 16 compared to the 64 KiB default.
 PIPE_SIZE = 1 << 20
@@ -90,10 +92,12 @@ class DecompressedStream:
     """A readable, unbuffered view of an archive's decompressed bytes.
 
     ``on_chunk`` sees every raw (compressed) chunk read from ``source`` exactly once, in order, so a
-    caller can hash the file in the same pass. For a compressed archive a feeder thread reads ``source``
-    and writes it to the tool while the caller parses the tool's output: hashlib and pipe I/O release the
-    GIL, so reading, hashing, decompressing and parsing overlap. After ``close()``, ``problems`` lists what
-    the compression layer found wrong (empty when the tool ran to a clean end over the whole input).
+    caller can hash the file in the same pass. For a compressed archive, threads feed ``source`` to the
+    tool while the caller parses the tool's output; hashlib, splice and pipe I/O release the GIL, so
+    reading, hashing, decompressing and parsing overlap. For a regular file one thread splices it into the
+    tool (no copy through user space) while another hashes the same bytes, the two kept within ``LEAD``
+    bytes of each other so the file is read from disk once. After ``close()``, ``problems`` lists what the
+    compression layer found wrong (empty when the tool ran to a clean end over the whole input).
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class DecompressedStream:
         self._closed = False
         self._devnull: int | None = None
         self._scratch: memoryview | None = None
+        self._lockstep = _Lockstep((), LEAD)
         if self.compression is not None:
             self._start_tool(decompressor_command(self.compression))
             if hasattr(os, "splice"):
@@ -136,12 +141,68 @@ class DecompressedStream:
         assert self._proc.stdout is not None
         _enlarge_pipe(self._proc.stdout.fileno())
         _enlarge_pipe(self._proc.stdin.fileno())  # type: ignore[union-attr]
-        self._threads = [
-            threading.Thread(target=self._feed, name="vzkeep-feed", daemon=True),
-            threading.Thread(target=self._collect_stderr, name="vzkeep-stderr", daemon=True),
-        ]
+        feeders = self._file_feeders() or [threading.Thread(target=self._feed, name="vzkeep-feed")]
+        self._threads = [*feeders, threading.Thread(target=self._collect_stderr, name="vzkeep-stderr")]
         for thread in self._threads:
+            thread.daemon = True
             thread.start()
+
+    def _file_feeders(self) -> list[threading.Thread] | None:
+        """Splice + hash threads when ``source`` is a regular file on a kernel with splice."""
+        try:
+            fd = self.source.fileno()
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            start = os.lseek(fd, 0, os.SEEK_CUR)
+        except (AttributeError, OSError, ValueError):
+            return None
+        if not regular or not hasattr(os, "splice"):
+            return None
+        self._lockstep = _Lockstep(("feed", "hash"), LEAD)
+        return [
+            threading.Thread(target=self._splice_feed, args=(fd, start), name="vzkeep-splice"),
+            threading.Thread(target=self._hash_file, args=(fd, start), name="vzkeep-hash"),
+        ]
+
+    def _splice_feed(self, fd: int, offset: int) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        out = self._proc.stdin.fileno()
+        try:
+            while not self._aborted and self._lockstep.wait_turn("feed", offset):
+                try:
+                    moved = os.splice(fd, out, CHUNK, offset_src=offset)
+                except BrokenPipeError:
+                    break  # the tool stopped reading (it found an error); its exit status says why
+                except OSError:  # a file system without splice support: copy instead
+                    moved = _write_all(out, memoryview(os.pread(fd, CHUNK, offset)))
+                if not moved:
+                    break
+                offset += moved
+                self._lockstep.advance("feed", offset)
+        except BrokenPipeError:
+            pass
+        except BaseException as exc:  # reported by close(); a thread must not die silently
+            self._feed_error = exc
+        finally:
+            self._lockstep.finish("feed")
+            self._proc.stdin.close()
+
+    def _hash_file(self, fd: int, offset: int) -> None:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        try:
+            # to the end even when the tool gave up, so the hash covers the whole file
+            while not self._aborted and self._lockstep.wait_turn("hash", offset):
+                n = os.preadv(fd, [buf], offset)
+                if not n:
+                    break
+                self.raw_bytes += n
+                self.on_chunk(view[:n])
+                offset += n
+                self._lockstep.advance("hash", offset)
+        except BaseException as exc:
+            self._feed_error = exc
+        finally:
+            self._lockstep.finish("hash")
 
     def _feed(self) -> None:
         assert self._proc is not None and self._proc.stdin is not None
@@ -229,9 +290,10 @@ class DecompressedStream:
         if self._closed:
             return self.problems
         self._closed = True
+        if not self._aborted:
+            self.drain()
         if self._proc is None:
             return self.problems
-        self.drain()
         for thread in self._threads:
             thread.join()
         returncode = self._proc.wait()
@@ -251,16 +313,57 @@ class DecompressedStream:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if exc_info[0] is not None and self._proc is not None:
+        if exc_info[0] is not None:
             self._aborted = True
-            self._proc.kill()
+            self._lockstep.abort()
+            if self._proc is not None:
+                self._proc.kill()
         self.close()
 
 
-def _write_all(fd: int, data: memoryview) -> None:
+def _write_all(fd: int, data: memoryview) -> int:
+    size = len(data)
     while data:
         written = os.write(fd, data)
         data = data[written:]
+    return size
+
+
+class _Lockstep:
+    """Keeps readers of one file within ``lead`` bytes of each other, so what one brings into the page
+    cache is still there for the other: the file is read from disk once, even when it exceeds memory."""
+
+    def __init__(self, names: tuple[str, ...], lead: int) -> None:
+        self.lead = lead
+        self.positions = dict.fromkeys(names, 0)
+        self.done: set[str] = set()
+        self.aborted = False
+        self.cond = threading.Condition()
+
+    def _others_behind(self, name: str, offset: int) -> bool:
+        others = [pos for other, pos in self.positions.items() if other != name and other not in self.done]
+        return any(offset - pos >= self.lead for pos in others)
+
+    def wait_turn(self, name: str, offset: int) -> bool:
+        """Wait until ``name`` may read at ``offset``; False once aborted."""
+        with self.cond:
+            self.cond.wait_for(lambda: self.aborted or not self._others_behind(name, offset))
+            return not self.aborted
+
+    def advance(self, name: str, offset: int) -> None:
+        with self.cond:
+            self.positions[name] = offset
+            self.cond.notify_all()
+
+    def finish(self, name: str) -> None:
+        with self.cond:
+            self.done.add(name)
+            self.cond.notify_all()
+
+    def abort(self) -> None:
+        with self.cond:
+            self.aborted = True
+            self.cond.notify_all()
 
 
 def _enlarge_pipe(fd: int) -> None:

@@ -491,6 +491,11 @@ def _emit(sink: Sink, name: str, offset: int, data: memoryview, limit: int | Non
     sink(name, offset, data)
 
 
+def read_vma(stream: BinaryIO | ExactReader) -> VmaReader:
+    """Open a VMA stream: its header is read and checked now; then ``.check()`` or ``.extract(sink)``."""
+    return VmaReader(stream)
+
+
 def check_vma(stream: BinaryIO | ExactReader) -> VmaSummary:
     """Check a whole VMA stream (§6.2 items 2-4); raise ``VmaError`` naming the first problem and where."""
     return VmaReader(stream).check()

@@ -51,14 +51,18 @@ def _seed(state_dir: Path, seed: Path | None, stacks_root: Path | None) -> Seed:
 
 
 def open_or_create(state_dir: Path, seed: Path | None = None, stacks_root: Path | None = None,
-                   speed: float | None = None, stepped: bool = False) -> tuple[Sandbox, bool]:
-    """The sandbox of ``state_dir``: reopened if it exists (seed ignored), else created and seeded."""
+                   speed: float | None = None, stepped: bool = False,
+                   start_epoch: float | None = None) -> tuple[Sandbox, bool]:
+    """The sandbox of ``state_dir``: reopened if it exists (seed ignored), else created and seeded,
+    its clock starting at ``start_epoch`` (default now)."""
     if (state_dir / STATE_FILE).exists():
         return Sandbox.open(state_dir, speed=speed, stepped=stepped), False
     try:
         plan = _seed(state_dir, seed, stacks_root)
     except SeedError as exc:
         raise LaunchError(str(exc)) from None
+    if start_epoch is not None:
+        plan.cluster.clock_epoch = start_epoch
     sandbox = Sandbox.create(state_dir, plan.cluster, speed=speed, stepped=stepped)
     try:
         create_jobs(make_app(sandbox, state_dir), plan)
@@ -70,10 +74,10 @@ def open_or_create(state_dir: Path, seed: Path | None = None, stacks_root: Path 
 
 def launch(state_dir: Path, seed: Path | None = None, stacks_root: Path | None = None, host: str = "127.0.0.1",
            port: int = 8006, speed: float | None = None, stepped: bool = False,
-           auth_failure_delay: float = 0.0) -> Running:
+           auth_failure_delay: float = 0.0, start_epoch: float | None = None) -> Running:
     """Open or create the sandbox and serve it; with a running clock, the scheduler ticks every second."""
     state_dir = Path(state_dir)
-    sandbox, created = open_or_create(state_dir, seed, stacks_root, speed, stepped)
+    sandbox, created = open_or_create(state_dir, seed, stacks_root, speed, stepped, start_epoch)
     try:
         server = serve_app(make_app(sandbox, state_dir), state_dir, host, port, auth_failure_delay)
     except SandboxError as exc:

@@ -1,0 +1,201 @@
+"""Issue 5 item 7, end to end: sandbox → `vzkeep exporter` → real Prometheus → real Alertmanager → Telegram.
+
+Everything runs on 127.0.0.1: the sandbox (HTTPS, in this process), the exporter (the real CLI, a subprocess,
+with the read-only auditor token), Prometheus and Alertmanager (Debian binaries) and a fake Telegram Bot API.
+Rules and the Alertmanager config come from the monitoring renderers for the prod stack (Pulumi.prod.yaml).
+
+Time. Prometheus evaluates `time() - ts` on the wall clock, while archive and task times come from the
+sandbox clock. So the sandbox clock is made to coincide with the wall clock whenever the exporter can see it:
+the sandbox starts 50 h in the past, takes the prod backups there, then its clock is advanced to "now" with
+both nodes down (no scheduled run happens: PVE does not catch up missed runs) before the exporter starts.
+From then on, before every action the stepped sandbox clock is advanced to the wall clock (`sync_clock`), so
+every timestamp the exporter publishes is on Prometheus' time scale and ages are real ages.
+
+Speed. The shipped intervals (30 s poll/scrape/evaluation, `for: 5m` on staleness, bench_alert_latency.py
+measures them) would make this test take many minutes. Here every interval is 1 s and every `for` of 5 min or
+less becomes 2 s; longer `for`s (the "never backed up" cases: 48 h and more) stay as shipped and never fire.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sandbox_fixtures import RunningSandbox
+from tools import FakeTelegram, TelegramMessage, free_port, http_get, query, run_alertmanager, run_prometheus, \
+    wait_until
+
+from vzkeep.config import load_stack_file, stack_file
+from vzkeep.monitoring import DeliveryTiming
+from vzkeep.monitoring import alertmanager as am
+from vzkeep.monitoring import rules
+from vzkeep.monitoring.render import scrape_config
+from vzkeep.plan import plan_stack
+from vzkeep.sandbox.engine import Sandbox
+from vzkeep.sandbox.launch import Running
+from vzkeep.sandbox.seed import DEFAULT_SEED, create_jobs, load_seed
+from vzkeep.sandbox.server import make_app, serve_app
+
+VZKEEP = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "vzkeep")
+FAST = DeliveryTiming(exporter_poll_seconds=1, scrape_interval_seconds=1, evaluation_interval_seconds=1,
+                      failed_for_seconds=0, group_wait_seconds=1, group_interval_seconds=1,
+                      repeat_interval_seconds=3600, delivery_seconds=1)
+SHORT_FOR = "2s"
+LONGEST_SHORTENED_FOR = 300
+PAST_SECONDS = 50 * 3600  # more than the 48 h BackupMissing threshold of a daily job
+CHAT_ID = -1001234567890
+BOT_TOKEN = "123456:e2e-fake-token"
+LOCKED_VMID, LOCKED_NAME = 101, "postgres"
+STEP_TIMEOUT = 60
+
+
+def prod_backup(sb: Sandbox) -> list[str]:
+    """What the prod job does, run now on both nodes (POST /nodes/{node}/vzdump with the job's options)."""
+    params = {"pool": "prod", "storage": "backup-prod", "mode": "snapshot", "compress": "zstd"}
+    return [sb.vzdump(node, params, "root@pam") for node in ("pve1", "pve2")]
+
+
+def sync_clock(sb: Sandbox) -> None:
+    """Move the stepped sandbox clock up to the wall clock (it only moves forward)."""
+    behind = time.time() - sb.now()
+    if behind > 0:
+        sb.advance(behind)
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """The default seed, started 50 h ago; prod backed up then; the clock then brought to now with no run."""
+    state = tmp_path_factory.mktemp("e2e") / "sandbox"
+    seed = load_seed(DEFAULT_SEED, state)
+    seed.cluster.clock_epoch = time.time() - PAST_SECONDS
+    sb = Sandbox.create(state, seed.cluster, stepped=True)
+    create_jobs(make_app(sb, state), seed)
+    upids = prod_backup(sb)
+    assert all(u.startswith("UPID:") for u in upids)
+    for node in ("pve1", "pve2"):
+        sb.node_down(node)
+    sync_clock(sb)
+    for node in ("pve1", "pve2"):
+        sb.node_up(node)
+    server = serve_app(make_app(sb, state), state, "127.0.0.1", free_port())
+    running = Running(server, sb, state, True)
+    try:
+        yield RunningSandbox(running)
+    finally:
+        running.stop()
+
+
+def fast_rules(document: dict[str, Any]) -> dict[str, Any]:
+    """The rendered rules with every short `for` cut to 2 s (see the module docstring)."""
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            if "for" in rule and _seconds(rule["for"]) <= LONGEST_SHORTENED_FOR:
+                rule["for"] = SHORT_FOR
+    return document
+
+
+def _seconds(duration: str) -> int:
+    return int(duration[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[duration[-1]]
+
+
+@pytest.fixture(scope="module")
+def stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    work = tmp_path_factory.mktemp("monitoring")
+    thresholds = plan_stack(load_stack_file(stack_file("prod"))).thresholds
+    (work / "prod.rules.yml").write_text(rules.to_yaml(fast_rules(rules.env_rules_document(thresholds,
+                                                                                          timing=FAST))))
+    exporter_address = f"127.0.0.1:{free_port()}"
+    exporter = subprocess.Popen(
+        [VZKEEP, "exporter", "--sandbox", str(sandbox.sandbox_json), "--read-only", "--listen", exporter_address,
+         "--interval", "1"], stdout=subprocess.DEVNULL, stderr=(work / "exporter.log").open("wb"),
+        env={**os.environ, "VZKEEP_ENDPOINT": ""})
+    try:
+        wait_until(lambda: http_get(f"http://{exporter_address}/metrics")[0] == 200, 30, "the exporter")
+        with FakeTelegram() as telegram:
+            config = am.alertmanager_config(am.TelegramTarget(CHAT_ID, BOT_TOKEN, api_url=telegram.url), FAST)
+            (work / "alertmanager.yml").write_text(am.to_yaml(config))
+            (work / "alertmanager.yml").chmod(0o600)
+            with run_alertmanager(work / "alertmanager.yml") as alertmanager:
+                prometheus_config = {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": ["prod.rules.yml"],
+                    "scrape_configs": [scrape_config([exporter_address], FAST)],
+                    "alerting": {"alertmanagers": [{"static_configs": [
+                        {"targets": [alertmanager.url.removeprefix("http://")]}]}]},
+                }
+                (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
+                with run_prometheus(work) as prometheus:
+                    yield {"telegram": telegram, "prometheus": prometheus.url, "work": work}
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=10)
+    assert BOT_TOKEN not in (work / "exporter.log").read_text()
+
+
+def firing(prom: str, alert: str, **labels: str) -> bool:
+    matchers = "".join(f',{k}="{v}"' for k, v in labels.items())
+    return bool(query(prom, f'ALERTS{{alertname="{alert}",alertstate="firing"{matchers}}}'))
+
+
+def message_with(telegram: FakeTelegram, *needles: str, after: int = 0) -> TelegramMessage:
+    def matches(m: TelegramMessage) -> bool:
+        return telegram.messages.index(m) >= after and all(n in m.text for n in needles)
+
+    return telegram.wait_for_message(matches, timeout=STEP_TIMEOUT)
+
+
+def test_no_backup_for_48_hours_alerts_in_telegram(stack: dict[str, Any]) -> None:
+    message = message_with(stack["telegram"], "BackupMissing", "environment: prod", "traefik (vmid 100)")
+    assert message.chat_id == str(CHAT_ID)
+    assert message.parse_mode == "HTML"
+    assert message.token == BOT_TOKEN
+    assert "FIRING" in message.text
+
+
+def test_a_locked_guest_fails_its_backup_and_telegram_names_it(sandbox: RunningSandbox,
+                                                              stack: dict[str, Any]) -> None:
+    telegram, prom = stack["telegram"], stack["prometheus"]
+    wait_until(lambda: firing(prom, "BackupMissing", vmid="100"), STEP_TIMEOUT, "BackupMissing first")
+    before = len(telegram.messages)
+    sandbox.sandbox.lock_guest(LOCKED_VMID, "backup")
+    sync_clock(sandbox.sandbox)
+    prod_backup(sandbox.sandbox)
+    message = message_with(telegram, "BackupFailed", f"{LOCKED_NAME} (vmid {LOCKED_VMID})", "environment: prod",
+                           after=before)
+    assert "FIRING" in message.text
+    # The other guests of the same multi-guest tasks were backed up: their BackupMissing resolved, and only
+    # the locked guest fails.
+    wait_until(lambda: not firing(prom, "BackupMissing", vmid="100"), STEP_TIMEOUT, "BackupMissing 100 to resolve")
+    failed = query(prom, 'ALERTS{alertname="BackupFailed",alertstate="firing"}')
+    assert {r["metric"]["vmid"] for r in failed} == {str(LOCKED_VMID)}
+
+
+def test_storage_above_80_percent_alerts_in_telegram(sandbox: RunningSandbox, stack: dict[str, Any]) -> None:
+    telegram = stack["telegram"]
+    before = len(telegram.messages)
+    storage = sandbox.sandbox.cluster.storages["backup-prod"]
+    used = sandbox.sandbox.storage_status("backup-prod", "pve1")["used"]
+    sandbox.sandbox.fill_storage("backup-prod", int(storage.capacity_bytes * 0.85) - used)
+    message = message_with(telegram, "BackupStorageAbove80Percent", "storage: backup-prod", "environment: prod",
+                           after=before)
+    assert "FIRING" in message.text
+
+
+def test_every_alert_resolves_after_recovery(sandbox: RunningSandbox, stack: dict[str, Any]) -> None:
+    telegram, prom = stack["telegram"], stack["prometheus"]
+    before = len(telegram.messages)
+    sandbox.sandbox.fill_storage("backup-prod", 0)
+    sandbox.sandbox.lock_guest(LOCKED_VMID, None)
+    sync_clock(sandbox.sandbox)
+    prod_backup(sandbox.sandbox)
+    wait_until(lambda: not query(prom, 'ALERTS{alertstate="firing"}'), STEP_TIMEOUT, "every alert to resolve")
+    message = message_with(telegram, "Backup alerts resolved", "prod", after=before)
+    for alert in ("BackupFailed", "BackupStorageAbove80Percent"):
+        assert alert in message.text or any(alert in m.text and "resolved" in m.text
+                                            for m in telegram.messages[before:])

@@ -1,0 +1,175 @@
+"""The demo: the whole strategy on an emulated cluster, one simulated week, in well under a minute.
+
+A sandbox is seeded from the three stack files (their pools, storages, guests and jobs, the jobs
+created through `POST /cluster/backup` as `pulumi up` would). Its clock starts a week ago and is
+advanced a day at a time: jobs fire on their schedules, vzdump writes real archives, retention
+prunes. On the last night a guest is locked, so its backup fails like PVE's (`VM is locked`).
+Everything the report shows is read back through the PVE API, as from a real cluster; the exporter
+polls the sandbox, and when Prometheus is installed it evaluates the generated alert rules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from vzkeep.config import load_stack_file, stack_file, stack_names
+from vzkeep.connection import ConnectionOptions, connect
+from vzkeep.exporter.collect import Poller, Snapshot, parse_task_log, proxmoxer_get
+from vzkeep.exporter.server import Exporter
+from vzkeep.monitoring.alert_preview import Alert, PrometheusMissing, evaluate_alerts
+from vzkeep.monitoring.render import RenderOptions, monitoring_texts
+from vzkeep.plan import plan_stack
+from vzkeep.pve import archive
+from vzkeep.sandbox.client import control
+from vzkeep.sandbox.launch import launch
+from vzkeep.sandbox.server import CONNECTION_FILE, free_port
+
+DAY = 86_400
+DEFAULT_DAYS = 7
+FAILING_GUEST = 101  # prod's postgres: the guest whose failure matters most
+
+
+@dataclass
+class EnvironmentReport:
+    env: str
+    guests: list[str] = field(default_factory=list)
+    archives: dict[str, int] = field(default_factory=dict)  # storage -> archives now
+    bytes: dict[str, int] = field(default_factory=dict)  # storage -> bytes now
+    pruned: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DemoResult:
+    environments: dict[str, EnvironmentReport]
+    snapshot: Snapshot
+    alerts: list[Alert] | str  # the alerts, or why they could not be evaluated
+    days: int
+    started_at: int
+    ended_at: int
+    tasks: int
+    wall_seconds: float
+    sandbox_json: Path
+
+
+def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS,
+             progress: Callable[[str], None] = lambda _msg: None) -> DemoResult:
+    """Seed a sandbox from the stacks under `root`, let `days` simulated days pass, report."""
+    began = time.monotonic()
+    start_epoch = int(time.time()) - days * DAY  # so the week ends about now: ages look real
+    running = launch(state_dir, stacks_root=root, port=free_port(), stepped=True, start_epoch=start_epoch)
+    try:
+        sandbox_json = state_dir / CONNECTION_FILE
+        api = connect(ConnectionOptions(sandbox=sandbox_json))
+        seen: dict[str, set[str]] = defaultdict(set)  # storage -> every volid ever listed
+        tasks = 0
+        for day in range(1, days + 1):
+            if day == days:
+                control(sandbox_json, "POST", f"/guests/{FAILING_GUEST}/lock", lock="backup")
+                progress(f"night {day}: guest {FAILING_GUEST} is locked (a stuck snapshot): its backup will fail")
+            started = control(sandbox_json, "POST", "/advance", seconds=DAY)
+            tasks += len(started.get("tasks") or [])
+            if day == days:
+                control(sandbox_json, "POST", f"/guests/{FAILING_GUEST}/lock", lock="")
+            for storage, volids in _volids(api).items():
+                seen[storage] |= volids
+            progress(f"day {day}/{days}: {len(started.get('tasks') or [])} backup task(s)")
+        environments = _report(api, seen, _timezones(root))
+        now = control(sandbox_json, "GET", "/status")["now"]
+        progress("the exporter polls the sandbox; Prometheus evaluates the generated rules")
+        with Exporter(Poller(proxmoxer_get(api)), listen=f"127.0.0.1:{free_port()}", interval=3600) as exporter:
+            snapshot = _first_snapshot(exporter)
+            alerts = _alerts(root, exporter.address)
+        return DemoResult(environments=environments, snapshot=snapshot, alerts=alerts, days=days,
+                          started_at=start_epoch, ended_at=int(now), tasks=tasks,
+                          wall_seconds=time.monotonic() - began, sandbox_json=sandbox_json)
+    finally:
+        running.stop()
+
+
+def _first_snapshot(exporter: Exporter, timeout: float = 30.0) -> Snapshot:
+    deadline = time.monotonic() + timeout
+    while exporter.loop.polls == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return exporter.poller.snapshot
+
+
+def _alerts(root: Path, exporter_address: str) -> list[Alert] | str:
+    """The alerts the generated rules raise now, or why they could not be evaluated."""
+    texts = []
+    for i, name in enumerate(stack_names(root)):
+        plan = plan_stack(load_stack_file(stack_file(name, root)))
+        options = RenderOptions(exporter_host=i == 0)  # the global rules once
+        texts += [f.text for f in monitoring_texts(plan.thresholds, options) if f.kind == "rules"]
+    try:
+        return evaluate_alerts(texts, exporter_address)
+    except (PrometheusMissing, TimeoutError) as err:
+        return str(err)
+
+
+def _storages(api: Any) -> dict[str, str]:
+    """Backup storage -> one node that sees it (a shared storage is listed once)."""
+    found: dict[str, str] = {}
+    for item in api.cluster.resources.get(type="storage"):
+        if "backup" in str(item.get("content", "")).split(",") and item.get("status") == "available":
+            found.setdefault(item["storage"], item["node"])
+    return found
+
+
+def _volids(api: Any) -> dict[str, set[str]]:
+    return {storage: {v["volid"] for v in _content(api, storage, node)} for storage, node in _storages(api).items()}
+
+
+def _content(api: Any, storage: str, node: str) -> list[dict[str, Any]]:
+    return api.nodes(node).storage(storage).content.get(content="backup")
+
+
+def _timezones(root: Path) -> dict[str, str]:
+    """Environment -> its nodes' time zone, to show times as the admin reads them."""
+    return {name: load_stack_file(stack_file(name, root)).environment.timezone for name in stack_names(root)}
+
+
+def _report(api: Any, seen: dict[str, set[str]], zones: dict[str, str]) -> dict[str, EnvironmentReport]:
+    guests = api.cluster.resources.get(type="vm")
+    env_of = {int(g["vmid"]): g.get("pool") or "none" for g in guests}
+    reports: dict[str, EnvironmentReport] = {}
+    for g in sorted(guests, key=lambda g: int(g["vmid"])):
+        reports.setdefault(env_of[int(g["vmid"])], EnvironmentReport(env_of[int(g["vmid"])])).guests.append(
+            f"{g['vmid']} {g.get('name', '')}")
+    for storage, node in _storages(api).items():
+        content = _content(api, storage, node)
+        present = {v["volid"] for v in content}
+        for item in content:
+            report = reports.setdefault(env_of.get(int(item["vmid"]), "none"), EnvironmentReport("none"))
+            report.archives[storage] = report.archives.get(storage, 0) + 1
+            report.bytes[storage] = report.bytes.get(storage, 0) + int(item["size"])
+        for volid in seen.get(storage, set()) - present:
+            vmid = archive.parse(volid).vmid or 0
+            reports.setdefault(env_of.get(vmid, "none"), EnvironmentReport("none")).pruned += 1
+    for env, message in _failures(api, env_of, zones):
+        reports.setdefault(env, EnvironmentReport(env)).failures.append(message)
+    return dict(sorted(reports.items()))
+
+
+def _failures(api: Any, env_of: dict[int, str], zones: dict[str, str]) -> list[tuple[str, str]]:
+    """Every guest backup that failed, from the vzdump task logs of every node (PVE's own words)."""
+    found = []
+    for node in api.nodes.get():
+        if node.get("status") != "online":
+            continue
+        for task in api.nodes(node["node"]).tasks.get(typefilter="vzdump", errors=1, limit=500):
+            lines = [entry["t"] for entry in api.nodes(node["node"]).tasks(task["upid"]).log.get(limit=0)]
+            for outcome in parse_task_log(lines).outcomes:
+                if not outcome.ok:
+                    env = env_of.get(outcome.vmid, "none")
+                    when = datetime.fromtimestamp(int(task["starttime"]), ZoneInfo(zones.get(env, "UTC")))
+                    found.append((env, f"{when:%a %d %b %H:%M} on {node['node']}: VM {outcome.vmid} - "
+                                       f"{outcome.error}"))
+    return found

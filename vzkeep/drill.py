@@ -1,0 +1,283 @@
+"""Restore drills: prove a backup restores, without touching anything in production.
+
+A drill restores a guest's newest backup into a scratch VMID (default 9000-9099) with ``unique=1`` (new
+MAC addresses, reference/pve.md §4.8), takes every network link down (``link_down=1`` on each ``netN``,
+set by a config update right after the restore and before the start), tags it ``vzkeep-drill``, starts
+it, waits until PVE reports it running, measures the time, and destroys it. The original guest is
+never addressed by any call.
+
+Interruptions: before asking PVE to restore, the scratch VMID is written to the results store as
+*pending*; the next drill run first destroys every scratch-range guest that is pending or tagged
+``vzkeep-drill``, so a drill killed midway leaves nothing behind for long. Guests in the scratch range
+that are neither are not ours and are left alone (their VMIDs are skipped).
+
+Results go to a small JSON store the exporter publishes (``vzkeep_drill_last_success_timestamp_seconds``,
+``vzkeep_drill_duration_seconds``, ``vzkeep_drill_last_status``): ``DrillResultStore(path).load()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import random
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from proxmoxer.core import ResourceException
+
+from vzkeep.backups import Backup, Inventory, pve_message
+from vzkeep.restore import (
+    RestoreError,
+    RestoreOptions,
+    execute,
+    follow_task,
+    plan_restore,
+    precheck,
+    start_and_wait,
+)
+from vzkeep.verify import DEFAULT_STATE_DIR, STATE_DIR_ENV, ResultStore
+
+DRILL_TAG = "vzkeep-drill"
+DEFAULT_SCRATCH = (9000, 9099)
+RESULTS_FILE = "drills.json"
+STORE_VERSION = 1
+_NET_RE = re.compile(r"^net\d+$")
+
+
+@dataclass
+class DrillResult:
+    started_at: float  # epoch seconds (wall clock) when the drill began
+    duration_seconds: float  # restore start until the scratch guest ran
+    ok: bool
+    message: str
+    vmid: int  # the original guest
+    scratch_vmid: int | None
+    node: str | None
+    env: str = ""
+    volid: str | None = None
+    name: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DrillResult:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class DrillOptions:
+    scratch: tuple[int, int] = DEFAULT_SCRATCH
+    node: str | None = None
+    storage: str | None = None
+    start_timeout: float = 600.0
+
+
+# -- the results store ------------------------------------------------------------------------------------
+
+
+def default_store_path() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR) / RESULTS_FILE
+
+
+class DrillResultStore:
+    """Last drill per (env, vmid) plus the scratch guests of drills in progress; one JSON file, atomic."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_store_path()
+
+    def load(self) -> dict[tuple[str, int], DrillResult]:
+        """(env, vmid) -> last result. A missing file is empty; a damaged one raises ValueError."""
+        data = self._read()
+        return {(r.env, r.vmid): r for r in (DrillResult.from_json(d) for d in data["drills"].values())}
+
+    def pending(self) -> dict[int, dict[str, Any]]:
+        """Scratch VMID -> what a drill that has not finished was doing with it."""
+        return {int(k): v for k, v in self._read()["pending"].items()}
+
+    def begin(self, scratch_vmid: int, **info: Any) -> None:
+        with self._update() as data:
+            data["pending"][str(scratch_vmid)] = {**info, "since": time.time()}
+
+    def end(self, scratch_vmid: int) -> None:
+        with self._update() as data:
+            data["pending"].pop(str(scratch_vmid), None)
+
+    def record(self, result: DrillResult) -> None:
+        with self._update() as data:
+            data["drills"][f"{result.env}/{result.vmid}"] = result.to_json()
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {"version": STORE_VERSION, "drills": {}, "pending": {}}
+        try:
+            data = json.loads(text)
+            if not isinstance(data.get("drills"), dict) or not isinstance(data.get("pending", {}), dict):
+                raise ValueError("missing 'drills'")
+        except (ValueError, AttributeError) as exc:
+            raise ValueError(f"{self.path} is not a vzkeep drill results file ({exc}); move it away or pass "
+                             "another --results") from exc
+        data.setdefault("pending", {})
+        return data
+
+    @contextlib.contextmanager
+    def _update(self) -> Iterator[dict[str, Any]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # a timer run and a manual run must not lose each other's results
+            data = self._read()
+            yield data
+            self._replace(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    def _replace(self, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+# -- choosing -------------------------------------------------------------------------------------------
+
+
+def drill_targets(inventory: Inventory, env: str | None = None, guest: str | None = None,
+                  sample: int | None = None, rng: random.Random | None = None) -> list[Backup]:
+    """The newest backup of each guest to drill (existing guests with a backup, never scratch guests)."""
+    newest: dict[int, Backup] = {}
+    for backup in inventory.backups:
+        if backup.guest_exists and backup.nodes and (backup.vmid not in newest or
+                                                     backup.ctime > newest[backup.vmid].ctime):
+            newest[backup.vmid] = backup
+    chosen = [b for b in newest.values() if (env is None or b.env == env) and (
+        guest is None or str(b.vmid) == guest or b.name == guest)]
+    chosen.sort(key=lambda b: b.vmid)
+    if sample is not None and sample < len(chosen):
+        chosen = sorted((rng or random.Random()).sample(chosen, sample), key=lambda b: b.vmid)
+    return chosen
+
+
+def _tags(entry: dict[str, Any]) -> set[str]:
+    return {t for t in re.split(r"[;,\s]+", str(entry.get("tags", ""))) if t}
+
+
+def free_scratch_vmid(inventory: Inventory, scratch: tuple[int, int], taken: set[int]) -> int | None:
+    for vmid in range(scratch[0], scratch[1] + 1):
+        if vmid not in inventory.guests and vmid not in taken:
+            return vmid
+    return None
+
+
+# -- cleaning up after interrupted drills ------------------------------------------------------------------
+
+
+def clean_leftovers(api: Any, store: DrillResultStore, scratch: tuple[int, int],
+                    say: Callable[[str], None] = lambda _line: None) -> list[int]:
+    """Destroy scratch-range guests left by earlier drills (pending in the store or tagged); their VMIDs."""
+    pending = store.pending()
+    removed = []
+    for entry in api.cluster.resources.get(type="vm"):
+        vmid = int(entry["vmid"])
+        if not scratch[0] <= vmid <= scratch[1] or (vmid not in pending and DRILL_TAG not in _tags(entry)):
+            continue
+        say(f"removing scratch guest {vmid} left by an interrupted drill")
+        destroy_scratch(api, entry["node"], entry["type"], vmid)
+        removed.append(vmid)
+    for vmid in pending:
+        store.end(vmid)
+    return removed
+
+
+def destroy_scratch(api: Any, node: str, guest_type: str, vmid: int) -> None:
+    """Stop (if running) and destroy a scratch guest with its disks."""
+    guest = api.nodes(node)(guest_type)(vmid)
+    if guest.status.current.get().get("status") == "running":
+        follow_task(api, node, guest.status.stop.post())
+    status, _ = follow_task(api, node, guest.delete(purge=1, **{"destroy-unreferenced-disks": 1}))
+    if status != "OK":
+        raise RestoreError(f"could not destroy scratch guest {vmid} on node '{node}': {status}")
+
+
+# -- one drill --------------------------------------------------------------------------------------------
+
+
+def isolate_network(api: Any, node: str, guest_type: str, vmid: int) -> list[str]:
+    """``link_down=1`` on every network device, and the drill tag; returns the devices changed."""
+    guest = api.nodes(node)(guest_type)(vmid)
+    config = guest.config.get()
+    update: dict[str, Any] = {"tags": ";".join(sorted({*_tags(config), DRILL_TAG}))}
+    for key, value in config.items():
+        if _NET_RE.match(key) and "link_down=1" not in str(value).split(","):
+            update[key] = f"{value},link_down=1"
+    try:
+        guest.config.put(**update)
+    except ResourceException as exc:
+        raise RestoreError(f"PVE did not take the scratch guest's network links down: {pve_message(exc)}") from None
+    after = guest.config.get()
+    still_up = [k for k in after if _NET_RE.match(k) and "link_down=1" not in str(after[k]).split(",")]
+    if still_up:
+        raise RestoreError(f"network links still up after the config update: {', '.join(still_up)}")
+    return sorted(k for k in update if _NET_RE.match(k))
+
+
+def run_drill(api: Any, inventory: Inventory, backup: Backup, scratch_vmid: int, store: DrillResultStore,
+              options: DrillOptions = DrillOptions(), verify_store: ResultStore | None = None,
+              say: Callable[[str], None] = lambda _line: None) -> DrillResult:
+    """Restore ``backup`` as ``scratch_vmid``, isolate, start, wait, measure, destroy; record the result."""
+    started_at = time.time()
+    began = time.monotonic()
+    result = DrillResult(started_at, 0.0, False, "", backup.vmid, scratch_vmid, None, backup.env or "",
+                         backup.volid, backup.name)
+    created = False
+    try:
+        plan = plan_restore(inventory, RestoreOptions(str(backup.vmid), backup.volid, options.node, options.storage,
+                                                      scratch_vmid, unique=True, pool=""))
+        result.node = plan.node
+        check = precheck(api, backup, plan.node, verify_store)
+        if not check.ok:
+            raise RestoreError(f"{backup.volid} is corrupt: {'; '.join(check.problems)}")
+        store.begin(scratch_vmid, vmid=backup.vmid, node=plan.node, type=plan.guest_type, volid=backup.volid)
+        say(f"drill {backup.name or backup.vmid} ({backup.vmid}): restore {backup.volid} as {scratch_vmid} "
+            f"on {plan.node}")
+        created = True
+        execute(api, plan)
+        isolate_network(api, plan.node, plan.guest_type, scratch_vmid)
+        start_and_wait(api, plan.node, plan.guest_type, scratch_vmid, timeout=options.start_timeout)
+        result.duration_seconds = round(time.monotonic() - began, 3)
+        result.ok = True
+        result.message = f"restored and running in {result.duration_seconds:.1f} s"
+    except RestoreError as exc:
+        result.duration_seconds = round(time.monotonic() - began, 3)
+        result.message = exc.message
+    finally:
+        if created:
+            result.message += _destroy_quietly(api, plan.node, plan.guest_type, scratch_vmid, store)
+    store.record(result)
+    return result
+
+
+def _destroy_quietly(api: Any, node: str, guest_type: str, vmid: int, store: DrillResultStore) -> str:
+    """Destroy the scratch guest if it exists; '' when all is clean, else what is left (stays pending)."""
+    try:
+        entry = next((e for e in api.cluster.resources.get(type="vm") if int(e["vmid"]) == vmid), None)
+        if entry is not None:
+            destroy_scratch(api, entry["node"], entry["type"], vmid)
+    except (RestoreError, ResourceException) as exc:
+        return f"; scratch guest {vmid} could NOT be destroyed ({exc}); the next drill run retries"
+    store.end(vmid)
+    return ""
