@@ -6,10 +6,11 @@ Rules and the Alertmanager config come from the monitoring renderers for the pro
 
 Time. Prometheus evaluates `time() - ts` on the wall clock, while archive and task times come from the
 sandbox clock. So the sandbox clock is made to coincide with the wall clock whenever the exporter can see it:
-the sandbox starts 50 h in the past, takes the prod backups there, then its clock is advanced to "now" with
-both nodes down (no scheduled run happens: PVE does not catch up missed runs) before the exporter starts.
-From then on, before every action the stepped sandbox clock is advanced to the wall clock (`sync_clock`), so
-every timestamp the exporter publishes is on Prometheus' time scale and ages are real ages.
+the sandbox clock runs at real speed but starts 50 h in the past; the prod backups are taken there, then the
+clock is advanced to "now" with both nodes down (no scheduled run happens: PVE does not catch up missed runs)
+before the exporter starts. From then on the sandbox clock and the wall clock advance together, so every
+timestamp the exporter publishes is on Prometheus' time scale and ages are real ages. The simulated read speed
+is raised so a vzdump task lasts seconds, not the minutes a real disk would take.
 
 Speed. The shipped intervals (30 s poll/scrape/evaluation, `for: 5m` on staleness, bench_alert_latency.py
 measures them) would make this test take many minutes. Here every interval is 1 s and every `for` of 5 min or
@@ -41,6 +42,7 @@ from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running
 from vzkeep.sandbox.seed import DEFAULT_SEED, create_jobs, load_seed
 from vzkeep.sandbox.server import make_app, serve_app
+from vzkeep.sandbox.vzdump import Settings
 
 VZKEEP = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "vzkeep")
 FAST = DeliveryTiming(exporter_poll_seconds=1, scrape_interval_seconds=1, evaluation_interval_seconds=1,
@@ -53,6 +55,7 @@ CHAT_ID = -1001234567890
 BOT_TOKEN = "123456:e2e-fake-token"
 LOCKED_VMID, LOCKED_NAME = 101, "postgres"
 STEP_TIMEOUT = 60
+FAST_DISK = 1024**4  # bytes per simulated second: one second per guest
 
 
 def prod_backup(sb: Sandbox) -> list[str]:
@@ -62,7 +65,7 @@ def prod_backup(sb: Sandbox) -> list[str]:
 
 
 def sync_clock(sb: Sandbox) -> None:
-    """Move the stepped sandbox clock up to the wall clock (it only moves forward)."""
+    """Move the sandbox clock up to the wall clock (it only moves forward)."""
     behind = time.time() - sb.now()
     if behind > 0:
         sb.advance(behind)
@@ -74,7 +77,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
     state = tmp_path_factory.mktemp("e2e") / "sandbox"
     seed = load_seed(DEFAULT_SEED, state)
     seed.cluster.clock_epoch = time.time() - PAST_SECONDS
-    sb = Sandbox.create(state, seed.cluster, stepped=True)
+    sb = Sandbox.create(state, seed.cluster, speed=1.0, settings=Settings(throughput=FAST_DISK))
     create_jobs(make_app(sb, state), seed)
     upids = prod_backup(sb)
     assert all(u.startswith("UPID:") for u in upids)
@@ -164,8 +167,8 @@ def test_a_locked_guest_fails_its_backup_and_telegram_names_it(sandbox: RunningS
     wait_until(lambda: firing(prom, "BackupMissing", vmid="100"), STEP_TIMEOUT, "BackupMissing first")
     before = len(telegram.messages)
     sandbox.sandbox.lock_guest(LOCKED_VMID, "backup")
-    sync_clock(sandbox.sandbox)
     prod_backup(sandbox.sandbox)
+    wait_until(lambda: firing(prom, "BackupFailed", vmid=str(LOCKED_VMID)), STEP_TIMEOUT, "BackupFailed firing")
     message = message_with(telegram, "BackupFailed", f"{LOCKED_NAME} (vmid {LOCKED_VMID})", "environment: prod",
                            after=before)
     assert "FIRING" in message.text
@@ -192,7 +195,6 @@ def test_every_alert_resolves_after_recovery(sandbox: RunningSandbox, stack: dic
     before = len(telegram.messages)
     sandbox.sandbox.fill_storage("backup-prod", 0)
     sandbox.sandbox.lock_guest(LOCKED_VMID, None)
-    sync_clock(sandbox.sandbox)
     prod_backup(sandbox.sandbox)
     wait_until(lambda: not query(prom, 'ALERTS{alertstate="firing"}'), STEP_TIMEOUT, "every alert to resolve")
     message = message_with(telegram, "Backup alerts resolved", "prod", after=before)

@@ -8,6 +8,7 @@ not a terminal, while a clock pump lets PVE's tasks end.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,15 +144,23 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize("case", REFUSALS, ids=lambda c: c.description)
-def test_refusals_name_the_problem_and_change_nothing(tmp_path: Path, case: Refusal) -> None:
-    with running_sandbox(tmp_path) as sb:
+@pytest.fixture(scope="module")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """One sandbox for the refusals: each of them must leave it unchanged, which the test checks."""
+    with running_sandbox(tmp_path_factory.mktemp("refusals")) as sb:
         with_backups(sb)
-        guests_before = set(sb.sandbox.cluster.guests)
-        result = restore(sb, tmp_path, *case.args)
-        assert result.exit_code == case.code, result.stderr
-        assert case.message in result.stderr
-        assert restore_tasks(sb) == [] and set(sb.sandbox.cluster.guests) == guests_before
+        yield sb
+
+
+@pytest.mark.parametrize("case", REFUSALS, ids=lambda c: c.description)
+def test_refusals_name_the_problem_and_change_nothing(shared_sandbox: RunningSandbox, tmp_path: Path,
+                                                     case: Refusal) -> None:
+    sb = shared_sandbox
+    guests_before = set(sb.sandbox.cluster.guests)
+    result = restore(sb, tmp_path, *case.args)
+    assert result.exit_code == case.code, result.stderr
+    assert case.message in result.stderr
+    assert restore_tasks(sb) == [] and set(sb.sandbox.cluster.guests) == guests_before
 
 
 @pytest.mark.parametrize("how", ["flip", "truncate", "zero"])

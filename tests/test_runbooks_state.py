@@ -79,6 +79,15 @@ def test_new_workstation_runbook_checks_lists_and_exports_everything(s3: S3Serve
     )
 
 
+def test_bootstrap_runbook_checks_the_new_bucket_and_sees_every_moved_stack(s3: S3Server, tmp_path: Path) -> None:
+    bucket = healthy_bucket(s3)  # the bucket `pulumi up -s monitoring` made, stacks imported into it
+    outputs = run_runbook(RUNBOOKS / "state-bootstrap.md", cwd=tmp_path, env=runbook_env(s3, bucket))
+    assert "versioning" in outputs[0] and "current" in outputs[1]
+    assert all(stack in outputs[1] for stack in ("prod", "lab", "monitoring"))
+    copies = list(tmp_path.glob("bootstrap-copy-*/manifest.json"))
+    assert len(copies) == 1
+
+
 def test_a_failing_runnable_block_fails_with_its_text_and_output(tmp_path: Path) -> None:
     runbook = tmp_path / "broken.md"
     runbook.write_text("# x\n\n```bash runnable\necho first\n```\n\n```bash runnable\necho oops >&2\nfalse\n```\n")
@@ -109,7 +118,7 @@ def test_only_blocks_marked_exactly_bash_runnable_are_run(tmp_path: Path) -> Non
     ]
 
 
-@pytest.mark.parametrize("name", ["state-restore-version.md", "state-new-workstation.md"])
+@pytest.mark.parametrize("name", ["state-restore-version.md", "state-new-workstation.md", "state-bootstrap.md"])
 def test_runbooks_give_the_stock_way_and_keep_pulumi_steps_out_of_runnable_blocks(name: str) -> None:
     blocks = code_blocks((RUNBOOKS / name).read_text())
     runnable = [b.text for b in blocks if b.info == "bash runnable"]

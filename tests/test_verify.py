@@ -14,6 +14,7 @@ import os
 import random
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,21 @@ def _ct(tmp: Path, compression: str | None = "zst", *, raw: bytes | None = None,
 
 def _check(path: Path, tz: str = "UTC") -> verify.VerifyResult:
     return verify.verify_archive(path, tz=tz)
+
+
+def test_the_verifier_imports_only_the_standard_library():
+    """It must run on a PVE node, which has Python 3 but none of our dependencies (reference/pve.md §7)."""
+    probe = (
+        "import sys; before = set(sys.modules); "
+        "import vzkeep.verify, vzkeep.pve.vma, vzkeep.pve.ct_tar, vzkeep.pve.decompress; "
+        "new = {m.split('.')[0] for m in set(sys.modules) - before if not m.startswith('_sysconfigdata')}; "
+        "print(sorted(new - set(sys.stdlib_module_names) - {'vzkeep'}))"
+    )
+    root = str(Path(__file__).parent.parent)
+    # -S: no site-packages at all, as on a node; the package comes from the source tree only
+    out = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, check=True,
+                         cwd=root, env={"PYTHONPATH": root})
+    assert out.stdout.strip() == "[]"
 
 
 # -- sound archives ------------------------------------------------------------------------------------------
