@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vzkeep.pve import archive, retention
+from vzkeep.pve import archive, localtime, retention
 
 RUNS = 5
 TARGET_SECONDS = 2.0
@@ -77,7 +77,7 @@ def main() -> int:
         )
         failed |= seconds >= TARGET_SECONDS
     names = [str(item["volid"]) for item in many_guests(100, 1000)]
-    clock = archive.LocalClock(TZ)
+    clock = localtime.LocalClock(TZ)
     seconds = median_seconds(lambda: [archive.parse(name, clock) for name in names])
     print(
         f"archive.parse   {'names with timelocal':28} {len(names):>7} names    median {seconds:6.3f} s "

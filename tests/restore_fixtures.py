@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner, Result
@@ -171,3 +173,54 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+# -- the node-loss scenario (issue 7 item 3) ---------------------------------------------------------------
+
+# pve1 runs prod with its own backup storage and an offsite NFS copy; pve2 is the fresh node that will
+# replace it (down until then, as a machine not yet installed).
+NODE_LOSS_SEED = """\
+cluster: homelab
+nodes:
+  - {name: pve1, timezone: Europe/Paris}
+  - {name: pve2, timezone: Europe/Paris, online: false}
+storages:
+  - {id: backup-prod, type: dir, nodes: [pve1], capacity: 20GiB}
+  - {id: local-lvm, type: dir, content: [images, rootdir], capacity: 100GiB}
+  - {id: offsite-prod, type: nfs, shared: true, server: nas.home.arpa, export: /volume1/pve-offsite,
+     capacity: 50GiB}
+pools:
+  - {id: prod, comment: vzkeep environment prod}
+guests:
+  - {vmid: 100, name: traefik, type: lxc, node: pve1, pool: prod, disk: 4GiB}
+  - {vmid: 101, name: postgres, type: qemu, node: pve1, pool: prod, disk: 32GiB}
+  - {vmid: 104, name: home-assistant, type: qemu, node: pve1, pool: prod, disk: 16GiB}
+jobs:
+  - {id: vzkeep-prod, schedule: "02:00", pool: prod, storage: backup-prod, mode: snapshot, compress: zstd,
+     prune-backups: "keep-daily=7", notes-template: "{{guestname}} (vmid {{vmid}}, env prod, node {{node}})"}
+  - {id: vzkeep-prod-offsite, schedule: "sun 03:00", pool: prod, storage: offsite-prod, mode: snapshot,
+     compress: zstd, prune-backups: "keep-weekly=4",
+     notes-template: "{{guestname}} (vmid {{vmid}}, env prod, node {{node}})"}
+"""
+NODE_LOSS_GUESTS = (100, 101, 104)
+
+
+def node_loss_seed(directory: Path) -> Path:
+    path = directory / "node-loss-seed.yaml"
+    path.write_text(NODE_LOSS_SEED)
+    return path
+
+
+def lose_pve1(sb: RunningSandbox) -> dict[int, str]:
+    """pve1 dies with its storage; the fresh pve2 comes up; the lost guests' configs are removed (what
+    ``pvecm delnode`` plus moving /etc/pve/nodes/pve1/* away does). Returns the digests of the newest
+    offsite backups' content, i.e. what each guest must contain once restored."""
+    digests = {}
+    for vmid in NODE_LOSS_GUESTS:
+        digests[vmid] = sb.sandbox.disk_digest(vmid)
+    sb.sandbox.node_down("pve1")
+    shutil.rmtree(sb.sandbox.cluster.storages["backup-prod"].path)  # its local disks are gone too
+    for vmid in NODE_LOSS_GUESTS:
+        sb.sandbox.delete_guest(vmid)
+    sb.sandbox.node_up("pve2")
+    return digests

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vzkeep.pve import archive
+from vzkeep.pve import archive, localtime
 
 VMID = 16110
 DECOMPRESSOR = {
@@ -342,6 +342,6 @@ def test_timelocal_and_localtime_agree_with_perl() -> None:
     for tz, stamp in PERL_STAMPS:
         info = archive.parse(f"vzdump-qemu-100-{stamp}.vma", tz)
         assert info.ctime is not None
-        clock = archive.LocalClock(tz)
+        clock = localtime.LocalClock(tz)
         got.append(f"{info.ctime} {clock.strftime('%Y_%m_%d-%H_%M_%S %V %G', info.ctime)}")
     assert got == expected, json.dumps(list(zip(PERL_STAMPS, got, expected, strict=True)), indent=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vzkeep.pve.archive import LocalClock
+from vzkeep.pve.localtime import LocalClock
 from vzkeep.sandbox.clock import Clock
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.model import Cluster, Guest, Node, Pool, Storage

@@ -311,7 +311,7 @@ def test_jobs_on_different_nodes_run_in_parallel(tmp_path: Path) -> None:
 
 
 def _local(epoch: int) -> str:
-    from vzkeep.pve.archive import LocalClock
+    from vzkeep.pve.localtime import LocalClock
 
     return LocalClock("Europe/Paris").strftime("%Y-%m-%d %H:%M:%S", epoch)
 

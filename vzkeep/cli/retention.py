@@ -15,7 +15,7 @@ from rich.table import Table
 
 from vzkeep.cli.common import fail
 from vzkeep.pve import retention
-from vzkeep.pve.archive import LocalClock
+from vzkeep.pve.localtime import LocalClock
 
 app = typer.Typer(
     help="Retention (PVE prune-backups): preview what a policy keeps and removes.",

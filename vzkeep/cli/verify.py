@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
 from vzkeep.cli.common import EXIT_FINDING, EXIT_OK, fail
-from vzkeep.pve import archive
+from vzkeep.pve import archive, localtime
 from vzkeep.pve.decompress import DecompressError
 from vzkeep.verify import (
     DEFAULT_STORAGE_CFG,
@@ -131,7 +131,7 @@ def _check_tz(tz: str | None) -> None:
     if tz is None:
         return
     try:
-        archive.LocalClock(tz)
+        localtime.LocalClock(tz)
     except ValueError as exc:
         fail(f"--tz: {exc}")
 

@@ -27,6 +27,8 @@ from functools import lru_cache
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vzkeep.pve.localtime import civil_from_days, days_from_civil
+
 __all__ = ["MAX_LENGTH", "CalendarEvent", "CalendarEventError", "Value", "check_zone", "parse"]
 
 # pve-manager's job schema: `schedule` has maxLength 128 (reference §3.1).
@@ -602,27 +604,6 @@ def check_zone(tz: str) -> None:
 # --- broken-down time and the search (Rust `TmEditor` and `compute_next_event`) ------------------------
 
 
-def _days_from_civil(year: int, month: int, day: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date; ``day`` may overflow the month."""
-    year -= month <= 2
-    era = year // 400
-    yoe = year - era * 400
-    doy = (153 * ((month + 9) % 12) + 2) // 5 + day - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-
-
-def _civil_from_days(days: int) -> tuple[int, int, int]:
-    days += 719468
-    era = days // 146097
-    doe = days - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (month <= 2), month, day
-
-
 class _Tm:
     """A broken-down time that re-normalises after every edit, like ``TmEditor`` over mktime/timegm."""
 
@@ -636,7 +617,7 @@ class _Tm:
 
     def _set_fields(self, naive: int) -> None:
         days, secs = divmod(naive, 86400)
-        self.year, self.month, self.day = _civil_from_days(days)
+        self.year, self.month, self.day = civil_from_days(days)
         self.hour, rest = divmod(secs, 3600)
         self.minute, self.second = divmod(rest, 60)
         self.wday = (days + 3) % 7  # Monday = 0 (Rust `day_num`); 1970-01-01 was a Thursday
@@ -644,7 +625,7 @@ class _Tm:
     def _normalize(self, year: int, month: int, day: int, hour: int, minute: int, second: int) -> None:
         year += (month - 1) // 12
         month = (month - 1) % 12 + 1
-        naive = (_days_from_civil(year, month, 1) + day - 1) * 86400 + hour * 3600 + minute * 60 + second
+        naive = (days_from_civil(year, month, 1) + day - 1) * 86400 + hour * 3600 + minute * 60 + second
         self.epoch, self.offset = self.clock.resolve(naive, self.offset)
         self._set_fields(self.epoch + self.offset)
 

@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from vzkeep.pve import archive
-from vzkeep.pve.archive import LocalClock
+from vzkeep.pve.localtime import LocalClock
 
 # Canonical PVE order: the order of $prune_backups_format, which is also the order the rules apply.
 KEEP_OPTIONS = (

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from vzkeep.pve import archive, vma
+from vzkeep.pve import archive, localtime, vma
 from vzkeep.pve import ct_tar as ct_tar_format
 from vzkeep.pve.decompress import DecompressedStream, ExactReader
 from vzkeep.sandbox.diskdata import CT_PART_SIZE, ct_disk_part
@@ -200,7 +200,7 @@ def check_archive(req: RestoreRequest, pid: int) -> str:
 def _describe_vma(header: vma.VmaHeader, tz: str) -> str:
     lines = [f"CFG: size: {len(data)} name: {name}" for name, data in header.configs.items()]
     lines += [f"DEV: dev_id={d.dev_id} size: {d.size} devname: {d.name}" for d in header.devices.values()]
-    lines.append("CTIME: " + archive.LocalClock(tz).strftime("%a %b %d %H:%M:%S %Y", header.ctime))  # ctime(3)
+    lines.append("CTIME: " + localtime.LocalClock(tz).strftime("%a %b %d %H:%M:%S %Y", header.ctime))  # ctime(3)
     return "\n".join(lines)
 
 

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 import zstandard
 
-from vzkeep.pve import archive, retention, vma
+from vzkeep.pve import archive, localtime, retention, vma
 from vzkeep.pve import ct_tar as ct_tar_format
 from vzkeep.pve.decompress import compressed_writer
 from vzkeep.pve.selection import GuestRef, included_guests_per_node
@@ -285,7 +285,7 @@ class JobLog:
             self.guest_lines.append((at, f"{level}: {message}"))
 
     def stamp(self, at: int) -> str:
-        return archive.LocalClock(self.tz).strftime("%Y-%m-%d %H:%M:%S", at)
+        return localtime.LocalClock(self.tz).strftime("%Y-%m-%d %H:%M:%S", at)
 
 
 @dataclass
