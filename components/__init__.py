@@ -5,6 +5,7 @@ retention are decided by `vzkeep.plan`; components only declare what the specs s
 """
 
 from components.backup_environment import BackupEnvironment, BackupEnvironmentArgs
+from components.backup_monitoring import BackupMonitoring, BackupMonitoringArgs
 from components.backup_pool import BackupPool, BackupPoolArgs
 from components.backup_schedule import BackupSchedule, BackupScheduleArgs
 from components.backup_storage import BackupStorage, BackupStorageArgs
@@ -16,6 +17,8 @@ from components.state_bucket import StateBucket, StateBucketArgs
 __all__ = [
     "BackupEnvironment",
     "BackupEnvironmentArgs",
+    "BackupMonitoring",
+    "BackupMonitoringArgs",
     "BackupPool",
     "BackupPoolArgs",
     "BackupSchedule",

@@ -10,6 +10,7 @@ import pulumi_proxmoxve as proxmoxve
 from pulumi.runtime import config as runtime_config
 
 from components.backup_environment import BackupEnvironment, BackupEnvironmentArgs
+from components.backup_monitoring import BackupMonitoring, BackupMonitoringArgs
 from components.object_store import ObjectStore, ObjectStoreArgs
 from components.state_bucket import StateBucket, StateBucketArgs, minio_provider
 from vzkeep.config import CREDENTIAL_KEYS, StackSettings, settings_from_config
@@ -39,7 +40,26 @@ def build_stack() -> StackPlan:
         pulumi.export("offsiteStorageId", environment.remote.storage_id)
         pulumi.export("offsiteJobId", environment.remote.job_id)
     declare_state(settings, provider)
+    declare_monitoring(plan)
     return plan
+
+
+def declare_monitoring(plan: StackPlan) -> None:
+    """The stack's alert rules (and, on the exporter host, the exporter, route and dashboard)."""
+    settings = plan.settings
+    if settings.monitoring is None:
+        return
+    cfg = pulumi.Config("vzkeep")
+    host = settings.monitoring.exporter_host
+    BackupMonitoring(
+        f"{plan.env}-monitoring",
+        BackupMonitoringArgs(
+            plan=plan, settings=settings.monitoring, pve_endpoint=settings.provider.endpoint,
+            telegram_bot_token=_secret(cfg, "telegramBotToken") if settings.monitoring.telegram else None,
+            exporter_api_token=_secret(cfg, "exporterApiToken") if host else None,
+            ssh_private_key=_secret(cfg, "sshPrivateKey") if settings.monitoring.deliver_to == "ssh" else None,
+        ),
+    )
 
 
 def declare_state(settings: StackSettings, provider: proxmoxve.Provider) -> None:

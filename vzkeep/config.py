@@ -239,16 +239,32 @@ class TelegramSettings(_Model):
 
 
 class MonitoringSettings(_Model):
+    """How this stack delivers its monitoring files (DESIGN.md "Monitoring", issue 5 item 6).
+
+    Every environment stack delivers its alert rules; the stack with `exporterHost` also delivers the
+    exporter (systemd unit, config, read-only token), the Alertmanager route and the dashboard.
+    """
+
     telegram: TelegramSettings | None = None
     deliver_to: Literal["local", "ssh"] = "local"
-    local_dir: str = "out/monitoring"
-    ssh_host: str | None = None
+    local_dir: str = "out/monitoring"  # deliverTo local: files laid out as `vzkeep monitoring render` does
+    ssh_host: Annotated[str, Field(min_length=1)] | None = None
     ssh_user: str = "root"
     rules_dir: str = "/etc/prometheus/rules.d"
+    scrape_config: str = "/etc/prometheus/scrape-vzkeep.yml"
     alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
     dashboards_dir: str = "/var/lib/grafana/dashboards"
     exporter_host: bool = False  # this stack also delivers the exporter, the route and the dashboard
+    exporter_listen: str = "127.0.0.1:9868"
+    exporter_package: str = "vzkeep"  # pip requirement installed on the exporter host
+    exporter_fingerprint: Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")] | None = None
     drill_stale_after_days: Annotated[int, Field(ge=1)] = 14
+
+    @model_validator(mode="after")
+    def _ssh_needs_a_host(self) -> MonitoringSettings:
+        if self.deliver_to == "ssh" and not self.ssh_host:
+            raise ValueError("deliverTo ssh needs sshHost: the host running Prometheus and Alertmanager")
+        return self
 
 
 class StateBucketSettings(_Model):
@@ -338,10 +354,11 @@ _SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "stateBucket": ("state_bucket", StateBucketSettings),
     "objectStore": ("object_store", ObjectStoreSettings),
 }
-_SCALAR_KEYS = {"telegramBotToken", "s3SecretKey", "sshPrivateKey"}  # secrets the program reads itself
+# Secrets the program reads itself (always `pulumi config set --secret`).
+_SCALAR_KEYS = {"telegramBotToken", "s3SecretKey", "sshPrivateKey", "exporterApiToken"}
 CREDENTIAL_KEYS = frozenset(
     {"proxmoxve:apiToken", "proxmoxve:password", "minio:minioPassword", "minio:minioSecretKey",
-     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey", "vzkeep:sshPrivateKey"}
+     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey", "vzkeep:sshPrivateKey", "vzkeep:exporterApiToken"}
 )
 
 

@@ -28,6 +28,8 @@ KEY_INPUTS = {
     "proxmoxve:backup/job:Job": ("resourceId", "schedule", "pool", "storage", "mode", "compress",
                                  "pruneBackups", "repeatMissed", "enabled", "notesTemplate"),
     "pulumi:providers:proxmoxve": ("endpoint", "insecure", "apiToken"),
+    "command:remote:Command": ("create",),
+    "command:local:Command": ("create",),
 }
 
 
