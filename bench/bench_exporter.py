@@ -26,11 +26,11 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from sandbox_fixtures import RunningSandbox, running_sandbox  # noqa: E402
+from sandbox_fixtures import RunningSandbox, running_sandbox
 
-from vzkeep.exporter.collect import Poller, proxmoxer_get  # noqa: E402
-from vzkeep.exporter.metrics import render  # noqa: E402
-from vzkeep.pve.archive import archive_name  # noqa: E402
+from vzkeep.exporter.collect import Poller, proxmoxer_get
+from vzkeep.exporter.metrics import render
+from vzkeep.pve.archive import archive_name
 
 DAY = 86400
 ARCHIVES = 30
@@ -67,8 +67,19 @@ def grow(sb: RunningSandbox, guests: int) -> None:
     for i in range(guests - existing):
         pool = pools[i % len(pools)]
         node = {"lab": "pve2", "monitoring": "pve1"}.get(pool, ("pve1", "pve2")[i % 2])
-        sb.app.call("POST", "/guests", {"vmid": 10_000 + i, "name": f"g{i}", "type": "lxc", "node": node,
-                                        "pool": pool, "disk_gb": 0.001}, router=sb.app.control)
+        sb.app.call(
+            "POST",
+            "/guests",
+            {
+                "vmid": 10_000 + i,
+                "name": f"g{i}",
+                "type": "lxc",
+                "node": node,
+                "pool": pool,
+                "disk_gb": 0.001,
+            },
+            router=sb.app.control,
+        )
 
 
 def add_old_archives(sb: RunningSandbox, per_guest: int) -> None:
@@ -95,8 +106,11 @@ def measure(poll: Callable[[], Any]) -> tuple[int, float, float]:
 
 def median_of(poll: Callable[[], Any]) -> tuple[int, float, float]:
     runs = [measure(poll) for _ in range(RUNS)]
-    return (int(statistics.median(r[0] for r in runs)), statistics.median(r[1] for r in runs),
-            statistics.median(r[2] for r in runs))
+    return (
+        int(statistics.median(r[0] for r in runs)),
+        statistics.median(r[1] for r in runs),
+        statistics.median(r[2] for r in runs),
+    )
 
 
 def vzkeep_poll(sb: RunningSandbox) -> tuple[Callable[[], Any], Callable[[], Any]]:
@@ -108,8 +122,13 @@ def pve_exporter_scrape(sb: RunningSandbox) -> Callable[[], Any]:
     from pve_exporter.collector import CollectorsOptions, collect_pve
 
     token = sb.info["tokens"]["auditor"]
-    config = {"user": token["user"], "token_name": token["token_name"], "token_value": token["token_value"],
-              "verify_ssl": False, "port": sb.port}
+    config = {
+        "user": token["user"],
+        "token_name": token["token_name"],
+        "token_value": token["token_value"],
+        "verify_ssl": False,
+        "port": sb.port,
+    }
     options = CollectorsOptions(*([True] * len(CollectorsOptions._fields)))
     return lambda: collect_pve(config, sb.host, True, True, options)
 
@@ -131,18 +150,24 @@ def bench(guests: int) -> dict[str, Any]:
 
 def main() -> None:
     print(f"median of {RUNS} polls; calls = HTTP requests; cpu = the polling thread's CPU time")
-    print(f"{'guests':>7} {'archives':>9} | {'vzkeep calls':>12} {'cpu s':>7} {'wall s':>7} {'1st poll':>8} | "
-          f"{'pve-exporter calls':>18} {'cpu s':>7} {'wall s':>7}")
+    print(
+        f"{'guests':>7} {'archives':>9} | {'vzkeep calls':>12} {'cpu s':>7} {'wall s':>7} {'1st poll':>8} | "
+        f"{'pve-exporter calls':>18} {'cpu s':>7} {'wall s':>7}"
+    )
     results = [bench(n) for n in (100, 1000)]
     for r in results:
         calls, cpu, wall = r["vzkeep"]
-        print(f"{r['guests']:>7} {r['guests'] * ARCHIVES:>9} | {calls:>12} {cpu:>7.3f} {wall:>7.3f} "
-              f"{r['first'][0]:>8} | {r['pve'][0]:>18} {r['pve'][1]:>7.3f} {r['pve'][2]:>7.3f}")
+        print(
+            f"{r['guests']:>7} {r['guests'] * ARCHIVES:>9} | {calls:>12} {cpu:>7.3f} {wall:>7.3f} "
+            f"{r['first'][0]:>8} | {r['pve'][0]:>18} {r['pve'][1]:>7.3f} {r['pve'][2]:>7.3f}"
+        )
     constant = results[0]["vzkeep"][0] == results[1]["vzkeep"][0]
     cpu_1000 = results[1]["vzkeep"][1]
-    print(f"target: calls constant in guests -> {'met' if constant else 'MISSED'}; "
-          f"CPU < {CPU_TARGET_SECONDS:g} s at 1,000 guests -> {cpu_1000:.3f} s, "
-          f"{'met' if cpu_1000 < CPU_TARGET_SECONDS else 'MISSED'}")
+    print(
+        f"target: calls constant in guests -> {'met' if constant else 'MISSED'}; "
+        f"CPU < {CPU_TARGET_SECONDS:g} s at 1,000 guests -> {cpu_1000:.3f} s, "
+        f"{'met' if cpu_1000 < CPU_TARGET_SECONDS else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,13 +29,20 @@ from typing import Any
 import pytest
 import yaml
 from sandbox_fixtures import RunningSandbox
-from tools import FakeTelegram, TelegramMessage, free_port, http_get, query, run_alertmanager, run_prometheus, \
-    wait_until
+from tools import (
+    FakeTelegram,
+    TelegramMessage,
+    free_port,
+    http_get,
+    query,
+    run_alertmanager,
+    run_prometheus,
+    wait_until,
+)
 
 from vzkeep.config import load_stack_file, stack_file
-from vzkeep.monitoring import DeliveryTiming
+from vzkeep.monitoring import DeliveryTiming, rules
 from vzkeep.monitoring import alertmanager as am
-from vzkeep.monitoring import rules
 from vzkeep.monitoring.render import scrape_config
 from vzkeep.plan import plan_stack
 from vzkeep.sandbox.engine import Sandbox
@@ -45,9 +52,16 @@ from vzkeep.sandbox.server import make_app, serve_app
 from vzkeep.sandbox.vzdump import Settings
 
 VZKEEP = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "vzkeep")
-FAST = DeliveryTiming(exporter_poll_seconds=1, scrape_interval_seconds=1, evaluation_interval_seconds=1,
-                      failed_for_seconds=0, group_wait_seconds=1, group_interval_seconds=1,
-                      repeat_interval_seconds=3600, delivery_seconds=1)
+FAST = DeliveryTiming(
+    exporter_poll_seconds=1,
+    scrape_interval_seconds=1,
+    evaluation_interval_seconds=1,
+    failed_for_seconds=0,
+    group_wait_seconds=1,
+    group_interval_seconds=1,
+    repeat_interval_seconds=3600,
+    delivery_seconds=1,
+)
 SHORT_FOR = "2s"
 LONGEST_SHORTENED_FOR = 300
 PAST_SECONDS = 50 * 3600  # more than the 48 h BackupMissing threshold of a daily job
@@ -111,13 +125,26 @@ def _seconds(duration: str) -> int:
 def stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("monitoring")
     thresholds = plan_stack(load_stack_file(stack_file("prod"))).thresholds
-    (work / "prod.rules.yml").write_text(rules.to_yaml(fast_rules(rules.env_rules_document(thresholds,
-                                                                                          timing=FAST))))
+    (work / "prod.rules.yml").write_text(
+        rules.to_yaml(fast_rules(rules.env_rules_document(thresholds, timing=FAST)))
+    )
     exporter_address = f"127.0.0.1:{free_port()}"
     exporter = subprocess.Popen(
-        [VZKEEP, "exporter", "--sandbox", str(sandbox.sandbox_json), "--read-only", "--listen", exporter_address,
-         "--interval", "1"], stdout=subprocess.DEVNULL, stderr=(work / "exporter.log").open("wb"),
-        env={**os.environ, "VZKEEP_ENDPOINT": ""})
+        [
+            VZKEEP,
+            "exporter",
+            "--sandbox",
+            str(sandbox.sandbox_json),
+            "--read-only",
+            "--listen",
+            exporter_address,
+            "--interval",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "exporter.log").open("wb"),
+        env={**os.environ, "VZKEEP_ENDPOINT": ""},
+    )
     try:
         wait_until(lambda: http_get(f"http://{exporter_address}/metrics")[0] == 200, 30, "the exporter")
         with FakeTelegram() as telegram:
@@ -129,8 +156,11 @@ def stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> 
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                     "rule_files": ["prod.rules.yml"],
                     "scrape_configs": [scrape_config([exporter_address], FAST)],
-                    "alerting": {"alertmanagers": [{"static_configs": [
-                        {"targets": [alertmanager.url.removeprefix("http://")]}]}]},
+                    "alerting": {
+                        "alertmanagers": [
+                            {"static_configs": [{"targets": [alertmanager.url.removeprefix("http://")]}]}
+                        ]
+                    },
                 }
                 (work / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
                 with run_prometheus(work) as prometheus:
@@ -161,20 +191,26 @@ def test_no_backup_for_48_hours_alerts_in_telegram(stack: dict[str, Any]) -> Non
     assert "FIRING" in message.text
 
 
-def test_a_locked_guest_fails_its_backup_and_telegram_names_it(sandbox: RunningSandbox,
-                                                              stack: dict[str, Any]) -> None:
+def test_a_locked_guest_fails_its_backup_and_telegram_names_it(
+    sandbox: RunningSandbox, stack: dict[str, Any]
+) -> None:
     telegram, prom = stack["telegram"], stack["prometheus"]
     wait_until(lambda: firing(prom, "BackupMissing", vmid="100"), STEP_TIMEOUT, "BackupMissing first")
     before = len(telegram.messages)
     sandbox.sandbox.lock_guest(LOCKED_VMID, "backup")
     prod_backup(sandbox.sandbox)
-    wait_until(lambda: firing(prom, "BackupFailed", vmid=str(LOCKED_VMID)), STEP_TIMEOUT, "BackupFailed firing")
-    message = message_with(telegram, "BackupFailed", f"{LOCKED_NAME} (vmid {LOCKED_VMID})", "environment: prod",
-                           after=before)
+    wait_until(
+        lambda: firing(prom, "BackupFailed", vmid=str(LOCKED_VMID)), STEP_TIMEOUT, "BackupFailed firing"
+    )
+    message = message_with(
+        telegram, "BackupFailed", f"{LOCKED_NAME} (vmid {LOCKED_VMID})", "environment: prod", after=before
+    )
     assert "FIRING" in message.text
     # The other guests of the same multi-guest tasks were backed up: their BackupMissing resolved, and only
     # the locked guest fails.
-    wait_until(lambda: not firing(prom, "BackupMissing", vmid="100"), STEP_TIMEOUT, "BackupMissing 100 to resolve")
+    wait_until(
+        lambda: not firing(prom, "BackupMissing", vmid="100"), STEP_TIMEOUT, "BackupMissing 100 to resolve"
+    )
     failed = query(prom, 'ALERTS{alertname="BackupFailed",alertstate="firing"}')
     assert {r["metric"]["vmid"] for r in failed} == {str(LOCKED_VMID)}
 
@@ -185,8 +221,9 @@ def test_storage_above_80_percent_alerts_in_telegram(sandbox: RunningSandbox, st
     storage = sandbox.sandbox.cluster.storages["backup-prod"]
     used = sandbox.sandbox.storage_status("backup-prod", "pve1")["used"]
     sandbox.sandbox.fill_storage("backup-prod", int(storage.capacity_bytes * 0.85) - used)
-    message = message_with(telegram, "BackupStorageAbove80Percent", "storage: backup-prod", "environment: prod",
-                           after=before)
+    message = message_with(
+        telegram, "BackupStorageAbove80Percent", "storage: backup-prod", "environment: prod", after=before
+    )
     assert "FIRING" in message.text
 
 
@@ -199,5 +236,6 @@ def test_every_alert_resolves_after_recovery(sandbox: RunningSandbox, stack: dic
     wait_until(lambda: not query(prom, 'ALERTS{alertstate="firing"}'), STEP_TIMEOUT, "every alert to resolve")
     message = message_with(telegram, "Backup alerts resolved", "prod", after=before)
     for alert in ("BackupFailed", "BackupStorageAbove80Percent"):
-        assert alert in message.text or any(alert in m.text and "resolved" in m.text
-                                            for m in telegram.messages[before:])
+        assert alert in message.text or any(
+            alert in m.text and "resolved" in m.text for m in telegram.messages[before:]
+        )

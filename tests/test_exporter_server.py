@@ -6,6 +6,7 @@ between forwarding, refusing (connections reset) and hanging (accepted, never an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -82,10 +83,8 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()
 
 
@@ -177,7 +176,7 @@ def test_a_scrape_never_waits_on_a_hanging_pve(exporter: Exporter, relay: Relay)
     relay.set("up")
 
 
-# --- bad answers: each part fails alone and keeps its last data ----------------------------------------------
+# --- bad answers: each part fails alone and keeps its last data ----------------------------------------
 
 
 class ReplayGet:
