@@ -52,12 +52,17 @@ def prod_backup(sb: Sandbox) -> list[str]:
 
 
 def failed_task_end(sb: Sandbox, upids: list[str]) -> float:
-    """When the vzdump tasks of this run end on the (real-speed) sandbox clock."""
-    ends = []
-    for node in ("pve1", "pve2"):
-        items, _ = sb.tasks.list_node(node, typefilter="vzdump", source="all", limit=10)
-        ends += [t.get("endtime") or 0 for t in items if t["upid"] in upids]
-    return float(max(ends))
+    """When this run's vzdump tasks end on the (real-speed) sandbox clock; waits until they have ended."""
+
+    def ends() -> list[int]:
+        found = []
+        for node in ("pve1", "pve2"):
+            items, _ = sb.tasks.list_node(node, typefilter="vzdump", source="all", limit=10)
+            found += [int(t["endtime"]) for t in items if t["upid"] in upids and t.get("endtime")]
+        return found
+
+    wait_for(lambda: len(ends()) == len(upids), "the vzdump tasks to end", 60)
+    return float(max(ends()))
 
 
 def wait_for(predicate: Any, what: str, timeout: float = GIVE_UP_SECONDS, step: float = 0.2) -> float:

@@ -109,7 +109,11 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
 def with_connection(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the connection options to a typer command; it receives them as ``conn: ConnectionOptions``."""
     signature = inspect.signature(func)
-    kept = [p for name, p in signature.parameters.items() if name != "conn"]
+    # Resolve string annotations (`from __future__ import annotations`) in the command's module: typer
+    # reads the signature, and with a bare string it would lose every option name and help text.
+    resolved = _type_hints(func)
+    kept = [p.replace(annotation=resolved.get(name, p.annotation))
+            for name, p in signature.parameters.items() if name != "conn"]
     added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
              for name, (annotation, default) in _OPTIONS.items()]
 
@@ -119,19 +123,17 @@ def with_connection(func: Callable[..., Any]) -> Callable[..., Any]:
         return func(*args, conn=conn, **kwargs)
 
     wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
-    hints = {k: v for k, v in getattr(func, "__annotations__", {}).items() if k != "conn"}
+    hints = {k: v for k, v in resolved.items() if k != "conn"}
     hints.update({name: annotation for name, (annotation, _) in _OPTIONS.items()})
-    wrapper.__annotations__ = _resolved_hints(func, hints)
+    wrapper.__annotations__ = hints
     del wrapper.__wrapped__  # typer must see the new signature, not the wrapped one
     return wrapper
 
 
-def _resolved_hints(func: Callable[..., Any], hints: dict[str, Any]) -> dict[str, Any]:
-    """Evaluate string annotations (``from __future__ import annotations``) in the command's module."""
+def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
     import typing
 
-    resolved = typing.get_type_hints(func, include_extras=True)
-    return {k: resolved.get(k, v) for k, v in hints.items()}
+    return typing.get_type_hints(func, include_extras=True)
 
 
 # -- resolving options into a target ----------------------------------------------------------------

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import sys
 import time
-import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -18,30 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from vzkeep.backups import Backup, all_verify_results, collect, pve_message, select
-from vzkeep.cli.common import EXIT_USAGE, fail
-from vzkeep.connection import ConnectionConfigError, ConnectionOptions, connect, with_connection
+from vzkeep.cli.common import EXIT_USAGE, connect_or_fail, fail
+from vzkeep.connection import ConnectionOptions, with_connection
 
 app = typer.Typer(help="Backup archives across every storage and node.", no_args_is_help=True)
 _STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
-
-
-def resolved_options(func):  # type: ignore[no-untyped-def]
-    """Give typer the resolved ``Annotated`` hints: ``with_connection`` keeps this module's parameters with
-    their string annotations (``from __future__ import annotations``), and typer would lose every option
-    name and help text (``--json`` would become ``--as-json``). Apply it above ``@with_connection``."""
-    hints = typing.get_type_hints(func, include_extras=True)
-    signature = inspect.signature(func)
-    func.__signature__ = signature.replace(parameters=[
-        p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()])
-    return func
-
-
-def connect_or_fail(conn: ConnectionOptions):  # type: ignore[no-untyped-def]
-    """A client, or exit 2 naming the option to fix (shared by backups, restore and drill)."""
-    try:
-        return connect(conn)
-    except ConnectionConfigError as exc:
-        fail(str(exc), EXIT_USAGE)
 
 
 def stamp(backup: Backup) -> str:
@@ -62,7 +41,6 @@ def human_size(size: float) -> str:
 
 
 @app.command("list")
-@resolved_options
 @with_connection
 def list_backups(
     conn: ConnectionOptions,

@@ -11,8 +11,7 @@ from proxmoxer.core import ResourceException
 from rich.console import Console
 
 from vzkeep.backups import collect, pve_message
-from vzkeep.cli.backups import connect_or_fail, resolved_options
-from vzkeep.cli.common import EXIT_FINDING, EXIT_OK, EXIT_USAGE, fail
+from vzkeep.cli.common import EXIT_FINDING, EXIT_OK, EXIT_USAGE, connect_or_fail, fail
 from vzkeep.connection import ConnectionOptions, with_connection
 from vzkeep.drill import (
     DEFAULT_SCRATCH,
@@ -39,7 +38,6 @@ def parse_range(text: str) -> tuple[int, int]:
     return int(low), int(high)
 
 
-@resolved_options
 @with_connection
 def drill_cmd(
     conn: ConnectionOptions,

@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from vzkeep.backups import collect, pve_message
-from vzkeep.cli.backups import connect_or_fail, resolved_options
-from vzkeep.cli.common import EXIT_FINDING, EXIT_USAGE
+from vzkeep.cli.common import EXIT_FINDING, EXIT_USAGE, connect_or_fail
 from vzkeep.connection import ConnectionOptions, with_connection
 from vzkeep.restore import (
     Precheck,
@@ -58,7 +57,6 @@ class Reporter:
         raise typer.Exit(code)
 
 
-@resolved_options
 @with_connection
 def restore_cmd(
     conn: ConnectionOptions,

@@ -1,6 +1,6 @@
 """`vzkeep exporter`: Prometheus metrics about backups, polled from the PVE API (docs/exporter.md).
 
-- ``collect``: one poll (a bounded set of API calls) → a plain ``Snapshot``; ``Poller`` keeps the task-log cache.
+- ``collect``: one poll (a bounded set of API calls) → a plain ``Snapshot``; ``Poller`` caches task logs.
 - ``metrics``: ``Snapshot`` → Prometheus exposition, one collector per concern (``render``).
 - ``server``: background poll loop and the HTTP server that serves the last snapshot (``Exporter``).
 
