@@ -3,12 +3,9 @@
 - ``ClockPump``: the test sandbox's clock is stepped, and a PVE task looks running until the simulated
   clock reaches its end; the pump moves the clock in small steps while a command waits for its tasks,
   as time passes on a real cluster.
-- ``enable_config_update``: PVE's ``PUT /nodes/{node}/{qemu|lxc}/{vmid}/config`` (what ``qm set`` /
-  ``pct set`` call), which the sandbox does not serve yet; drills need it to take network links down.
-  Added to the in-process sandbox only when it is missing, with PVE's semantics for the keys we send.
-- ``fail_restores_midway``: a restore task that fails after PVE created the guest (``lock: create``
-  or not), with PVE's error text: the fault the tool must clean up after.
 - ``invoke``: run the ``vzkeep`` CLI in-process with the sandbox connection in the environment.
+- ``sandbox_cli``: a ``vzkeep sandbox …`` control command (a fault, a node added...) that must succeed.
+- the node-loss scenario (``node_loss_seed``, ``lose_pve1``), told with the sandbox's own commands.
 """
 
 from __future__ import annotations
@@ -16,8 +13,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +20,6 @@ from typer.testing import CliRunner, Result
 
 from tests.sandbox_fixtures import RunningSandbox
 from vzkeep.cli import app as cli_app
-from vzkeep.sandbox.api.errors import ApiError, die, param_error
-from vzkeep.sandbox.api.router import Request
-from vzkeep.sandbox.api.schema import NODE, VMID, Param
-from vzkeep.sandbox.model import Guest
 
 DAY = 86400
 
@@ -65,91 +56,6 @@ def with_backups(sb: RunningSandbox, days: int = 1) -> None:
     settle(sb)
 
 
-# -- PUT …/config -----------------------------------------------------------------------------------------
-
-
-CONFIG_KEYS = [f"net{i}" for i in range(10)] + ["tags", "description", "delete", "digest", "name", "hostname"]
-
-
-def _update_config(guest_type: str):  # type: ignore[no-untyped-def]
-    def handler(req: Request) -> None:
-        cluster = req.app.sandbox.cluster
-        with cluster.lock:
-            guest = cluster.guests.get(int(req.params["vmid"]))
-            if guest is None or guest.node != req.params["node"] or guest.type != guest_type:
-                kind = "qemu-server" if guest_type == "qemu" else "lxc"
-                raise die(f"Configuration file 'nodes/{req.params['node']}/{kind}/{req.params['vmid']}.conf' "
-                          "does not exist")
-            if guest.lock:
-                raise die(f"{'VM' if guest_type == 'qemu' else 'CT'} is locked ({guest.lock})")
-            current = _current_config(req, guest)
-            for key, value in req.params.items():
-                if key in ("node", "vmid", "digest", "delete"):
-                    continue
-                if key == "tags":
-                    guest.tags = [t for t in str(value).replace(",", ";").split(";") if t]
-                elif key.startswith("net") and key not in current:
-                    raise param_error({key: "no such network device"})
-                else:
-                    guest.config[key] = str(value)
-            req.app.sandbox.save()
-
-    return handler
-
-
-def _current_config(req: Request, guest: Guest) -> dict[str, Any]:
-    from vzkeep.sandbox.api.guests import guest_config
-
-    return guest_config(guest)
-
-
-def enable_config_update(sb: RunningSandbox) -> None:
-    """Serve PUT …/config in this in-process sandbox unless it already does."""
-    router = sb.app.api
-    try:
-        router.resolve("PUT", "/nodes/pve1/qemu/100/config")
-        return
-    except ApiError:
-        pass
-    for kind in ("qemu", "lxc"):
-        schema = {"node": NODE, "vmid": VMID, **{k: Param() for k in CONFIG_KEYS}}
-        router.add("PUT", f"/nodes/{{node}}/{kind}/{{vmid}}/config", schema,
-                   perm=("/vms/{vmid}", "VM.Config.Network"))(_update_config(kind))
-
-
-# -- a restore that fails midway --------------------------------------------------------------------------
-
-
-RESTORE_FAILURE = ("command 'set -o pipefail && zstd -q -d -c /var/lib/vz/dump/x.vma.zst | vma extract -v -r "
-                   "/var/tmp/vzdumptmp1234.fifo - /var/tmp/vzdumptmp1234' failed: exit code 133")
-
-
-@contextmanager
-def fail_restores_midway(sb: RunningSandbox, lock: str | None = None) -> Iterator[None]:
-    """Restores create the guest, write part of its disk, then fail with PVE's message; ``lock`` stays."""
-    engine = sb.sandbox
-    original = engine.restore
-
-    def failing(node: str, guest_type: str, params: dict[str, Any], user: str) -> str:
-        cluster = engine.cluster
-        with cluster.lock:
-            vmid = int(params["vmid"])
-            cluster.guests[vmid] = Guest(vmid, f"restore-{vmid}", guest_type, node, status="stopped", lock=lock)
-            now = engine.clock.time()
-            task = engine.tasks.start(node, "qmrestore" if guest_type == "qemu" else "vzrestore", str(vmid), user, now)
-            task.log("progress 42% (read 3607101440 bytes, duration 18 sec)")
-            task.log("vma: restore failed - short vma extent (3584 < 3797504)")
-            task.finish(now + 20, RESTORE_FAILURE)
-            engine.save()
-            return task.upid
-
-    engine.restore = failing  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        engine.restore = original  # type: ignore[method-assign]
-
-
 # -- the CLI --------------------------------------------------------------------------------------------
 
 
@@ -166,6 +72,13 @@ def invoke(sb: RunningSandbox, args: list[str], tmp_state: str | None = None, st
         return runner.invoke(cli_app, args, env=env, input=stdin)
 
 
+def sandbox_cli(sb: RunningSandbox, *args: str) -> Result:
+    """``vzkeep sandbox ARGS`` against ``sb`` (its control API); fails the test when the command fails."""
+    result = invoke(sb, ["sandbox", *args], pump=False)
+    assert result.exit_code == 0, f"vzkeep sandbox {' '.join(args)}: {result.stdout}{result.stderr}"
+    return result
+
+
 def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -177,13 +90,12 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
 
 # -- the node-loss scenario (issue 7 item 3) ---------------------------------------------------------------
 
-# pve1 runs prod with its own backup storage and an offsite NFS copy; pve2 is the fresh node that will
-# replace it (down until then, as a machine not yet installed).
+# pve1 runs prod with its own backup storage and an offsite NFS copy; pve1 is the only node until it is
+# lost, then a fresh pve2 joins (`vzkeep sandbox node add pve2`) and sees the same NFS storage.
 NODE_LOSS_SEED = """\
 cluster: homelab
 nodes:
   - {name: pve1, timezone: Europe/Paris}
-  - {name: pve2, timezone: Europe/Paris, online: false}
 storages:
   - {id: backup-prod, type: dir, nodes: [pve1], capacity: 20GiB}
   - {id: local-lvm, type: dir, content: [images, rootdir], capacity: 100GiB}
@@ -212,15 +124,15 @@ def node_loss_seed(directory: Path) -> Path:
 
 
 def lose_pve1(sb: RunningSandbox) -> dict[int, str]:
-    """pve1 dies with its storage; the fresh pve2 comes up; the lost guests' configs are removed (what
-    ``pvecm delnode`` plus moving /etc/pve/nodes/pve1/* away does). Returns the digests of the newest
-    offsite backups' content, i.e. what each guest must contain once restored."""
+    """pve1 dies with its storage; the lost guests' configs are removed (what ``pvecm delnode`` plus moving
+    /etc/pve/nodes/pve1/* away does); a fresh pve2 joins the cluster with the same NFS storage. Returns the
+    digests of the newest offsite backups' content, i.e. what each guest must contain once restored."""
     digests = {}
     for vmid in NODE_LOSS_GUESTS:
         digests[vmid] = sb.sandbox.disk_digest(vmid)
-    sb.sandbox.node_down("pve1")
+    sandbox_cli(sb, "node", "down", "pve1")
     shutil.rmtree(sb.sandbox.cluster.storages["backup-prod"].path)  # its local disks are gone too
     for vmid in NODE_LOSS_GUESTS:
-        sb.sandbox.delete_guest(vmid)
-    sb.sandbox.node_up("pve2")
+        sandbox_cli(sb, "guest", "delete", str(vmid))
+    sandbox_cli(sb, "node", "add", "pve2", "--timezone", "Europe/Paris")
     return digests

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.restore_fixtures import ClockPump, enable_config_update, invoke, with_backups
+from tests.restore_fixtures import ClockPump, invoke, sandbox_cli, with_backups
 from tests.sandbox_fixtures import RunningSandbox, running_sandbox
 from vzkeep.backups import collect
 from vzkeep.drill import DRILL_TAG, DrillResult, DrillResultStore, isolate_network
@@ -34,7 +34,6 @@ def snapshot(sb: RunningSandbox, vmid: int) -> tuple:
 def test_drill_restores_starts_measures_destroys_and_never_touches_the_originals(tmp_path: Path) -> None:
     with running_sandbox(tmp_path) as sb:
         with_backups(sb)
-        enable_config_update(sb)
         before = {v: snapshot(sb, v) for v in (200, 201)}
         result = drill(sb, tmp_path, "--env", "lab")
         assert result.exit_code == 0, result.stdout + result.stderr
@@ -54,7 +53,6 @@ def test_drill_restores_starts_measures_destroys_and_never_touches_the_originals
 def test_scratch_guest_gets_new_macs_links_down_and_the_drill_tag(tmp_path: Path) -> None:
     with running_sandbox(tmp_path) as sb:
         with_backups(sb)
-        enable_config_update(sb)
         api = sb.api()
         plan = plan_restore(collect(api, {}), RestoreOptions("101", vmid=9000, unique=True, pool=""))
         with ClockPump(sb):
@@ -69,8 +67,9 @@ def test_scratch_guest_gets_new_macs_links_down_and_the_drill_tag(tmp_path: Path
 
 
 def test_drill_refuses_to_start_a_guest_whose_links_cannot_be_taken_down(tmp_path: Path) -> None:
-    with running_sandbox(tmp_path) as sb:  # no PUT …/config here: PVE answers 501
+    with running_sandbox(tmp_path) as sb:
         with_backups(sb)
+        sandbox_cli(sb, "fault", "config-update", "--count", "1")  # PVE cannot take the config lock
         result = drill(sb, tmp_path, "--guest", "dev-box")
         doc = json.loads(result.stdout)
         assert result.exit_code == 1 and not doc["ok"]
@@ -83,7 +82,6 @@ def test_drill_refuses_to_start_a_guest_whose_links_cannot_be_taken_down(tmp_pat
 def test_failed_drill_on_a_corrupt_backup_is_recorded(tmp_path: Path) -> None:
     with running_sandbox(tmp_path) as sb:
         with_backups(sb)
-        enable_config_update(sb)
         (newest,) = sb.api().nodes("pve1").storage("backup-monitoring").content.get(vmid=301)
         sb.sandbox.corrupt(newest["volid"], "flip")
         result = drill(sb, tmp_path, "--guest", "grafana")
@@ -95,7 +93,6 @@ def test_failed_drill_on_a_corrupt_backup_is_recorded(tmp_path: Path) -> None:
 def test_interrupted_drill_leaves_nothing_behind_on_the_next_run(tmp_path: Path) -> None:
     with running_sandbox(tmp_path) as sb:
         with_backups(sb)
-        enable_config_update(sb)
         api = sb.api()
         inventory = collect(api, {})
         store = DrillResultStore(tmp_path / "state" / "drills.json")

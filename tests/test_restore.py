@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.restore_fixtures import fail_restores_midway, invoke, with_backups
+from tests.restore_fixtures import invoke, sandbox_cli, with_backups
 from tests.sandbox_fixtures import RunningSandbox, running_sandbox
 from vzkeep.backups import Backup
 from vzkeep.restore import RestoreError, backup_stamp, choose_backup, node_timezone, parse_time
@@ -186,14 +186,15 @@ def test_corrupt_archive_stops_before_pve_writes_and_offers_the_older_good_one(
 
 @pytest.mark.parametrize(("lock", "left_behind", "says"), [
     (None, False, "removed the half-made VM 5101"),
-    ("create", True, "could NOT be removed"),  # PVE keeps `lock: create`; only root@pam may skip it
+    ("create", True, "could NOT be removed"),  # PVE's cleanup could not write /etc/pve: `lock: create` stays
 ])
 def test_pve_failing_midway_is_reported_and_leaves_no_half_made_guest(
         tmp_path: Path, lock: str | None, left_behind: bool, says: str) -> None:
     with running_sandbox(tmp_path) as sb:
         with_backups(sb)
-        with fail_restores_midway(sb, lock=lock):
-            result = restore(sb, tmp_path, "101", "--vmid", "5101")
+        # lock=create: PVE's cleanup after the failure cannot write /etc/pve, so `lock: create` stays
+        sandbox_cli(sb, "fault", "restore-midway", "--count", "1", *(["--no-cleanup"] if lock else []))
+        result = restore(sb, tmp_path, "101", "--vmid", "5101")
         assert result.exit_code == 1
         assert "PVE's restore task failed: command 'set -o pipefail && zstd" in result.stderr
         assert "pve: vma: restore failed - short vma extent" in result.stderr
@@ -206,8 +207,8 @@ def test_pve_failing_midway_is_reported_and_leaves_no_half_made_guest(
 def test_pve_failing_over_an_existing_guest_does_not_destroy_it(tmp_path: Path) -> None:
     with running_sandbox(tmp_path) as sb:
         with_backups(sb)
-        with fail_restores_midway(sb):
-            result = restore(sb, tmp_path, "200", "--force", "--yes", "--json")
+        sandbox_cli(sb, "fault", "restore-midway", "--count", "1")
+        result = restore(sb, tmp_path, "200", "--force", "--yes", "--json")
         assert result.exit_code == 1 and as_doc(result)["cleanup"] is None
         assert 200 in sb.sandbox.cluster.guests  # it was there before: not ours to delete
 

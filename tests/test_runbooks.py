@@ -17,7 +17,6 @@ import pytest
 
 from tests.restore_fixtures import (
     ClockPump,
-    enable_config_update,
     lose_pve1,
     node_loss_seed,
     settle,
@@ -59,7 +58,6 @@ def test_runbook_runs_against_the_sandbox(tmp_path: Path, name: str) -> None:
     seed = node_loss_seed(tmp_path) if name == "node-loss.md" else None
     with running_sandbox(tmp_path, seed=seed) as sb:
         with_backups(sb, days=8 if name == "node-loss.md" else 1)
-        enable_config_update(sb)
         SITUATIONS[name](sb)
         work = tmp_path / "work"
         work.mkdir()

@@ -19,11 +19,12 @@ from rich.table import Table
 from vzkeep.cli.common import EXIT_USAGE, fail
 from vzkeep.sandbox.client import ControlError, control
 from vzkeep.sandbox.control import parse_duration
+from vzkeep.sandbox.faults import KINDS
 from vzkeep.sandbox.seed import parse_size
 
 app = typer.Typer(help="An emulated Proxmox VE cluster on 127.0.0.1 (`serve`), and the knobs to drive it.",
                   no_args_is_help=True)
-node_app = typer.Typer(help="Power a node off or on.", no_args_is_help=True)
+node_app = typer.Typer(help="Add a node; power a node off or on.", no_args_is_help=True)
 guest_app = typer.Typer(help="Add, delete, lock guests; read a guest's disk digest.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 app.add_typer(guest_app, name="guest")
@@ -158,6 +159,8 @@ def status(sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: Js
         pct = f"{100 * s['used'] / s['total']:.1f}" if s["total"] else "-"
         table.add_row(s["storage"], s["type"], _human(s["used"]), _human(s["total"]), pct)
     console.print(table)
+    for fault in data.get("faults", []):
+        console.print(f"fault armed: {fault['kind']} x{fault['count']}" + ("" if fault["cleanup"] else " (no cleanup)"))
 
 
 def _human(size: float) -> str:
@@ -166,6 +169,27 @@ def _human(size: float) -> str:
             return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1024
     return str(size)
+
+
+@node_app.command("add")
+def node_add(
+    node: Annotated[str, typer.Argument(help="the new node's name, e.g. pve3")],
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the node")] = "Europe/Paris",
+    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    as_json: JsonOpt = False,
+) -> None:
+    """A fresh node joins the cluster, up and empty (what installing PVE and `pvecm add` do).
+
+    Storages without a node restriction, and shared ones (the NAS), are visible from it; local storages
+    of other nodes are not. Use it to replace a lost node.
+
+    Examples:
+
+        vzkeep sandbox node add pve3
+        vzkeep sandbox node add pve2 --timezone Europe/Berlin --json
+    """
+    data = _control(sandbox, "POST", "/nodes", name=node, timezone=timezone)
+    _show(data, as_json, f"node {node} added ({data['timezone']}); it sees: {', '.join(data['storages']) or '-'}")
 
 
 @node_app.command("down")
@@ -303,3 +327,33 @@ def guest_digest(vmid: int, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.j
     """
     data = _control(sandbox, "GET", f"/guests/{vmid}/digest")
     _show(data, as_json, f"{vmid} {data['digest']}")
+
+
+@app.command()
+def fault(
+    kind: Annotated[str, typer.Argument(help="; ".join(f"{k}: {v}" for k, v in KINDS.items()))],
+    count: Annotated[int, typer.Option("--count", min=0, help="how many operations fail (0 disarms)")] = 1,
+    cleanup: Annotated[bool, typer.Option(
+        "--cleanup/--no-cleanup", help="restore-midway: --no-cleanup = PVE cannot clean up after the failure "
+        "(/etc/pve read-only), so the half-made guest keeps `lock: create`")] = True,
+    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    as_json: JsonOpt = False,
+) -> None:
+    """Arm a fault: the next COUNT operations of that kind fail the way PVE fails.
+
+    restore-midway: the restore task breaks while extracting (`TASK ERROR: command '… | vma extract …'
+    failed: exit code 133`); a new VM is left as an empty unlocked config, a CT is removed, as PVE does.
+    config-update: `PUT …/config` (qm set / pct set) fails with "can't lock file … - got timeout".
+
+    Examples:
+
+        vzkeep sandbox fault restore-midway --count 1
+        vzkeep sandbox fault restore-midway --no-cleanup
+        vzkeep sandbox fault config-update --count 0     # disarm
+    """
+    if kind not in KINDS:
+        fail(f"fault {kind!r}: allowed are {', '.join(KINDS)}")
+    data = _control(sandbox, "POST", "/faults", kind=kind, count=count, cleanup=int(cleanup))
+    text = (f"fault {kind}: the next {count} operation(s) fail" + ("" if cleanup else " (no cleanup)")
+            if count else f"fault {kind}: disarmed")
+    _show(data, as_json, text)

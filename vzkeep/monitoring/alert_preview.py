@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -67,20 +68,30 @@ def evaluate_alerts(rule_texts: Sequence[str], exporter_address: str, *, timeout
 
 
 def _wait_for_alerts(url: str, timeout: float) -> list[Alert]:
+    """Wait until every rule group has been evaluated twice after the first successful scrape."""
     deadline = time.monotonic() + timeout
-    first_eval: float | None = None
+    scraped_at: float | None = None
     while time.monotonic() < deadline:
         time.sleep(0.5)
         try:
+            if scraped_at is None:
+                scraped_at = time.time() if _scraped(url) else None
+                continue
             groups = _get(f"{url}/api/v1/rules")["groups"]
         except OSError:
             continue  # not listening yet
-        evaluated = [g.get("lastEvaluation", "") for g in groups]
-        if groups and all(e and not e.startswith("0001") for e in evaluated) and _scraped(url):
-            first_eval = first_eval or time.monotonic()
-            if time.monotonic() - first_eval >= 2.5:  # two more evaluations with data
-                return [_alert(a) for a in _get(f"{url}/api/v1/alerts")["alerts"]]
+        evaluated = [_epoch(g.get("lastEvaluation", "")) for g in groups]
+        if groups and min(evaluated) > scraped_at + 1.5:  # evaluation interval 1 s: at least one more pass
+            return [_alert(a) for a in _get(f"{url}/api/v1/alerts")["alerts"]]
     raise TimeoutError(f"Prometheus did not evaluate the rules within {timeout:.0f} s")
+
+
+def _epoch(rfc3339: str) -> float:
+    """Prometheus' timestamps carry nanoseconds; datetime takes microseconds."""
+    if not rfc3339 or rfc3339.startswith("0001"):
+        return 0.0
+    head, _, frac = rfc3339.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac or '0')[:6]}+00:00").timestamp()
 
 
 def _scraped(url: str) -> bool:

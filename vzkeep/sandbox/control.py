@@ -6,6 +6,7 @@ token may change things, the auditor token may only read. Every endpoint is wrap
 
     POST /_sandbox/advance                 seconds=86400 | duration=1d   run the scheduler up to then
     GET  /_sandbox/status                                                  clock, nodes, storages, jobs
+    POST /_sandbox/nodes                   name, timezone                  a fresh node joins (shared storage seen)
     POST /_sandbox/nodes/{node}/down|up                                    power a node off / on
     POST /_sandbox/storage/{storage}/capacity  bytes=N (0 = unlimited)     writes beyond it hit ENOSPC
     POST /_sandbox/storage/{storage}/fill      percent=P | bytes=N         occupy space with a filler file
@@ -14,17 +15,23 @@ token may change things, the auditor token may only read. Every endpoint is wrap
     DELETE /_sandbox/guests/{vmid}                                         the guest vanishes (no task)
     POST /_sandbox/guests/{vmid}/lock      lock=backup|… (empty = unlock)
     GET  /_sandbox/guests/{vmid}/digest                                    SHA-256 of the disk content
+    POST /_sandbox/faults                  kind=restore-midway|config-update, count=N (0 = disarm),
+                                           cleanup=0|1 (restore-midway: 0 = PVE's cleanup cannot write
+                                           /etc/pve, the guest keeps `lock: create`)
+    GET  /_sandbox/faults                                                  the armed faults
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vzkeep.sandbox.api.common import cluster_of, storage_or_400
 from vzkeep.sandbox.api.errors import die, param_error
 from vzkeep.sandbox.api.router import Request, Router
 from vzkeep.sandbox.api.schema import NODE, STORAGE, VMID, Param, verify_node_name
+from vzkeep.sandbox.faults import KINDS
 from vzkeep.sandbox.model import Guest, Storage
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -84,6 +91,7 @@ def _status(req: Request) -> dict[str, Any]:
         "pools": sorted(cluster.pools),
         "jobs": sorted(cluster.jobs),
         "storages": [_storage_view(req, s) for s in sorted(cluster.storages.values(), key=lambda s: s.id)],
+        "faults": req.app.sandbox.faults.armed(),
     }
 
 
@@ -98,6 +106,29 @@ def _node_power(online: bool):  # type: ignore[no-untyped-def]
             req.app.sandbox.node_down(name)
 
     return handler
+
+
+def _add_node(req: Request) -> dict[str, Any]:
+    """A fresh node joins (see ``Sandbox.add_node``); the reply names the storages it sees."""
+    timezone = req.params.get("timezone", "Europe/Paris")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise param_error({"timezone": f"unknown time zone '{timezone}'; use an IANA name, e.g. Europe/Paris"}
+                          ) from None
+    node = req.app.sandbox.add_node(req.params["name"], timezone)
+    storages = sorted(s.id for s in cluster_of(req).storages.values() if s.visible_from(node.name))
+    return {"node": node.name, "timezone": node.timezone, "online": int(node.online), "storages": storages}
+
+
+def _arm_fault(req: Request) -> dict[str, Any]:
+    fault = req.app.sandbox.faults.arm(req.params["kind"], req.params.get("count", 1),
+                                       bool(req.params.get("cleanup", 1)))
+    return fault.to_json()
+
+
+def _faults(req: Request) -> list[dict[str, Any]]:
+    return req.app.sandbox.faults.armed()
 
 
 def _capacity(req: Request) -> dict[str, Any]:
@@ -177,6 +208,11 @@ def build_control_router() -> Router:
     router.add("POST", "/advance", {"seconds": Param(type="number", minimum=0), "duration": Param()},
                perm=WRITE)(_advance)
     router.add("GET", "/status", perm=READ)(_status)
+    router.add("POST", "/nodes", {"name": Param(optional=False, format=verify_node_name), "timezone": Param()},
+               perm=WRITE)(_add_node)
+    router.add("POST", "/faults", {"kind": Param(optional=False, enum=tuple(KINDS)), "count": Param(
+        type="integer", minimum=0), "cleanup": Param(type="boolean")}, perm=WRITE)(_arm_fault)
+    router.add("GET", "/faults", perm=READ)(_faults)
     router.add("POST", "/nodes/{node}/down", {"node": NODE}, perm=WRITE)(_node_power(False))
     router.add("POST", "/nodes/{node}/up", {"node": NODE}, perm=WRITE)(_node_power(True))
     router.add("POST", "/storage/{storage}/capacity", {"storage": STORAGE, "bytes": Param(

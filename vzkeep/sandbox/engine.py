@@ -29,6 +29,7 @@ from vzkeep.pve import archive, retention
 from vzkeep.sandbox import restore as restore_mod
 from vzkeep.sandbox.clock import Clock
 from vzkeep.sandbox.diskdata import file_digest
+from vzkeep.sandbox.faults import Faults
 from vzkeep.sandbox.model import Cluster, Guest, Node, Storage
 from vzkeep.sandbox.scheduler import SCHEDULER_USER, Scheduler
 from vzkeep.sandbox.tasks import ParamError, PveError, TaskStore
@@ -57,6 +58,7 @@ class Sandbox:
         self.settings = settings
         self.tasks = TaskStore(self.state_dir / "tasks", clock.now)
         self.scheduler = Scheduler(cluster, self.tasks, self._run_scheduled_job)
+        self.faults = Faults()
         self._last_tick = clock.time()
         self._ticker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -182,7 +184,7 @@ class Sandbox:
             node_obj = self._online_node(node)
             req = restore_mod.prepare(self.cluster, node_obj, guest_type, params)
             upid = restore_mod.run_restore(self.cluster, self.tasks, self.settings, self.state_dir / "disks",
-                                           req, user, self.clock.time())
+                                           req, user, self.clock.time(), self.faults.take("restore-midway"))
             self.save()
             return upid
 
@@ -306,6 +308,25 @@ class Sandbox:
                 node.online = True
                 self.scheduler.scheduler_start(name, self.clock.time())
             self.save()
+
+    def add_node(self, name: str, timezone: str = "Europe/Paris") -> Node:
+        """A fresh node joins the cluster (``pvecm add``), up, with no guests.
+
+        ``storage.cfg`` is cluster-wide, so every storage without a ``nodes`` list is visible from it at
+        once; a shared storage restricted to some nodes gets the new one added, as an admin does with
+        ``pvesm set <id> --nodes …,<new>`` when the node is meant to replace one (the same NAS export).
+        Local storages restricted to other nodes stay theirs."""
+        with self.cluster.lock:
+            if name in self.cluster.nodes:
+                raise ParamError({"name": f"node '{name}' already exists"})
+            node = Node(name=name, timezone=timezone, online=True)
+            self.cluster.nodes[name] = node
+            for storage in self.cluster.storages.values():
+                if storage.shared and storage.nodes is not None and name not in storage.nodes:
+                    storage.nodes.append(name)
+            self.scheduler.scheduler_start(name, self.clock.time())
+            self.save()
+            return node
 
     def set_capacity(self, storage_id: str, capacity_bytes: int | None) -> None:
         with self.cluster.lock:

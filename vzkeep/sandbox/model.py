@@ -60,6 +60,9 @@ class Guest:
     lock: str | None = None  # e.g. "backup", "create"
     generation: int = 0  # bumps when the guest's disk content changes (new data to back up)
     config: dict[str, str] = field(default_factory=dict)  # extra qemu-server/pct config keys
+    # True once ``config`` is the guest's whole config (after ``PUT …/config``, or what a failed restore
+    # left): no defaults are filled in around it, so a deleted key stays deleted.
+    full_config: bool = False
     # A restored guest's disk, materialised from its archive (diskdata: others are generated).
     disk_image: str | None = None
 

@@ -7,6 +7,9 @@ anything is written"): a first pass decompresses through the node's tool (``zstd
 disk and create the guest. A failed check fails the task with PVE's command-failed message and the
 tool's own complaint in the log, and creates nothing.
 
+The ``restore-midway`` fault (``/_sandbox/faults``) breaks a restore whose archive is sound while it
+extracts, and leaves the guest exactly as PVE's error path does (``fail_midway``, derivation below).
+
 Errors PVE raises before forking the worker (existing vmid without ``force``, a locked guest, an
 unknown or unreachable archive) are ``PveError`` (HTTP 500), not tasks.
 """
@@ -25,6 +28,7 @@ from vzkeep.pve import archive, localtime, vma
 from vzkeep.pve import ct_tar as ct_tar_format
 from vzkeep.pve.decompress import DecompressedStream, ExactReader
 from vzkeep.sandbox.diskdata import CT_PART_SIZE, ct_disk_part
+from vzkeep.sandbox.faults import Fault
 from vzkeep.sandbox.model import Cluster, Guest, Node
 from vzkeep.sandbox.tasks import PveError, Task, TaskStore
 from vzkeep.sandbox.vzdump import Settings, mac_address, parse_bool
@@ -129,8 +133,9 @@ def resolve_archive(cluster: Cluster, node: Node, ref: str) -> Path:
 
 def run_restore(
     cluster: Cluster, tasks: TaskStore, settings: Settings, disks_dir: Path, req: RestoreRequest, user: str,
-    now: int,
+    now: int, midway: Fault | None = None,
 ) -> str:
+    """The restore worker; with ``midway`` (an armed fault) a sound archive still breaks while extracting."""
     task_type = "qmrestore" if req.guest_type == "qemu" else "vzrestore"
     task = tasks.start(req.node.name, task_type, str(req.vmid), user, now)
     command = restore_command(req, task.info.pid)
@@ -142,6 +147,9 @@ def run_restore(
         for line in exc.lines:
             task.log(line)
         task.finish(now + 1, str(exc))
+        return task.upid
+    if midway is not None:
+        fail_midway(cluster, settings, req, task, header, now, midway.cleanup)
         return task.upid
     image, config_text = extract_archive(req, disks_dir, now)
     guest = build_guest(cluster, req, config_text, image, now)
@@ -316,3 +324,95 @@ def _sparse_bytes(image: Path, disk_bytes: int) -> str:
             zero += not block.strip(b"\0")
     share = zero / total if total else 0.0
     return f"{int(disk_bytes * share)} ({share * 100:.1f}%)"
+
+
+# -- a restore that breaks midway (the ``restore-midway`` fault) ----------------------------------------
+#
+# What PVE leaves behind, derived from the sources (qemu-server src/PVE/API2/Qemu.pm create_vm and
+# QemuServer.pm restore_vma_archive; pve-container src/PVE/API2/LXC.pm create_vm; pve-guest-common
+# AbstractConfig.pm), not observed on a host:
+# - qmrestore: ``create_and_lock_config`` writes ``lock: create`` before the worker. Once the VMA header
+#   is read, an existing VM's config is replaced by ``memory: 128`` and its old disks are freed. When
+#   extraction fails, the new volumes are freed ("temporary volume '…' successfully removed"), then the
+#   worker calls ``remove_lock($vmid, 'create')`` and warns "… VM N state is NOT cleaned up.": a new VM
+#   is left as an empty, UNLOCKED config. Over an existing VM the lock was already gone with the old
+#   config, so remove_lock warns "no lock found trying to remove 'create'  lock".
+# - pct restore: once the disks are created (``$destroy_config_on_error = 1``), a failure frees them and
+#   destroys the config: nothing is left, not even a CT that existed before (``force``).
+# - ``lock: create`` stays only when that cleanup cannot write /etc/pve (e.g. the node lost quorum
+#   midway: pmxcfs is read-only); the failing write is warned and the config keeps the create lock.
+#   That is the fault's ``cleanup=0``.
+
+MIDWAY_SHARE = 0.42  # how far extraction got before it broke
+
+
+def fail_midway(cluster: Cluster, settings: Settings, req: RestoreRequest, task: Task, header: str, now: int,
+                cleanup: bool) -> None:
+    """Log like PVE while extraction breaks, leave the guest as PVE would, end with ``TASK ERROR``."""
+    size = _guest_size(cluster, req)
+    duration = max(1, math.ceil(size * MIDWAY_SHARE / settings.throughput))
+    volume = f"vm-{req.vmid}-disk-0"
+    existing = cluster.guests.get(req.vmid)
+    if req.guest_type == "qemu":
+        error = _fail_vma_midway(task, req, header, size, duration, volume)
+    else:
+        error = _fail_tar_midway(task, req, volume)
+    _leave_guest(cluster, req, task, existing, cleanup)
+    task.finish(now + duration, error)
+
+
+def _guest_size(cluster: Cluster, req: RestoreRequest) -> int:
+    """The backed-up guest's disk size when it still exists (drives the simulated duration), else 8 GiB."""
+    source = cluster.guests.get(req.info.vmid) if req.info.vmid is not None else None
+    return source.disk_bytes if source is not None and source.disk_bytes else 8 * 1024**3
+
+
+def _fail_vma_midway(task: Task, req: RestoreRequest, header: str, size: int, duration: int, volume: str) -> str:
+    for line in header.splitlines():
+        task.log(line)
+    task.log(f"  Logical volume \"{volume}\" created.")
+    task.log(f"new volume ID is 'local-lvm:{volume}'")
+    task.log(f"map 'drive-scsi0' to '/dev/pve/{volume}' (write zeros = 0)")
+    task.log(f"progress {int(MIDWAY_SHARE * 100)}% (read {int(size * MIDWAY_SHARE)} bytes, duration {duration} sec)")
+    task.log("vma: restore failed - short vma extent (3584 < 3797504)")
+    task.log(f"temporary volume 'local-lvm:{volume}' successfully removed")
+    return f"command 'set -o pipefail && {restore_command(req, task.info.pid)}' failed: exit code 133"
+
+
+def _fail_tar_midway(task: Task, req: RestoreRequest, volume: str) -> str:
+    task.log(f"  Logical volume \"{volume}\" created.")
+    task.log(f"extracting archive '{req.path}'")
+    task.log("tar: Unexpected EOF in archive")
+    task.log("tar: Error is not recoverable: exiting now")
+    task.log(f"  Logical volume \"{volume}\" successfully removed.")
+    return f"unable to restore CT {req.vmid} - command '{restore_command(req, task.info.pid)}' failed: exit code 2"
+
+
+def _leave_guest(cluster: Cluster, req: RestoreRequest, task: Task, existing: Guest | None, cleanup: bool) -> None:
+    """The guest's state after PVE's error path (see the derivation above)."""
+    config_file = f"/etc/pve/nodes/{req.node.name}/qemu-server/{req.vmid}.conf"
+    if existing is not None and existing.disk_image:
+        Path(existing.disk_image).unlink(missing_ok=True)  # its old disks were freed before extraction
+    if req.guest_type == "qemu":
+        if existing is not None:
+            config: dict[str, str] = {"memory": "128"}
+            lock = None
+            task.log("no lock found trying to remove 'create'  lock")
+        elif cleanup:
+            config, lock = {}, None
+        else:
+            config, lock = {}, "create"
+            task.log(f"unable to open file '{config_file}.tmp.{task.info.pid}' - Permission denied")
+        task.log(f"error before or during data restore, some or all disks were not completely restored. "
+                 f"VM {req.vmid} state is NOT cleaned up.")
+    elif cleanup:
+        cluster.guests.pop(req.vmid, None)
+        return
+    else:
+        config, lock = {}, "create"
+        task.log("failed to remove config file: Permission denied")
+    pool = existing.pool if existing is not None else None  # pool membership lives in user.cfg
+    cluster.guests[req.vmid] = Guest(
+        vmid=req.vmid, name=f"VM {req.vmid}" if req.guest_type == "qemu" else f"CT{req.vmid}",
+        type=req.guest_type, node=req.node.name, pool=pool, disk_bytes=0, status="stopped", lock=lock,
+        config=config, full_config=True)

@@ -208,7 +208,9 @@ def size_text(disk_bytes: int) -> str:
 def guest_config_text(guest: Guest) -> str:
     """``qemu-server.conf`` / ``pct.conf`` as vzdump embeds it, with the restore map hint for VMs."""
     extra = dict(guest.config)
-    if guest.type == "qemu":
+    if guest.full_config:
+        conf = {("name" if guest.type == "qemu" else "hostname"): guest.name}
+    elif guest.type == "qemu":
         conf = {
             "boot": "order=scsi0", "cores": "2", "memory": "2048", "name": guest.name,
             "net0": f"virtio={mac_address(guest.vmid)},bridge=vmbr0", "ostype": "l26",

@@ -6,9 +6,9 @@ from vzkeep.sandbox.api.router import Router
 
 
 def build_router() -> Router:
-    from vzkeep.sandbox.api import access, backup_jobs, cluster, guests, nodes, storage, tasks
+    from vzkeep.sandbox.api import access, backup_jobs, cluster, config_update, guests, nodes, storage, tasks
 
     router = Router()
-    for area in (access, cluster, nodes, storage, guests, backup_jobs, tasks):
+    for area in (access, cluster, nodes, storage, guests, config_update, backup_jobs, tasks):
         area.register(router)
     return router

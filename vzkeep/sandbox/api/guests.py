@@ -26,6 +26,7 @@ from vzkeep.sandbox.api.errors import die
 from vzkeep.sandbox.api.router import Request, Router
 from vzkeep.sandbox.api.schema import NODE, VMID, Param
 from vzkeep.sandbox.model import Guest
+from vzkeep.sandbox.vzdump import mac_address
 
 TASK_PREFIX = {"qemu": "qm", "lxc": "vz"}
 
@@ -68,31 +69,50 @@ def _disk_size_text(guest: Guest) -> str:
     return f"{gib:g}G"
 
 
-def guest_config(guest: Guest) -> dict[str, Any]:
-    """The guest's config as ``GET …/config`` shows it; ``Guest.config`` overrides the defaults."""
+def unnamed(guest: Guest) -> str:
+    """The name PVE shows for a guest whose config has none (``vmstatus``: ``VM 100`` / ``CT100``)."""
+    return f"VM {guest.vmid}" if guest.type == "qemu" else f"CT{guest.vmid}"
+
+
+def _default_config(guest: Guest) -> dict[str, Any]:
+    # The MACs are vzdump's (``mac_address``), so a restored guest's config matches what GET showed.
     size = _disk_size_text(guest)
     if guest.type == "qemu":
-        config: dict[str, Any] = {
+        return {
             "name": guest.name, "memory": guest_memory_bytes(guest) // 1024**2, "cores": guest_cores(guest),
             "sockets": 1, "ostype": "l26", "scsihw": "virtio-scsi-single", "boot": "order=scsi0",
             "scsi0": f"local-lvm:vm-{guest.vmid}-disk-0,iothread=1,size={size}",
-            "net0": f"virtio=BC:24:11:{guest.vmid // 65536 % 256:02X}:{guest.vmid // 256 % 256:02X}:"
-                    f"{guest.vmid % 256:02X},bridge=vmbr0",
+            "net0": f"virtio={mac_address(guest.vmid)},bridge=vmbr0",
         }
+    return {
+        "hostname": guest.name, "memory": guest_memory_bytes(guest) // 1024**2, "cores": guest_cores(guest),
+        "swap": 512, "arch": "amd64", "ostype": "debian", "unprivileged": 1,
+        "rootfs": f"local-lvm:subvol-{guest.vmid}-disk-0,size={size}",
+        "net0": f"name=eth0,bridge=vmbr0,hwaddr={mac_address(guest.vmid)},ip=dhcp,type=veth",
+    }
+
+
+def guest_config(guest: Guest) -> dict[str, Any]:
+    """The guest's config as ``GET …/config`` shows it; ``Guest.config`` overrides the defaults, or is
+    the whole config once ``Guest.full_config`` is set (then a name PVE would not have is left out)."""
+    if guest.full_config:
+        name_key = "name" if guest.type == "qemu" else "hostname"
+        config: dict[str, Any] = {name_key: guest.name} if guest.name != unnamed(guest) else {}
     else:
-        config = {
-            "hostname": guest.name, "memory": guest_memory_bytes(guest) // 1024**2, "cores": guest_cores(guest),
-            "swap": 512, "arch": "amd64", "ostype": "debian", "unprivileged": 1,
-            "rootfs": f"local-lvm:subvol-{guest.vmid}-disk-0,size={size}",
-            "net0": "name=eth0,bridge=vmbr0,ip=dhcp,type=veth",
-        }
+        config = _default_config(guest)
     config.update({k: _typed(v) for k, v in guest.config.items()})
     if guest.tags:
         config["tags"] = ";".join(guest.tags)
     if guest.lock:
         config["lock"] = guest.lock
-    config["digest"] = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    config["digest"] = config_digest(config)
     return config
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """A SHA-1 over the config, like PVE's digest of the config file (``digest`` itself left out)."""
+    body = {k: v for k, v in config.items() if k != "digest"}
+    return hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _typed(value: str) -> Any:

@@ -53,8 +53,9 @@ class Request:
     principal: Principal
 
     def require(self, acl_path: str, privilege: str) -> None:
-        """403 with PVE's text when the caller lacks ``privilege`` on ``acl_path``."""
-        if not self.principal.can(privilege):
+        """403 with PVE's text when the caller lacks ``privilege`` on ``acl_path``; ``A|B`` means any of
+        them, reported joined as ``check_any`` does (``Permission check failed (/vms/100, A|B)``)."""
+        if not any(self.principal.can(p) for p in privilege.split("|")):
             raise permission_denied(acl_path, privilege)
 
 

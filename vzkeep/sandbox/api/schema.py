@@ -87,6 +87,12 @@ def _check_constraints(value: Any, spec: Param) -> str | None:
     return None
 
 
+def check_value(value: Any, spec: Param) -> tuple[Any, str | None]:
+    """One value against its spec: (converted value, None) or (None, PVE's error text)."""
+    converted, problem = _convert("", value, spec)
+    return converted, problem or _check_constraints(converted, spec)
+
+
 def validate(params: dict[str, Any], schema: Schema) -> dict[str, Any]:
     """Check and convert ``params`` against ``schema``; raise a 400 listing every bad parameter."""
     errors: dict[str, str] = {}
