@@ -95,6 +95,7 @@ class BackupMonitoring(pulumi.ComponentResource):
             f"endpoint: {self.args.pve_endpoint}",
             f"fingerprint: {s.exporter_fingerprint}" if s.exporter_fingerprint else "insecure: false",
             f"listen: {s.exporter_listen}",
+            "drill-results: /var/lib/vzkeep/drills.json",  # written by `vzkeep drill` on this host
             "interval: 30",  # DeliveryTiming.exporter_poll_seconds: the 120 s failure-to-Telegram budget
         ]) + "\n"
         files = [_File("exporter-config", f"{base}/exporter.yml", config)]

@@ -3,6 +3,7 @@ untouched, failures recorded, and a drill interrupted midway leaves nothing behi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -119,7 +120,8 @@ def test_result_store_round_trip_and_damage(tmp_path: Path) -> None:
     result = DrillResult(1.5, 12.25, True, "ok", 101, 9000, "pve1", "prod", "s:backup/x", "postgres")
     store.record(result)
     store.begin(9001, vmid=102)
-    assert store.load() == {("prod", 101): result}
+    # A successful drill is also the guest's last success (kept when a later drill fails).
+    assert store.load() == {("prod", 101): dataclasses.replace(result, last_success_at=1.5)}
     assert list(store.pending()) == [9001]
     (tmp_path / "drills.json").write_text("{not json")
     with pytest.raises(ValueError, match="not a vzkeep drill results file"):

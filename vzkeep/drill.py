@@ -23,7 +23,6 @@ import json
 import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -32,6 +31,7 @@ from typing import Any
 
 from proxmoxer.core import ResourceException
 
+from vzkeep.atomic import write_atomic
 from vzkeep.backups import Backup, Inventory, pve_message
 from vzkeep.restore import (
     RestoreError,
@@ -63,6 +63,7 @@ class DrillResult:
     env: str = ""
     volid: str | None = None
     name: str | None = None
+    last_success_at: float | None = None  # carried over a failed drill, for DrillStale
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,8 +113,13 @@ class DrillResultStore:
             data["pending"].pop(str(scratch_vmid), None)
 
     def record(self, result: DrillResult) -> None:
+        """Keep the newest result; a failure keeps the time of the last success (when the backup was
+        last proven restorable), which the exporter publishes for DrillStale."""
+        key = f"{result.env}/{result.vmid}"
         with self._update() as data:
-            data["drills"][f"{result.env}/{result.vmid}"] = result.to_json()
+            previous = data["drills"].get(key, {})
+            last_success = result.started_at if result.ok else previous.get("last_success_at")
+            data["drills"][key] = {**result.to_json(), "last_success_at": last_success}
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -137,20 +143,7 @@ class DrillResultStore:
             fcntl.flock(lock, fcntl.LOCK_EX)  # a timer run and a manual run must not lose each other's results
             data = self._read()
             yield data
-            self._replace(json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-    def _replace(self, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+            write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 # -- choosing -------------------------------------------------------------------------------------------

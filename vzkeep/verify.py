@@ -17,12 +17,12 @@ import fcntl
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from vzkeep.atomic import write_atomic
 from vzkeep.pve import archive, ct_tar, vma
 from vzkeep.pve.decompress import DecompressedStream, ExactReader
 
@@ -247,7 +247,7 @@ class ResultStore:
                 "version": STORE_VERSION,
                 "archives": {p: records[p].to_json() for p in sorted(records)},
             }
-            self._replace(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+            write_atomic(self.path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
     def forget_missing(self, directory: str | os.PathLike[str]) -> list[str]:
         """Drop the results of archives that were in ``directory`` and are gone (pruned); return their paths.
@@ -264,19 +264,6 @@ class ResultStore:
         with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
-
-    def _replace(self, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
 
 
 def load_results(path: str | os.PathLike[str] | None = None) -> dict[str, VerifyResult]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import signal
 import sys
 import threading
-import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -40,6 +38,7 @@ class Settings:
     listen: str = DEFAULT_LISTEN
     interval: float = DEFAULT_INTERVAL_SECONDS
     verify_results: Path | None = None
+    drill_results: Path | None = None
     state_backend: str | None = None
 
     @property
@@ -50,7 +49,7 @@ class Settings:
         )
 
 
-_PATH_KEYS = {"token_file", "sandbox", "verify_results"}
+_PATH_KEYS = {"token_file", "sandbox", "verify_results", "drill_results"}
 _BOOL_KEYS = {"insecure", "read_only"}
 _KEYS = [f.name for f in fields(Settings)]
 
@@ -127,24 +126,12 @@ ConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="YAML file with the same keys as the options (token-file, listen, interval, ...)")]
 VerifyResultsOpt = Annotated[Path | None, typer.Option(
     "--verify-results", help="results file of `vzkeep verify` (publishes vzkeep_backup_verify_ok)")]
+DrillResultsOpt = Annotated[Path | None, typer.Option(
+    "--drill-results", help="results file of `vzkeep drill` (publishes vzkeep_drill_* metrics)")]
 StateBackendOpt = Annotated[str | None, typer.Option(
     "--state-backend", help="Pulumi state backend URL (s3://...); publishes vzkeep_state_* metrics")]
 
 
-def _annotated_signature(func: Any) -> Any:
-    """Hand typer the resolved ``Annotated`` hints of every parameter.
-
-    ``with_connection`` keeps this module's own parameters with their string annotations (``from __future__
-    import annotations``); typer then finds no ``typer.Option`` in them and loses names and help texts.
-    """
-    hints = typing.get_type_hints(func, include_extras=True)
-    signature = inspect.signature(func)
-    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
-    func.__signature__ = signature.replace(parameters=params)
-    return func
-
-
-@_annotated_signature
 @with_connection
 def exporter(
     conn: ConnectionOptions,
@@ -154,6 +141,7 @@ def exporter(
     as_json: JsonOpt = False,
     config: ConfigOpt = None,
     verify_results: VerifyResultsOpt = None,
+    drill_results: DrillResultsOpt = None,
     state_backend: StateBackendOpt = None,
 ) -> None:
     """Serve Prometheus metrics about backups: last success, size, status per guest, jobs, storage.
@@ -175,7 +163,8 @@ def exporter(
         vzkeep exporter --sandbox STATE/sandbox.json --read-only --once | grep vzkeep_backup_last_status
     """
     flags = {f.name: getattr(conn, f.name) for f in fields(ConnectionOptions) if f.name != "timeout"}
-    flags.update(listen=listen, interval=interval, verify_results=verify_results, state_backend=state_backend)
+    flags.update(listen=listen, interval=interval, verify_results=verify_results, drill_results=drill_results,
+                 state_backend=state_backend)
     settings = merge(load_config(config) if config else {}, flags)
     check(settings)
     poller = _poller(settings)
@@ -199,7 +188,8 @@ def _poller(settings: Settings) -> Any:
         api = connect(settings.connection)
     except ValueError as exc:
         fail(str(exc))
-    return Poller(proxmoxer_get(api), verify_results=settings.verify_results, state_reader=state_reader)
+    return Poller(proxmoxer_get(api), verify_results=settings.verify_results,
+                  drill_results=settings.drill_results, state_reader=state_reader)
 
 
 def _print_once(poller: Any, as_json: bool) -> None:

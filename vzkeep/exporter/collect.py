@@ -129,6 +129,17 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class DrillInfo:
+    """The newest restore drill of a guest (``vzkeep drill`` results store)."""
+
+    env: str
+    vmid: int
+    ok: bool
+    duration_seconds: float
+    last_success: float | None
+
+
+@dataclass(frozen=True)
 class StateInfo:
     versioning_enabled: bool
     last_write: Mapping[str, float]  # stack -> unix seconds
@@ -145,6 +156,7 @@ class Snapshot:
     jobs: tuple[JobInfo, ...] = ()
     storages: tuple[StorageUsage, ...] = ()
     verifications: tuple[Verification, ...] = ()
+    drills: tuple[DrillInfo, ...] = ()
     state: StateInfo | None = None
     up: bool = False
     poll_timestamp: float = 0.0  # wall time of the last poll where every part succeeded; 0 = never
@@ -305,6 +317,7 @@ class _Parts:
     not_backed_up: set[int] | None = None
     content: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     verify: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    drills: tuple[DrillInfo, ...] = ()
     state: StateInfo | None = None
 
 
@@ -316,11 +329,12 @@ class Poller:
     """
 
     def __init__(
-        self, get: ApiGet, *, verify_results: Path | None = None,
+        self, get: ApiGet, *, verify_results: Path | None = None, drill_results: Path | None = None,
         state_reader: Callable[[], StateInfo] | None = None, clock: Callable[[], float] = time.time,
     ) -> None:
         self.get = get
         self.verify_results = verify_results
+        self.drill_results = drill_results
         self.state_reader = state_reader
         self.clock = clock
         self.parts = _Parts()
@@ -349,6 +363,8 @@ class Poller:
                                lambda s=storage, n=node: self._poll_content(s, n))
         if self.verify_results is not None:
             self._run_part("verify", failed, self._read_verify_results)
+        if self.drill_results is not None:
+            self._run_part("drills", failed, self._read_drill_results)
         if self.state_reader is not None:
             self._run_part("state", failed, self._read_state)
         self.snapshot = self._build(failed, time.monotonic() - started)
@@ -380,6 +396,7 @@ class Poller:
             jobs=tuple(self._job_infos(jobs)),
             storages=tuple(self._storage_usage()),
             verifications=tuple(self._verifications(env)),
+            drills=self.parts.drills,
             state=self.parts.state,
             up=ok,
             poll_timestamp=self.clock() if ok else previous.poll_timestamp,
@@ -498,6 +515,16 @@ class Poller:
 
         results = results_by_volid(path)
         self.parts.verify = {volid: (int(r.verified_at), bool(r.ok)) for volid, r in results.items()}
+
+    def _read_drill_results(self) -> None:
+        assert self.drill_results is not None
+        from vzkeep.drill import DrillResultStore
+
+        self.parts.drills = tuple(
+            DrillInfo(env=r.env, vmid=r.vmid, ok=r.ok, duration_seconds=r.duration_seconds,
+                      last_success=r.last_success_at)
+            for _, r in sorted(DrillResultStore(self.drill_results).load().items())
+        )
 
     def _read_state(self) -> None:
         assert self.state_reader is not None

@@ -253,6 +253,32 @@ class VerifyCollector(Collector):
         yield ok
 
 
+class DrillCollector(Collector):
+    """Restore drills (``--drill-results``): did the newest one pass, how long it took, last success."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        if not self.snapshot.drills:
+            return
+        status = _gauge("vzkeep_drill_last_status", "1 if the newest restore drill of the guest succeeded",
+                        ["env", "vmid"])
+        duration = _gauge("vzkeep_drill_duration_seconds",
+                          "How long the newest drill took, from restore start until the guest ran", ["env", "vmid"])
+        success = _gauge("vzkeep_drill_last_success_timestamp_seconds",
+                         "When the newest successful restore drill of the guest started", ["env", "vmid"])
+        for d in self.snapshot.drills:
+            labels = [d.env, str(d.vmid)]
+            status.add_metric(labels, 1 if d.ok else 0)
+            duration.add_metric(labels, d.duration_seconds)
+            if d.last_success is not None:
+                success.add_metric(labels, d.last_success)
+        yield status
+        yield duration
+        yield success
+
+
 class StateCollector(Collector):
     """The Pulumi state bucket (``--state-backend``)."""
 
@@ -288,6 +314,7 @@ def collectors(snapshot: Snapshot) -> Iterable[Collector]:
         JobCollector,
         StorageCollector,
         VerifyCollector,
+        DrillCollector,
         StateCollector,
     )
     return [kind(snapshot) for kind in kinds]

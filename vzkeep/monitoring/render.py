@@ -14,8 +14,6 @@ holding the bot token is created 0600 before a single byte is written (no window
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from vzkeep.atomic import write_atomic
 from vzkeep.monitoring import EXPORTER_JOB, SHIPPED_TIMING, DeliveryTiming, Thresholds, dashboard, rules
 from vzkeep.monitoring import alertmanager as am
 
@@ -47,22 +46,6 @@ class RenderOptions:
     runbook_base: str = rules.DEFAULT_RUNBOOK_BASE
     exporter_targets: Sequence[str] = (DEFAULT_EXPORTER_TARGET,)
     timing: DeliveryTiming = SHIPPED_TIMING
-
-
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``text``; the temp file gets ``mode`` at creation (mkstemp makes it 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_private(path: Path, text: str) -> None:
