@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from vzkeep.monitoring import EXPORTER_PORT
 from vzkeep.pve import calendar
 
 PROJECT = "vzkeep"
@@ -255,7 +256,7 @@ class MonitoringSettings(_Model):
     alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
     dashboards_dir: str = "/var/lib/grafana/dashboards"
     exporter_host: bool = False  # this stack also delivers the exporter, the route and the dashboard
-    exporter_listen: str = "127.0.0.1:9868"
+    exporter_listen: str = f"127.0.0.1:{EXPORTER_PORT}"
     exporter_package: str = "vzkeep"  # pip requirement installed on the exporter host
     exporter_fingerprint: Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")] | None = None
     drill_stale_after_days: Annotated[int, Field(ge=1)] = 14

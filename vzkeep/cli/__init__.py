@@ -19,28 +19,25 @@ app = typer.Typer(
 
 def _register() -> None:
     # Each area module exposes `app` (a command group) or `register(app)` for top-level commands.
-    # DEV-ONLY tolerance while areas land in parallel; the lead makes this strict before release.
-    import importlib
+    from vzkeep.cli import (
+        backups,
+        demo,
+        drill,
+        exporter,
+        monitoring,
+        preview,
+        restore,
+        retention,
+        sandbox,
+        schedule,
+        state,
+        verify,
+    )
 
-    groups = {"schedule": "schedule", "state": "state", "retention": "retention", "sandbox": "sandbox",
-              "monitoring": "monitoring", "backups": "backups"}
-    commands = ["preview", "demo", "verify", "exporter", "restore", "drill"]
-    for module_name, group in groups.items():
-        try:
-            module = importlib.import_module(f"vzkeep.cli.{module_name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"vzkeep.cli.{module_name}":
-                raise
-            continue
-        app.add_typer(module.app, name=group)
-    for module_name in commands:
-        try:
-            module = importlib.import_module(f"vzkeep.cli.{module_name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"vzkeep.cli.{module_name}":
-                raise
-            continue
-        module.register(app)
+    for group in (schedule, retention, sandbox, backups, monitoring, state):
+        app.add_typer(group.app, name=group.__name__.rsplit(".", 1)[-1])
+    for command in (preview, demo, verify, exporter, restore, drill):
+        command.register(app)
 
 
 _register()

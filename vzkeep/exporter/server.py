@@ -21,8 +21,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from vzkeep.exporter.collect import Poller
 from vzkeep.exporter.metrics import render
+from vzkeep.monitoring import EXPORTER_PORT
 
-DEFAULT_LISTEN = "127.0.0.1:9868"
+DEFAULT_LISTEN = f"127.0.0.1:{EXPORTER_PORT}"
 DEFAULT_INTERVAL_SECONDS = 60.0
 log = logging.getLogger("vzkeep.exporter")
 

@@ -14,6 +14,8 @@ from typing import Protocol
 
 # The scrape job name Prometheus gives the vzkeep exporter; rules and the scrape config must agree.
 EXPORTER_JOB = "vzkeep"
+# The port `vzkeep exporter` listens on by default; the scrape job and the stack settings follow it.
+EXPORTER_PORT = 9868
 
 
 class Thresholds(Protocol):

@@ -22,10 +22,10 @@ from typing import Any
 import yaml
 
 from vzkeep.atomic import write_atomic
-from vzkeep.monitoring import EXPORTER_JOB, SHIPPED_TIMING, DeliveryTiming, Thresholds, dashboard, rules
+from vzkeep.monitoring import EXPORTER_JOB, EXPORTER_PORT, SHIPPED_TIMING, DeliveryTiming, Thresholds, dashboard, rules
 from vzkeep.monitoring import alertmanager as am
 
-DEFAULT_EXPORTER_TARGET = "localhost:9868"  # `vzkeep exporter --listen` default port
+DEFAULT_EXPORTER_TARGET = f"localhost:{EXPORTER_PORT}"
 
 
 @dataclass(frozen=True)
