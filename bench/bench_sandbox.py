@@ -1,4 +1,4 @@
-"""Sandbox figures: startup with 1,000 guests on 5 nodes, /cluster/resources latency, 30 simulated days.
+"""Sandbox figures: startup with 1,000 guests on 5 nodes, /cluster/resources latency (30 days: bench_sandbox_month).
 
 Run: .venv/bin/python bench/bench_sandbox.py   (prints medians next to their targets)
 """
@@ -20,7 +20,7 @@ NODES = 5
 RUNS = 3
 
 
-def write_seed(path: Path, guests: int, nodes: int = NODES, with_job: bool = False) -> Path:
+def write_seed(path: Path, guests: int, nodes: int = NODES) -> Path:
     lines = ["cluster: bench", "nodes:"] + [f"  - {{name: pve{i + 1}}}" for i in range(nodes)]
     lines += ["storages:", "  - {id: backup-bench, type: dir, capacity: 500GiB}",
               "pools:", "  - {id: bench}", "guests:"]
@@ -28,9 +28,6 @@ def write_seed(path: Path, guests: int, nodes: int = NODES, with_job: bool = Fal
         kind = "qemu" if n % 3 else "lxc"
         lines.append(f"  - {{vmid: {1000 + n}, name: g{n}, type: {kind}, node: pve{n % nodes + 1}, pool: bench,"
                      " disk: 8GiB}")
-    if with_job:
-        lines += ["jobs:", "  - {id: bench, schedule: '02:00', pool: bench, storage: backup-bench, compress: zstd,"
-                  " prune-backups: 'keep-daily=7,keep-weekly=4'}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -68,24 +65,11 @@ def bench_resources_latency(guests: int = 1000, calls: int = 50) -> float:
     return statistics.median(samples)
 
 
-def bench_thirty_days(guests: int = 100) -> float:
-    """Seconds to simulate 30 days of a daily job over ``guests`` guests (real archives, pruning)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        seed = write_seed(Path(tmp) / "seed.yaml", guests, with_job=True)
-        running = launch(Path(tmp) / "state", seed=seed, port=free_port(), stepped=True)
-        start = time.perf_counter()
-        started = running.sandbox.advance(30 * 86400)
-        elapsed = time.perf_counter() - start
-        running.stop()
-    assert len(started) == 30 * NODES, len(started)
-    return elapsed
-
-
 def main() -> None:
     warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     print(f"startup, 1000 guests on {NODES} nodes: {bench_startup():.2f} s median (target < 5 s)")
     print(f"GET /cluster/resources, 1000 guests: {bench_resources_latency():.1f} ms median (target < 50 ms)")
-    print(f"30 simulated days, 100 guests, daily job: {bench_thirty_days():.1f} s (one run)")
+    print("30 simulated days of 100 guests: see bench_sandbox_month.py (wall time and peak memory)")
 
 
 if __name__ == "__main__":
