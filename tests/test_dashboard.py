@@ -121,8 +121,10 @@ def test_every_panel_query_returns_data_for_all_environments(prometheus: Server,
 def test_every_environment_row_has_data(prometheus: Server, env: str) -> None:
     # The env row repeats with $env bound to one environment.
     env_queries = [q for q in QUERIES if "$env" in q.expr]
-    empty = [f"{q.panel}/{q.ref_id}" for q in env_queries if not run(prometheus, q, env)]
-    assert env_queries and not empty, f"panels without data for {env}: {empty}"
+    empty = {f"{q.panel}/{q.ref_id}" for q in env_queries if not run(prometheus, q, env)}
+    # Only prod has a NAS in this exposition: elsewhere the offsite column is rightly empty.
+    expected_empty = set() if env == "prod" else {"Guests/G"}
+    assert env_queries and empty == expected_empty, f"panels without data for {env}: {empty}"
 
 
 def single_value(server: Server, panel: str, env: str) -> float:

@@ -36,6 +36,9 @@ class PanelQuery:
 
 JOBS = f"vzkeep_job_info{{{ENV}}}"
 NEWEST = f"max by (env, vmid) (vzkeep_backup_last_success_timestamp_seconds{{{ENV}}} > 0)"
+OFFSITE_NEWEST = (
+    f'max by (env, vmid) (vzkeep_backup_last_success_timestamp_seconds{{{ENV},storage=~"offsite-.*"}} > 0)'
+)
 GUEST_TABLE = [  # (refId, column title, expr, unit or mapping; None = the labels-only first query)
     ("A", "guest", f"max by (env, vmid, name, type, node) (vzkeep_guest_info{{{ENV}}})", None),
     ("B", "Last success", f"{NEWEST} * 1000", "dateTimeAsIso"),
@@ -43,6 +46,8 @@ GUEST_TABLE = [  # (refId, column title, expr, unit or mapping; None = the label
     ("D", "Size", f"max by (env, vmid) (vzkeep_backup_last_size_bytes{{{ENV}}})", "bytes"),
     ("E", "Last status", f"max by (env, vmid) (vzkeep_backup_last_status{{{ENV}}})", "status"),
     ("F", "Covered", f"max by (env, vmid) (vzkeep_guest_covered{{{ENV}}})", "covered"),
+    # The newest copy on the NAS (RemoteStore, storage offsite-<env>): empty where no NAS is configured.
+    ("G", "Offsite copy", f"{OFFSITE_NEWEST} * 1000", "dateTimeAsIso"),
 ]
 JOB_TABLE = [
     ("A", "job", f"max by (job, env, schedule, storage) (vzkeep_job_info{{{ENV}}})", None),
@@ -187,7 +192,8 @@ def _environment_panels(y: int) -> list[dict[str, Any]]:
         _stat("Backup size", f"sum(vzkeep_env_backup_bytes{{{ENV}}})", (18, y + 1, 6, 4), "bytes",
               _thresholds(("blue", None)), "Bytes of all archives of the environment, on every storage."),
         _table("Guests", GUEST_TABLE, (0, y + 5, 24, 10),
-               "Per guest: newest archive on any storage, its age and size, last attempt, coverage.", "Age"),
+               "Per guest: newest archive on any storage, its age and size, last attempt, coverage, offsite copy.",
+               "Age"),
         _timeseries("Environment backup size", f"sum by (env, storage) (vzkeep_env_backup_bytes{{{ENV}}})",
                     (0, y + 15, 12, 8), "bytes", "{{storage}}", "Bytes of the environment's archives per storage."),
         _timeseries("Backup storage use", STORAGE_USE, (12, y + 15, 12, 8), "percentunit", "{{storage}}",
