@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import zstandard
@@ -642,3 +643,21 @@ def test_any_checkpoint_written_in_dependency_order_counts_every_resource(kinds:
             resources.append(resource)
     data = json.dumps({"version": 3, "checkpoint": {"latest": {"resources": resources}}}).encode()
     assert parse_state("pulumi", "p.json", data).resource_count == len(kinds) + 1
+
+
+# --- bulk version reads ----------------------------------------------------------------------------------
+
+
+def test_bulk_reader_returns_each_versions_bytes_and_reports_s3_errors_like_boto3(s3: S3Server) -> None:
+    from vzkeep.state import make_client, parse_backend_url
+    from vzkeep.state.store import StateError, _VersionReader
+
+    bucket = new_bucket(s3)
+    bodies = [pulumi_checkpoint("prod", n) for n in (1, 2)]
+    versions = put_versions(s3, bucket, stack_key("prod"), bodies)
+    with mock.patch.dict("os.environ", s3.env()):
+        client = make_client(parse_backend_url(s3.backend_url(bucket)))
+    reader = _VersionReader(client, bucket, stack_key("prod"))
+    assert [reader.read(v) for v in versions] == bodies
+    with pytest.raises(StateError, match="no such version"):
+        reader.read("3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo")

@@ -20,6 +20,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import certifi
+import urllib3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from vzkeep.state.backend import Backend
@@ -152,8 +154,9 @@ def list_versions(
         return raw
     known = [cache.lookup(version) if cache else None for version in raw]
     missing = [version for version, hit in zip(raw, known, strict=True) if hit is None]
+    reader = _VersionReader(client, bucket, target.key)
     with ThreadPoolExecutor(max_workers=_READ_WORKERS) as pool:
-        fetched = iter(list(pool.map(lambda version: _with_summary(client, bucket, target, version), missing)))
+        fetched = iter(list(pool.map(lambda version: _with_summary(reader, target, version), missing)))
     result = [hit if hit is not None else next(fetched) for hit in known]
     if cache:
         cache.store(result)
@@ -240,11 +243,39 @@ def _raw_versions(client: Any, bucket: str, key: str) -> Iterator[StateVersion]:
                 yield StateVersion(item["VersionId"], item["LastModified"], 0, item["IsLatest"], delete_marker=True)
 
 
-def _with_summary(client: Any, bucket: str, target: StateTarget, version: StateVersion) -> StateVersion:
+class _VersionReader:
+    """Downloads many versions of one object, fast.
+
+    botocore spends about 1.5 ms of CPU on each request (signing, hooks, response parsing); for
+    1,000 versions that alone broke the 2 s budget. A presigned URL is signed locally in a fraction of
+    that, and urllib3 (what botocore itself sends with) does the rest. Any non-200 answer is fetched
+    again through boto3, so errors read exactly like every other call's.
+    """
+
+    def __init__(self, client: Any, bucket: str, key: str) -> None:
+        self.client, self.bucket, self.key = client, bucket, key
+        verify = client.meta.endpoint_url.startswith("https:")
+        ca = os.environ.get("AWS_CA_BUNDLE") or certifi.where()
+        self.http = urllib3.PoolManager(maxsize=_READ_WORKERS, cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
+                                        ca_certs=ca if verify else None, retries=False, timeout=30.0)
+
+    def read(self, version_id: str | None) -> bytes:
+        params = {"Bucket": self.bucket, "Key": self.key} | ({"VersionId": version_id} if version_id else {})
+        url = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=300)
+        try:
+            reply = self.http.request("GET", url, preload_content=True)
+        except urllib3.exceptions.HTTPError:
+            reply = None
+        if reply is not None and reply.status == 200:
+            return reply.data
+        return _get_bytes(self.client, self.bucket, self.key, version_id)
+
+
+def _with_summary(reader: _VersionReader, target: StateTarget, version: StateVersion) -> StateVersion:
     if version.delete_marker:
         return version
     try:
-        data = _get_bytes(client, bucket, target.key, version.version_id)
+        data = reader.read(version.version_id)
         summary = parse_state(target.kind, target.key, data)
     except CorruptStateError as exc:
         return replace(version, error=exc.reason)
