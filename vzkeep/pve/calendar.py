@@ -19,6 +19,7 @@ Public API: :func:`parse` and :class:`CalendarEvent` (``next_after``, ``iter_aft
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -516,11 +517,12 @@ def _weekday_span(start: int, end: int) -> int:
 # --- clocks: how broken-down local time maps to epoch seconds ----------------------------------------
 
 
-class _Clock:
+class _Clock(abc.ABC):
     """UTC offsets of one zone, and glibc-mktime-like resolution of a local time to an epoch."""
 
+    @abc.abstractmethod
     def offset_at(self, epoch: int) -> int:
-        raise NotImplementedError
+        """Seconds east of UTC at ``epoch``."""
 
     def resolve(self, naive: int, hint: int) -> tuple[int, int]:
         """Epoch and offset for local time ``naive`` (local seconds counted like epoch seconds).
