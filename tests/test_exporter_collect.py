@@ -17,15 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sandbox_fixtures import RunningSandbox, running_sandbox
 
-from vzkeep.exporter.collect import (
-    Poller,
-    StateInfo,
-    match_job,
-    parse_command_line,
-    parse_task_log,
-    proxmoxer_get,
-)
+from vzkeep.exporter.collect import Poller, StateInfo, match_job, proxmoxer_get
 from vzkeep.exporter.metrics import render
+from vzkeep.pve.tasklog import parse_command_line, parse_task_log
 from vzkeep.pve.upid import decode_upid
 from vzkeep.verify import ResultStore, VerifyResult
 
