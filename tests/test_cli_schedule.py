@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from tests.test_calendar import process_tz
 from vzkeep.cli import app as root_app
 from vzkeep.cli import schedule
 
@@ -21,21 +19,6 @@ DAY = 86400
 
 def run(*args: str) -> Result:
     return runner.invoke(schedule.app, ["next", *args])
-
-
-@contextlib.contextmanager
-def process_tz(zone: str) -> Iterator[None]:
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = zone
-    time.tzset()
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
 
 
 class Listing(NamedTuple):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from tests.runbook_runner import code_blocks, run_runbook
 from tests.s3server import S3Server, running_s3_server
-from tests.test_state import pulumi_checkpoint, put_versions, stack_key
+from tests.test_state import new_bucket, pulumi_checkpoint, put_versions, stack_key
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "docs" / "runbooks"
 VENV_BIN = Path(sys.executable).parent
@@ -27,22 +26,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def healthy_bucket(s3: S3Server) -> str:
     """A bucket as the StateBucket component makes it, holding three stacks with some history."""
     client = s3.client()
-    bucket = f"state-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
-    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    client.put_bucket_lifecycle_configuration(
-        Bucket=bucket,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    "ID": "old-state",
-                    "Status": "Enabled",
-                    "Filter": {"Prefix": ""},
-                    "NoncurrentVersionExpiration": {"NoncurrentDays": 90},
-                }
-            ]
-        },
-    )
+    bucket = new_bucket(s3)  # versioning Enabled, noncurrent versions expire after 90 days
     client.put_object(Bucket=bucket, Key=".pulumi/meta.yaml", Body=b"version: 1\n")
     for stack, jobs in (("prod", (1, 2, 3)), ("lab", (1,)), ("monitoring", (2, 2))):
         put_versions(s3, bucket, stack_key(stack), [pulumi_checkpoint(stack, n) for n in jobs])

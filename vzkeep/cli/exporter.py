@@ -26,15 +26,10 @@ def register(app: typer.Typer) -> None:
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Every option of the command; a --config file holds the same keys (dashes or underscores)."""
+class Settings(ConnectionOptions):
+    """Every option of the command (the connection options, then the exporter's own); a --config file
+    holds the same keys (dashes or underscores)."""
 
-    endpoint: str | None = None
-    token_file: Path | None = None
-    fingerprint: str | None = None
-    insecure: bool = False
-    sandbox: Path | None = None
-    read_only: bool = False
     listen: str = DEFAULT_LISTEN
     interval: float = DEFAULT_INTERVAL_SECONDS
     verify_results: Path | None = None
@@ -43,15 +38,12 @@ class Settings:
 
     @property
     def connection(self) -> ConnectionOptions:
-        return ConnectionOptions(
-            endpoint=self.endpoint, token_file=self.token_file, fingerprint=self.fingerprint,
-            insecure=self.insecure, sandbox=self.sandbox, read_only=self.read_only,
-        )
+        return ConnectionOptions(**{f.name: getattr(self, f.name) for f in fields(ConnectionOptions)})
 
 
 _PATH_KEYS = {"token_file", "sandbox", "verify_results", "drill_results"}
 _BOOL_KEYS = {"insecure", "read_only"}
-_KEYS = [f.name for f in fields(Settings)]
+_KEYS = [f.name for f in fields(Settings) if f.name != "timeout"]  # the HTTP timeout is not an exporter option
 
 
 def load_config(path: Path) -> dict[str, Any]:
