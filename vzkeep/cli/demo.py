@@ -14,7 +14,9 @@ from rich.table import Table
 from vzkeep.cli.common import fail
 from vzkeep.config import ConfigError, project_root
 from vzkeep.demo import DEFAULT_DAYS, DemoResult, run_demo
+from vzkeep.sandbox.engine import STATE_FILE
 from vzkeep.sandbox.launch import LaunchError
+from vzkeep.sandbox.server import CONNECTION_FILE
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +46,7 @@ def demo(
     root = root or project_root()
     with tempfile.TemporaryDirectory(prefix="vzkeep-demo-") as tmp:
         state_dir = state or Path(tmp) / "sandbox"
-        if (state_dir / "cluster.json").exists() or (state_dir / "sandbox.json").exists():
+        if (state_dir / STATE_FILE).exists() or (state_dir / CONNECTION_FILE).exists():
             fail(f"--state {state_dir} already holds a sandbox; the demo needs a fresh directory")
         console.print(f"[bold]vzkeep demo[/]: sandbox seeded from the stacks in {root}; {days} simulated days",
                       highlight=False)
