@@ -47,3 +47,15 @@ def test_prometheus_fires_backup_failed_for_that_guest_only(result):
     assert not isinstance(result.alerts, str), result.alerts
     firing = [(a.name, a.labels.get("vmid")) for a in result.alerts if a.state == "firing"]
     assert firing == [("BackupFailed", str(FAILING_GUEST))]
+
+
+def test_the_demo_refuses_a_directory_that_already_holds_a_sandbox(tmp_path):
+    from typer.testing import CliRunner
+
+    from vzkeep.cli import app
+
+    (tmp_path / "cluster.json").write_text("{}")
+    result = CliRunner().invoke(app, ["demo", "--state", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "already holds a sandbox" in result.output
+    assert (tmp_path / "cluster.json").read_text() == "{}", "nothing of the old state is touched"
