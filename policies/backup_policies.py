@@ -249,28 +249,37 @@ DEFAULT_MINIMUMS = {"prod": {"keep-daily": 7}}
 DEFAULT_MINIMUM_TOTAL = 3
 
 
-def _retention_floor(args: ResourceValidationArgs, report: ReportViolation) -> None:
+def _retention_floor(args: StackValidationArgs, report: ReportViolation) -> None:
     config = args.get_config() or {}
-    env = _env_of_job(args.props)
-    if str(args.props.get("storage", "")).startswith("offsite-"):
-        return  # the floor is about the local history; offsite copies only need a finite retention
+    resources = list(args.resources)
+    # The floor is about the local history; the environment's offsite copies (its RemoteStore storage,
+    # whatever its id) only need a finite retention, which retention-required checks.
+    offsite = environment_facts(resources).get("offsiteStorage")
+    for job in _of(resources, JOB):
+        if offsite and job.props.get("storage") == offsite:
+            continue
+        for message in _floor_violations(job, config):
+            report(message, job.urn)
+
+
+def _floor_violations(job: PolicyResource, config: Mapping[str, Any]) -> list[str]:
+    env = _env_of_job(job.props)
     try:
-        options = prune_options(args.props)
+        options = prune_options(job.props)
     except ValueError:
         options = None
     if not options or options.get("keep-all"):
-        return  # retention-required reports a missing, invalid or unbounded retention
+        return []  # retention-required reports a missing, invalid or unbounded retention
     minimums = config.get("minimums", DEFAULT_MINIMUMS).get(env)
     if minimums:
-        for key, minimum in minimums.items():
-            if options.get(key, 0) < int(minimum):
-                report(f"job '{_job_id_of(args)}' of environment '{env}' keeps {key}={options.get(key, 0)}, "
-                       f"below this environment's floor {key}={minimum}: raise it to at least {minimum}.")
-        return
+        return [f"job '{_job_id(job)}' of environment '{env}' keeps {key}={options.get(key, 0)}, below this "
+                f"environment's floor {key}={minimum}: raise it to at least {minimum}."
+                for key, minimum in minimums.items() if options.get(key, 0) < int(minimum)]
     floor = int(config.get("defaultMinimumTotal", DEFAULT_MINIMUM_TOTAL))
     if sum(options.values()) < floor:
-        report(f"job '{_job_id_of(args)}' of environment '{env}' keeps {sum(options.values())} backups in all "
-               f"({retention.format_prune_backups(options)}), below the floor of {floor}: keep at least {floor}.")
+        return [f"job '{_job_id(job)}' of environment '{env}' keeps {sum(options.values())} backups in all "
+                f"({retention.format_prune_backups(options)}), below the floor of {floor}: keep at least {floor}."]
+    return []
 
 
 def _env_of_job(props: Mapping[str, Any]) -> str:
@@ -278,15 +287,18 @@ def _env_of_job(props: Mapping[str, Any]) -> str:
     return str(props.get("pool") or "")
 
 
-retention_floor = _job_policy(
-    "retention-floor", "Each environment keeps at least its minimum history (default: prod 7 daily, others 3).",
-    EnforcementLevel.MANDATORY, _retention_floor,
-    PolicyConfigSchema(properties={
+retention_floor = StackValidationPolicy(
+    name="retention-floor",
+    description="Each environment keeps at least its minimum history (default: prod 7 daily, others 3).",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_retention_floor,
+    config_schema=PolicyConfigSchema(properties={
         "minimums": {"type": "object", "default": DEFAULT_MINIMUMS,
                      "description": "env -> {keep-daily: N, ...}: per-option minimums"},
         "defaultMinimumTotal": {"type": "integer", "default": DEFAULT_MINIMUM_TOTAL, "minimum": 1,
                                 "description": "minimum total kept for environments without minimums"},
-    }))
+    }),
+)
 
 
 def _consistent_mode(args: ResourceValidationArgs, report: ReportViolation) -> None:

@@ -251,3 +251,10 @@ def test_preview_exits_1_naming_an_uncovered_inventory_guest(tmp_path):
     assert result.exit_code == 1
     assert "CT 199 'jellyfin'" in result.output.replace("\n", " ")
     assert "5/6 guests covered" in result.output
+
+
+def test_offsite_job_is_exempt_from_the_local_floor_whatever_its_storage_id(tmp_path):
+    path = write_stack(tmp_path, "prod", mutated("prod", {"vzkeep:remote.storageId": "nas-copies"}))
+    run = run_stack_file(path, root=ROOT)
+    assert run.job("vzkeep-prod-offsite").inputs["storage"] == "nas-copies"
+    assert failing(run) == {}, "weekly/monthly offsite copies need no keep-daily=7"
