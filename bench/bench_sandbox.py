@@ -13,8 +13,8 @@ from pathlib import Path
 
 import requests
 
+from vzkeep.net import free_port
 from vzkeep.sandbox.launch import launch
-from vzkeep.sandbox.server import free_port
 
 NODES = 5
 RUNS = 3

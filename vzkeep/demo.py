@@ -25,12 +25,13 @@ from vzkeep.exporter.collect import Poller, Snapshot, proxmoxer_get
 from vzkeep.exporter.server import Exporter
 from vzkeep.monitoring.alert_preview import Alert, PrometheusMissing, evaluate_alerts
 from vzkeep.monitoring.render import RenderOptions, monitoring_texts
+from vzkeep.net import free_port
 from vzkeep.plan import plan_stack
 from vzkeep.pve import archive
 from vzkeep.pve.tasklog import parse_task_log
 from vzkeep.sandbox.client import control
 from vzkeep.sandbox.launch import launch
-from vzkeep.sandbox.server import CONNECTION_FILE, free_port
+from vzkeep.sandbox.server import CONNECTION_FILE
 
 DAY = 86_400
 DEFAULT_DAYS = 7

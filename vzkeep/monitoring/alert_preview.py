@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from vzkeep.monitoring import EXPORTER_JOB
+from vzkeep.net import free_port
 
 
 class PrometheusMissing(RuntimeError):
@@ -55,7 +55,7 @@ def evaluate_alerts(rule_texts: Sequence[str], exporter_address: str, *, timeout
                                 "static_configs": [{"targets": [exporter_address]}]}],
         }
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [binary, "--config.file=prometheus.yml", f"--storage.tsdb.path={root / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{port}"],
@@ -118,9 +118,3 @@ def _get(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as reply:
         payload = json.loads(reply.read())
     return payload["data"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

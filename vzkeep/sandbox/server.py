@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import threading
 import time
@@ -304,9 +303,3 @@ def start_server(sandbox: Any, state_dir: Path, host: str = "127.0.0.1", port: i
                  auth_failure_delay: float = 0.0) -> SandboxServer:
     """``make_app`` + ``serve_app``."""
     return serve_app(make_app(sandbox, state_dir), state_dir, host, port, auth_failure_delay)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
