@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from vzkeep.errors import UsageError
 from vzkeep.pve import retention
 from vzkeep.sandbox.api.errors import ApiError
 from vzkeep.sandbox.diskdata import scaled_size
@@ -32,7 +33,7 @@ SECTIONS = ("cluster", "nodes", "storages", "pools", "guests", "jobs")
 DEFAULT_SEED = Path(__file__).with_name("seeds") / "default.yaml"
 
 
-class SeedError(ValueError):
+class SeedError(UsageError, ValueError):
     """A seed problem, already phrased for the user: ``file line N: key: problem``."""
 
 
