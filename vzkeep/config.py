@@ -66,7 +66,12 @@ class Problem:
 
     def text(self) -> str:
         """``vzkeep:backup.retention.keepDaily = -1: Input should be greater than or equal to 0``."""
+        if self.key == FILE_KEY:
+            return self.allowed
         return f"{self.key}{_shown(self.key, self.value)}: {self.allowed}"
+
+
+FILE_KEY = "(file)"  # a problem with the file itself (not found, not YAML), not with one key
 
 
 class ConfigError(UsageError, ValueError):
@@ -76,16 +81,16 @@ class ConfigError(UsageError, ValueError):
     """
 
     def __init__(self, source: str, key: str, value: Any, allowed: str, *, line: int | None = None,
-                 problems: Sequence[Problem] = ()) -> None:
+                 problems: Sequence[Problem] = (), hint: str | None = None) -> None:
         self.problems = tuple(problems) or (Problem(key, value, allowed, line),)
         first = self.problems[0]
         self.source, self.key, self.value, self.allowed = source, first.key, first.value, first.allowed
         if len(self.problems) == 1:
-            super().__init__(f"{_where(source, first.line)}: {first.text()}", _fix_hint(source))
+            super().__init__(f"{_where(source, first.line)}: {first.text()}", hint or _fix_hint(source))
         else:
             super().__init__(
                 f"{source} is not a valid vzkeep stack config ({len(self.problems)} problems):",
-                _fix_hint(source, plural=True),
+                hint or _fix_hint(source, plural=True),
                 notes=[f"{_where('', p.line).lstrip(' ') or '(config)'}: {p.text()}" for p in self.problems],
             )
 
@@ -556,10 +561,14 @@ def load_stack_document(path: Path | str) -> StackDocument:
     """Read ``Pulumi.<stack>.yaml`` as Pulumi would (YAML 1.2), safely; a bad file is a ConfigError."""
     path = Path(path)
     source = str(path)
+    if not path.is_file():
+        known = ", ".join(stack_names(path.parent)) or "none"
+        raise ConfigError(source, FILE_KEY, _NO_VALUE, "stack file not found",
+                          hint=f"stacks in {path.parent}: {known}")
     try:
         document = load_yaml(path)
     except YamlFileError as err:
-        raise ConfigError(source, "(file)", _NO_VALUE, err.problem, line=err.line) from None
+        raise ConfigError(source, FILE_KEY, _NO_VALUE, err.problem, line=err.line, hint=err.hint) from None
     data = {} if document.data is None else document.data
     config = data.get("config", {}) if isinstance(data, dict) else None
     if config is None:

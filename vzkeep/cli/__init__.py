@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vzkeep.cli.common import VzkeepGroup
+from vzkeep.cli.common import VzkeepGroup, install_fast_coercion
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,9 @@ class LazyGroup(VzkeepGroup):
             super().format_help(ctx, formatter)
         finally:
             self._listing_help = False
+
+
+install_fast_coercion()
 
 
 def _show_version(value: bool) -> None:

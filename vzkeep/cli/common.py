@@ -130,3 +130,68 @@ def _unexpected(exc: BaseException) -> VzkeepError:
         status=ExitStatus.INTERNAL,
     )
 
+
+
+
+def install_fast_coercion() -> None:
+    """Let plain ``str``/``int``/``float``/``bool`` options skip typer's pydantic conversion.
+
+    typer (since 0.26) converts every option through a pydantic ``TypeAdapter``: importing pydantic
+    and building adapters costs more than the rest of ``vzkeep schedule next``. For a plain string,
+    number or flag the conversion is one call (with the option's min/max), done here the way click
+    did it; every other annotation keeps typer's own conversion. This replaces typer's
+    ``build_runtime_param`` (a private function): if typer changes it, nothing is replaced and the
+    import-time test (tests/test_cli.py) fails, saying that schedule imports pydantic again.
+    """
+    try:
+        from typer import core
+        from typer._coercion import RuntimeParam
+    except ImportError:  # pragma: no cover - another typer
+        return
+    typer_build = getattr(core, "build_runtime_param", None)
+    if typer_build is None or getattr(typer_build, "vzkeep_fast", False):
+        return
+    plain = _plain_param(RuntimeParam)
+
+    def build_runtime_param(descriptor: Any) -> Any:
+        if (descriptor.annotation in _PLAIN and not descriptor.is_choice and not descriptor.is_file
+                and not descriptor.is_path):
+            return plain(descriptor.parameter_info, descriptor.annotation)
+        return typer_build(descriptor)
+
+    build_runtime_param.vzkeep_fast = True  # type: ignore[attr-defined]
+    core.build_runtime_param = build_runtime_param  # type: ignore[attr-defined]
+
+
+_PLAIN = (str, int, float, bool)
+_TRUE, _FALSE = {"1", "true", "t", "yes", "y", "on"}, {"0", "false", "f", "no", "n", "off", ""}
+
+
+def _plain_param(base: type) -> type:
+    class PlainParam(base):  # type: ignore[misc,valid-type]
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            kind = self.annotation
+            if kind is bool:
+                return _flag(value, ctx, param)
+            try:
+                converted = value if type(value) is kind else kind(value)
+            except (TypeError, ValueError):
+                raise click_exceptions.BadParameter(
+                    f"{value!r} is not a valid {'integer' if kind is int else 'number'}.", ctx=ctx, param=param
+                ) from None
+            low, high = self.parameter_info.min, self.parameter_info.max
+            if (low is not None and converted < low) or (high is not None and converted > high):
+                bounds = f"{'' if low is None else f'{low}<='}x{'' if high is None else f'<={high}'}"
+                raise click_exceptions.BadParameter(f"{value} is not in the range {bounds}.", ctx=ctx, param=param)
+            return converted
+
+    return PlainParam
+
+
+def _flag(value: Any, ctx: Any, param: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise click_exceptions.BadParameter(f"{value!r} is not a valid boolean.", ctx=ctx, param=param)
