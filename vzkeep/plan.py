@@ -217,7 +217,7 @@ def _check_in_window(settings: StackSettings, key: str, schedule: str, window: W
             raise ConfigError(
                 settings.source, f"{key}.schedule", schedule,
                 f"starts at {local:%a %H:%M} ({tz}), outside the backup window "
-                f"{window.start}–{window.end}: every start time must fall inside the window (EF-012)",
+                f"{window.start}–{window.end}: every start time must fall inside the window",
             )
     return tuple(starts)
 
