@@ -57,6 +57,17 @@ def executable(name: str) -> str:
     return found
 
 
+def measure(commands: dict[str, list[str]], runs: int = RUNS) -> dict[str, Timings]:
+    """Each command once to warm caches, then `runs` rounds of all of them, interleaved."""
+    timings = {name: Timings() for name in commands}
+    for argv in commands.values():
+        run_once(argv, Timings())
+    for _ in range(runs):
+        for name, argv in commands.items():
+            run_once(argv, timings[name])
+    return timings
+
+
 def listing(directory: Path) -> Path:
     """A storage listing as `pvesh get …/content --output-format json` prints it: 4 guests × 60 days."""
     entries = [
@@ -82,12 +93,7 @@ def main() -> None:
             "vzkeep retention plan": [vzkeep, "retention", "plan", "-p", "keep-daily=7,keep-weekly=4",
                                       "--tz", "Europe/Paris", str(backups)],
         }
-        timings = {name: Timings() for name in commands}
-        for argv in commands.values():  # warm the page cache and .pyc files
-            run_once(argv, Timings())
-        for _ in range(RUNS):
-            for name, argv in commands.items():
-                run_once(argv, timings[name])
+        timings = measure(commands)
     anchor = timings["pve_exporter --help (anchor)"]
     print(f"CLI start-up, median of {RUNS} runs (target: CPU ≤ {TARGET_RATIO}× the anchor)")
     print(f"  {'command':32} {'wall ms':>8} {'× anchor':>9} {'CPU ms':>8} {'× anchor':>9}")

@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_cli import Timings, executable, run_once  # noqa: E402
+from bench_cli import executable, measure  # noqa: E402
 
 RUNS = 10
 TARGET_RATIO = 2.0
@@ -50,12 +50,7 @@ def main() -> None:
             f"vzkeep preview, {GUESTS} guests": [vzkeep, "preview", "--stack", "prod", "--root", str(big.parent),
                                                  "--json"],
         }
-        timings = {name: Timings() for name in commands}
-        for argv in commands.values():  # warm the page cache and .pyc files
-            run_once(argv, Timings())
-        for _ in range(RUNS):
-            for name, argv in commands.items():
-                run_once(argv, timings[name])
+        timings = measure(commands, RUNS)
     anchor = next(iter(timings.values()))
     print(f"vzkeep preview end to end, median of {RUNS} runs (target: CPU ≤ {TARGET_RATIO}× the anchor; "
           f"{GUESTS} guests < {TARGET_500_SECONDS:.0f} s)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -12,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vzkeep.cli import output
 from vzkeep.connection import ConnectionOptions, connect, resolve, with_connection
 from vzkeep.errors import ExitStatus, FindingError, UsageError
 from vzkeep.exporter.server import DEFAULT_INTERVAL_SECONDS, DEFAULT_LISTEN, Exporter, parse_listen
@@ -188,8 +190,8 @@ def _print_once(poller: Any, as_json: bool) -> None:
     from vzkeep.exporter.metrics import render
 
     snapshot = poller.poll()
-    if as_json:
-        sys.stdout.write(snapshot_to_json(snapshot) + "\n")
+    if as_json:  # the exporter's own JSON, laid out like every other --json
+        output.emit_json(json.loads(snapshot_to_json(snapshot)))
     else:
         sys.stdout.write(render(snapshot).decode())
     if not snapshot.up:
