@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import resource
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -49,13 +48,9 @@ def _preview(workdir: Path, content: bytes) -> None:
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < MAX_RSS_KIB
 
 
-def _workdir() -> Path:
-    directory = Path(tempfile.mkdtemp(prefix="vzkeep-fuzz-"))
+def _project(directory: Path) -> Path:
     (directory / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
     return directory
-
-
-WORKDIR = _workdir()
 
 yaml_like = st.lists(st.one_of(st.sampled_from(TOKENS), st.text(max_size=6)), max_size=40).map("".join)
 encoded = st.one_of(
@@ -128,11 +123,11 @@ def mutated_stacks(draw: st.DrawFn) -> bytes:
 
 @settings(FUZZ, max_examples=250)
 @given(mutated_stacks())
-def test_mutated_stacks_never_crash_preview(content: bytes) -> None:
-    _preview(WORKDIR, content)
+def test_mutated_stacks_never_crash_preview(tmp_path: Path, content: bytes) -> None:
+    _preview(_project(tmp_path), content)  # one directory for every case: each overwrites the stack file
 
 
 @settings(FUZZ, max_examples=2500)
 @given(encoded)
-def test_many_generated_texts_never_crash_preview(content: bytes) -> None:
-    _preview(WORKDIR, content)
+def test_many_generated_texts_never_crash_preview(tmp_path: Path, content: bytes) -> None:
+    _preview(_project(tmp_path), content)
