@@ -42,7 +42,7 @@ def test_the_pulumi_sdks_are_an_extra_that_the_test_extra_pulls_in():
     runtime = {Requirement(r).name for r in project()["dependencies"]}
     extras = project()["optional-dependencies"]
     assert not runtime & PULUMI_SDKS, "the exporter host would install grpc and every provider SDK"
-    assert PULUMI_SDKS <= {Requirement(r).name for r in extras["pulumi"]}
+    assert {Requirement(r).name for r in extras["pulumi"]} >= PULUMI_SDKS
     assert "vzkeep[pulumi]" in extras["test"], "`make` (.[test]) installs everything the tests need"
 
 
@@ -52,7 +52,7 @@ def test_the_exporter_lock_pins_every_runtime_dependency_with_hashes():
     for text in project()["dependencies"]:
         requirement = Requirement(text)
         assert requirement.name.lower() in lock, f"{requirement.name} is not in locks/exporter.txt: run `make locks`"
-        version, hashes = lock[requirement.name.lower()]
+        version, _hashes = lock[requirement.name.lower()]
         assert requirement.specifier.contains(version), f"locks/exporter.txt pins {requirement.name}=={version}, " \
                                                         f"outside {requirement.specifier}: run `make locks`"
     assert all(len(h) == 64 for _, hashes in lock.values() for h in hashes)

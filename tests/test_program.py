@@ -10,7 +10,7 @@ import pytest
 from tests.stacks import DELETE, ROOT, STACKS, mutated, write_stack
 from vzkeep.config import WindowSettings, load_stack_file
 from vzkeep.policy_check import unwrap_secrets
-from vzkeep.preview import is_secret, run_program, run_stack_file, walk_secrets
+from vzkeep.preview import is_secret, run_program, run_stack_file
 
 JOB = "proxmoxve:backup/job:Job"
 DIRECTORY = "proxmoxve:storage/directory:Directory"
