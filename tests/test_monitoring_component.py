@@ -181,3 +181,38 @@ def test_timer_settings_that_could_escape_their_line_are_refused(tmp_path, key, 
     with pytest.raises(ConfigError) as caught:
         with_secrets(tmp_path, "monitoring", **{key: value})
     assert caught.value.key.startswith(key) and allowed in str(caught.value)
+
+
+def test_the_documented_prometheus_wiring_loads_the_delivered_files(tmp_path):
+    """README "Wire Prometheus once": its snippet, with the files the stack delivers, passes promtool, and
+    its job matches the scrape job `vzkeep monitoring render` writes."""
+    import re
+
+    import yaml
+
+    from vzkeep.monitoring.render import scrape_config
+
+    require_tool("promtool")
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("**Wire Prometheus once**"):]
+    snippet = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    [job] = snippet["scrape_configs"]
+    rendered = scrape_config(["127.0.0.1:9868"])
+    assert {k: v for k, v in job.items() if k != "file_sd_configs"} == {
+        k: v for k, v in rendered.items() if k != "static_configs"}
+    run = with_secrets(tmp_path, "monitoring", **{"vzkeep:monitoring.deliverTo": "local",
+                                                  "vzkeep:monitoring.localDir": str(tmp_path / "out")})
+    for command in deliveries(run, LOCAL):
+        inputs = unwrap_secrets(command.inputs)
+        if "prometheus/" in inputs["create"]:
+            subprocess.run(["sh", "-c", inputs["create"]], input=inputs["stdin"], text=True, check=True)
+    # The same config, pointed at where the local delivery put the files.
+    text = yaml.safe_dump(snippet).replace("/etc/prometheus/rules.d", str(tmp_path / "out/prometheus/rules"))
+    text = text.replace("/etc/prometheus/vzkeep-targets.yml", str(tmp_path / "out/prometheus/vzkeep-targets.yml"))
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text)
+    check = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 2 rule files found" in check.stdout and "WARNING" not in check.stdout + check.stderr
+    targets = yaml.safe_load((tmp_path / "out/prometheus/vzkeep-targets.yml").read_text())
+    assert targets == [{"targets": ["127.0.0.1:9868"]}]
