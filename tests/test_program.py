@@ -156,7 +156,7 @@ def test_prod_copies_offsite_to_the_nas_with_its_own_job():
 
 
 def test_without_a_nas_nothing_changes(tmp_path):
-    """US6.4: removing vzkeep:remote removes exactly the offsite storage and job, nothing else."""
+    """Without a NAS: removing vzkeep:remote removes exactly the offsite storage and job, nothing else."""
     with_nas = run_stack_file(ROOT / "Pulumi.prod.yaml")
     path = write_stack(tmp_path, "prod", mutated("prod", {"vzkeep:remote": DELETE}))
     without = run_stack_file(path, root=ROOT)

@@ -54,7 +54,7 @@ class StorageSpec:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A PVE backup job (jobs.cfg `vzdump:` section, reference/pve.md §4.3)."""
+    """A PVE backup job (jobs.cfg `vzdump:` section, pve-manager `PVE/API2/Backup.pm`)."""
 
     id: str
     schedule: str
@@ -209,7 +209,7 @@ def plan_stack(settings: StackSettings) -> StackPlan:
 
 
 def default_notes_template(env: str) -> str:
-    """Names guest and environment on every archive (EF-003); PVE expands the {{...}} variables."""
+    """Names guest and environment on every archive; PVE expands the {{...}} variables."""
     return "{{guestname}} (vmid {{vmid}}, env " + env + ", node {{node}})"
 
 
@@ -239,7 +239,7 @@ def _check_in_window(settings: StackSettings, key: str, schedule: str, window: W
             raise ConfigError(
                 settings.source, f"{key}.schedule", schedule,
                 f"starts at {local:%a %H:%M} ({tz}), outside the backup window "
-                f"{window.start}–{window.end}: every start time must fall inside the window (EF-012)",
+                f"{window.start}–{window.end}: every start time must fall inside the window",
             )
     return tuple(starts)
 
