@@ -273,8 +273,9 @@ class DrillTimerSettings(_Model):
 class MonitoringSettings(_Model):
     """How this stack delivers its monitoring files (DESIGN.md "Monitoring", issue 5 item 6).
 
-    Every environment stack delivers its alert rules; the stack with `exporterHost` also delivers the
-    exporter (systemd unit, config, read-only token), the Alertmanager route and the dashboard.
+    Every environment stack delivers its alert rules; the stack with `exporterHost` also declares the
+    exporter's PVE identity and delivers the exporter (wheel, units, config, token, verify and drill
+    timers), the Alertmanager route and the dashboard.
     """
 
     telegram: TelegramSettings | None = None
