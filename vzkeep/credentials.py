@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 # The stack config keys that hold credentials, in Pulumi's `namespace:key` form.
 CREDENTIAL_KEYS = frozenset(
     {"proxmoxve:apiToken", "proxmoxve:password", "minio:minioPassword", "minio:minioSecretKey",
-     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey", "vzkeep:sshPrivateKey", "vzkeep:exporterApiToken"}
+     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey", "vzkeep:sshPrivateKey", "vzkeep:drillApiToken"}
 )
 HIDDEN = "(hidden: it looks like a credential)"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,8 +15,10 @@ from vzkeep.cli import output
 from vzkeep.config import project_root, stack_file, stack_names
 from vzkeep.errors import ExitStatus, UsageError
 from vzkeep.plan import plan_stack
-from vzkeep.policy_check import Verdict, evaluate, load_pack, mandatory_failures, policy_resources
-from vzkeep.preview import ProgramRun, masked, program_root, run_stack_file
+
+if TYPE_CHECKING:  # the Pulumi SDKs are the `pulumi` extra: imported only when `preview` runs
+    from vzkeep.policy_check import Verdict
+    from vzkeep.preview import ProgramRun
 
 NEXT_RUNS = 5
 # The inputs worth showing per resource type; everything else is in --json.
@@ -58,6 +60,12 @@ def preview(
 
         vzkeep preview --json -s lab | jq '.resources[] | .type'
     """
+    try:
+        from vzkeep.policy_check import evaluate, load_pack, mandatory_failures, policy_resources
+        from vzkeep.preview import program_root, run_stack_file
+    except ImportError as err:
+        raise UsageError(f"vzkeep preview runs the Pulumi program, which needs the Pulumi SDKs ({err.name} is "
+                         "missing)", "pip install 'vzkeep[pulumi]'") from None
     root = root or project_root()
     names = stack or stack_names(root)
     if not names:
@@ -100,6 +108,8 @@ def _print_verdicts(console: Console, verdicts: list[Verdict], coverage_summary:
 
 
 def _as_document(run: ProgramRun, verdicts: list[Verdict], coverage_summary: str) -> dict[str, Any]:
+    from vzkeep.preview import masked
+
     plan = plan_stack(run.settings)
     tz = plan.job.timezone
     return {
@@ -138,6 +148,8 @@ def _print_run(console: Console, run: ProgramRun) -> None:
 
 def _resource_tree(run: ProgramRun) -> Tree:
     """Resources nested under their parent component, each custom resource with its key inputs."""
+    from vzkeep.preview import masked
+
     tree = Tree(output.styled((run.stack, "bold"), f" ({len(run.registrations)} resources)"))
     children: dict[str, list[Any]] = {}
     for reg in run.registrations:
