@@ -187,9 +187,9 @@ PATHS = [
     ("vzkeep:backup.storage.path", "/mnt/backup/../../etc", "contains '..'"),
     ("vzkeep:backup.storage.path", "/mnt/backup/prod\nx", "control characters"),
     ("vzkeep:remote.export", "/volume1/../x", "contains '..'"),
-    ("vzkeep:monitoring.rulesDir", "rules.d", "is not absolute"),
+    ("vzkeep:monitoring.rulesDir", "rules.d", "is not an absolute path"),
     ("vzkeep:monitoring.localDir", "out/../../x", "contains '..'"),
-    ("vzkeep:monitoring.sshUser", "root\x1b[31m", "control characters"),
+    ("vzkeep:monitoring.dashboardsDir", "/var/lib/grafana\x1b[31m", "control characters"),
 ]
 
 
@@ -217,12 +217,12 @@ def test_preview_warns_only_about_the_secrets_each_stack_needs_labelled() -> Non
     result = runner.invoke(app, ["preview", "--root", str(ROOT)])
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     # prod and lab deliver their rules over SSH (sshPrivateKey); only monitoring runs the exporter, the
-    # S3 server and the Telegram route. Each warning once per stack, saying which stack.
+    # S3 server, the Telegram route and the drill timer. Each warning once per stack, saying which stack.
     assert sorted(warnings) == sorted([
         "warning: stack lab: vzkeep:sshPrivateKey is not set: run `pulumi config set --secret vzkeep:sshPrivateKey "
         "<value>`",
         *(f"warning: stack monitoring: vzkeep:{key} is not set: run `pulumi config set --secret vzkeep:{key} "
-          "<value>`" for key in ("s3SecretKey", "sshPrivateKey", "telegramBotToken", "exporterApiToken")),
+          "<value>`" for key in ("s3SecretKey", "sshPrivateKey", "telegramBotToken", "drillApiToken")),
         "warning: stack prod: vzkeep:sshPrivateKey is not set: run `pulumi config set --secret vzkeep:sshPrivateKey "
         "<value>`",
     ])

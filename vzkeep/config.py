@@ -121,40 +121,24 @@ def _fix_hint(source: str, *, plural: bool = False) -> str:
 
 
 class _Model(BaseModel):
-    """camelCase keys in stack files, snake_case in Python, unknown keys rejected, no control characters."""
+    """camelCase keys in stack files, snake_case in Python, unknown keys rejected."""
 
     model_config = ConfigDict(
         extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True,
         str_strip_whitespace=True,
     )
 
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_control_characters(cls, value: Any) -> Any:
-        # A newline or an escape in a setting ends up in PVE's config files, a shell line or a terminal.
-        for text in _strings_in(value):
-            if _CONTROL.search(text):
-                raise ValueError("control characters (newline, tab, escape…) are not allowed here")
-        return value
-
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _strings_in(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [text for item in value for text in _strings_in(item)]
-    return []
-
-
 def _clean_path(value: str, *, absolute: bool = True) -> str:
-    """A path setting, normalised (``/mnt//backup/./prod/`` → ``/mnt/backup/prod``): absolute, no ``..``."""
-    if "\x00" in value or _CONTROL.search(value):
+    """A path setting, normalised (``/mnt//backup/./prod/`` → ``/mnt/backup/prod``): absolute, no ``..``,
+    no control characters (a path is written into PVE's config, unit files and scripts)."""
+    if _CONTROL.search(value):
         raise ValueError("control characters (newline, tab, escape…) are not allowed in a path")
     if absolute and not value.startswith("/"):
-        raise ValueError(f"path {value!r} is not absolute: start it with /")
+        raise ValueError(f"{value!r} is not an absolute path: start it with /")
     if ".." in value.split("/"):
         raise ValueError(f"path {value!r} contains '..': name the directory itself")
     if not value:
