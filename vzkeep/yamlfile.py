@@ -208,6 +208,8 @@ class _Builder:
         self._check_tag(event, None)
         tag = event.tag or self.yaml.resolver.resolve(ScalarNode, event.value, event.implicit)
         tag = getattr(tag, "value", tag)
+        if tag == "tag:yaml.org,2002:str":
+            return event.value  # what the constructor would return, without its cost (most values are strings)
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
         try:
             value = self.yaml.constructor.construct_object(node, deep=True)
