@@ -1,4 +1,4 @@
-"""`vzkeep state`: IaC state on a versioned S3 bucket: check, versions, restore, export."""
+"""`vzkeep state`: IaC state on a versioned S3 bucket: check, versions, locks, restore, export."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vzkeep.errors import ExitStatus
 from vzkeep.state.backend import (
     Backend,
     BackendURLError,
@@ -18,27 +19,19 @@ from vzkeep.state.backend import (
     make_client,
     parse_backend_url,
 )
-from vzkeep.state.store import (
+from vzkeep.state.check import CheckResult, check_backend
+from vzkeep.state.export import export_backend
+from vzkeep.state.locks import find_locks
+from vzkeep.state.restore import RestoreResult, restore_version
+from vzkeep.state.s3 import RestoreRefused, StateError
+from vzkeep.state.targets import (
     DEFAULT_PROJECT,
     DEFAULT_WORKSPACE_KEY_PREFIX,
-    CheckResult,
-    RestoreRefused,
-    RestoreResult,
-    StateError,
     StateTarget,
-    StateVersion,
-    SummaryCache,
-    check_backend,
-    default_cache_dir,
-    export_backend,
-    list_versions,
     pulumi_target,
-    restore_version,
     terraform_target,
 )
-
-EXIT_FINDING = 1
-EXIT_USAGE = 2
+from vzkeep.state.versions import StateVersion, SummaryCache, default_cache_dir, list_versions
 
 app = typer.Typer(
     help="The IaC state on a self-hosted, versioned S3 bucket (Pulumi DIY backend, Terraform S3 backend).\n\n"
@@ -115,7 +108,7 @@ def check(ctx: typer.Context, backend: BackendOption = None, as_json: JsonOption
     else:
         _print_checks(parsed, results)
     if not all(r.ok for r in results):
-        raise typer.Exit(EXIT_FINDING)
+        raise typer.Exit(ExitStatus.FINDING)
 
 
 @app.command()
@@ -164,7 +157,7 @@ def versions(
         _print_versions(target, found)
     current = next((v for v in found if v.is_latest), None)
     if current is None or current.delete_marker or current.error:
-        raise typer.Exit(EXIT_FINDING)
+        raise typer.Exit(ExitStatus.FINDING)
 
 
 @app.command()
@@ -181,9 +174,14 @@ def restore(
 ) -> None:
     """Make an older version of a stack's state current again, safely.
 
-    Refuses while a Pulumi lock (or Terraform's KEY.tflock) exists, when the bucket is not versioned, and
-    when the chosen version is not a valid state. The chosen version is copied over the current one, so
-    the restore is itself a new version: undo it by restoring the version that was current before.
+    Refuses while anyone holds a lock: Pulumi's (any object in .pulumi/locks/organization/PROJECT/STACK/,
+    or .pulumi/locks/STACK/ in the legacy layout) or Terraform's KEY.tflock; it names whose it is and
+    since when. Refuses too when the bucket is not versioned or the chosen version is not a valid state.
+    While it works it holds a lock of its own where Pulumi and Terraform look for one, so no `pulumi up`,
+    `terraform apply` or second restore can start meanwhile, and it copies only if the state is still the
+    version that was current when it started (If-Match): a concurrent writer is never overwritten.
+    The chosen version is copied over the current one, so the restore is itself a new version: undo it by
+    restoring the version that was current before.
 
     Examples:
 
@@ -200,8 +198,55 @@ def restore(
         result = _run(lambda: restore_version(client, parsed.bucket, target, version))
     except RestoreRefused as exc:
         _err.print(f"refused: {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FINDING) from exc
+        if exc.hint:
+            _err.print(f"hint: {exc.hint}", markup=False, highlight=False)
+        raise typer.Exit(exc.status) from exc
     _print_restore(parsed, result, _undo_command(target, stack, terraform_key, workspace, project))
+
+
+@app.command("locks")
+def locks_cmd(
+    ctx: typer.Context,
+    stack: StackOption = None,
+    terraform_key: TerraformKeyOption = None,
+    workspace: WorkspaceOption = "default",
+    workspace_key_prefix: WorkspacePrefixOption = DEFAULT_WORKSPACE_KEY_PREFIX,
+    project: ProjectOption = DEFAULT_PROJECT,
+    backend: BackendOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show who holds a lock on a stack's state now, and since when; exit 1 while any lock is held.
+
+    Looks where the tools write their locks: Pulumi's lock directory for the bucket's layout
+    (.pulumi/locks/organization/PROJECT/STACK/, or .pulumi/locks/STACK/ in the legacy layout; the other
+    one is checked too), or Terraform's KEY.tflock (use_lockfile). Each lock is shown with its owner
+    (user@host and pid, or Terraform's Who and lock ID), the time it gives, and when it was written.
+    A Terraform lock kept in a DynamoDB table is not in the bucket and cannot be seen from here.
+
+    Examples:
+
+        vzkeep state locks --stack prod
+
+        vzkeep state locks --terraform-key hcl/terraform.tfstate --json
+    """
+    parsed, client = _connect(ctx, backend)
+    target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
+    held = _run(lambda: find_locks(client, parsed.bucket, target))
+    if as_json:
+        typer.echo(json.dumps({
+            "key": target.key, "kind": target.kind, "layout": target.layout, "locked": bool(held),
+            "locks": [{"key": lock.key, "owner": lock.owner, "since": lock.since,
+                       "written": lock.written.isoformat() if lock.written else None, "content": lock.content}
+                      for lock in held],
+        }, indent=2))
+    elif not held:
+        typer.echo(f"no lock on {target.label} ({target.key})")
+    else:
+        typer.echo(f"{target.label} is locked by {len(held)} lock(s):")
+        for lock in held:
+            typer.echo(f"  {lock.key}: {lock.description}")
+    if held:
+        raise typer.Exit(ExitStatus.FINDING)
 
 
 @app.command("export")
@@ -270,7 +315,7 @@ def _run(action: Any) -> Any:
 
 def _fail(message: str) -> NoReturn:
     _err.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(EXIT_USAGE)
+    raise typer.Exit(ExitStatus.USAGE)
 
 
 def _confirm(target: StateTarget, backend: Backend, version: str, yes: bool) -> None:
@@ -281,7 +326,7 @@ def _confirm(target: StateTarget, backend: Backend, version: str, yes: bool) -> 
     question = f"Make version {version} the current state of {target.label} in s3://{backend.bucket}/{target.key}?"
     if not typer.confirm(question, default=False):
         _err.print("nothing changed", markup=False)
-        raise typer.Exit(EXIT_FINDING)
+        raise typer.Exit(ExitStatus.FINDING)
 
 
 def _undo_command(

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from vzkeep.connection import FingerprintAdapter
+from vzkeep.fingerprint import FingerprintAdapter
 
 
 class ControlError(Exception):
