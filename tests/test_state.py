@@ -719,6 +719,10 @@ def test_export_copies_every_version_and_a_current_tree_pulumi_can_log_into(s3: 
         body = s3.client().get_object(Bucket=bucket, Key=entry["name"], VersionId=entry["version_id"])["Body"]
         assert entry["sha256"] == hashlib.sha256(body.read()).hexdigest()
     assert "stack vzkeep/lab.json" in result.stdout and "stack vzkeep/prod.json" in result.stdout
+    # State holds secrets (Terraform's in clear): every exported file is private, no temp file is left.
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and {p.stat().st_mode & 0o777 for p in files} == {0o600}
+    assert not [p for p in files if p.name.endswith(".tmp")]
 
 
 def test_export_refuses_a_non_empty_directory(s3: S3Server, tmp_path: Path) -> None:
