@@ -15,10 +15,13 @@ to its signature and hands it a :class:`ConnectionOptions` as ``conn``::
     @app.command()
     @with_connection
     def list_guests(conn: ConnectionOptions, as_json: bool = False) -> None:
-        api = connect(conn)
-        ...
+        pve = connect_client(conn)        # a vzkeep.pve.client.PveClient
+        for guest in pve.get("cluster/resources", type="vm"):
+            ...
 
 The token secret is read from a file (never a flag: flags end up in shell history and ``ps``).
+``connect_client`` is the runtime's way in (typed, PVE's errors as ``PveApiError``); ``connect`` gives
+the bare ``proxmoxer.ProxmoxAPI`` it wraps, for code that speaks proxmoxer's dialect.
 """
 
 from __future__ import annotations
@@ -34,15 +37,16 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from requests.adapters import HTTPAdapter
 
-from vzkeep.sandbox.tls import normalize_fingerprint
+from vzkeep.errors import UsageError
+from vzkeep.fingerprint import FingerprintAdapter, normalize_fingerprint
+from vzkeep.pve.client import PveApiError, PveClient, PveUnreachable, api_path
 
 TOKEN_HELP = "file holding the API token as USER@REALM!TOKENID=SECRET (e.g. monitoring@pve!exporter=…)"
 
 
-class ConnectionConfigError(ValueError):
-    """The connection options are incomplete or contradict each other; the text says how to fix it."""
+class ConnectionConfigError(UsageError, ValueError):
+    """The connection options are incomplete or contradict each other; the text says how to fix it (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -197,18 +201,6 @@ def resolve(opts: ConnectionOptions) -> Target:
 # -- connecting -----------------------------------------------------------------------------------------
 
 
-class FingerprintAdapter(HTTPAdapter):
-    """Accept exactly the certificate whose SHA-256 is pinned (urllib3 ``assert_fingerprint``)."""
-
-    def __init__(self, fingerprint: str, **kwargs: Any) -> None:
-        self.fingerprint = fingerprint.replace(":", "").lower()
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["assert_fingerprint"] = self.fingerprint
-        super().init_poolmanager(*args, **kwargs)
-
-
 def connect(opts: ConnectionOptions | Target) -> Any:
     """A ``proxmoxer.ProxmoxAPI`` for the options; a pinned fingerprint is enforced on every connection."""
     from proxmoxer import ProxmoxAPI
@@ -225,3 +217,56 @@ def connect(opts: ConnectionOptions | Target) -> Any:
         # urllib3's "unverified request" warning would only be noise.
         warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     return api
+
+
+def connect_client(opts: ConnectionOptions | Target) -> PveClient:
+    """The runtime's typed PVE client for the options (see :class:`ProxmoxerClient`)."""
+    target = opts if isinstance(opts, Target) else resolve(opts)
+    return ProxmoxerClient(connect(opts), f"{target.host}:{target.port}")
+
+
+class ProxmoxerClient:
+    """A :class:`vzkeep.pve.client.PveClient` over ``proxmoxer.ProxmoxAPI``.
+
+    proxmoxer already speaks in paths (``api.get("nodes/pve1/tasks")``); this adds the seam's error
+    contract: PVE's error answers become ``PveApiError`` with PVE's words, a request that got no answer
+    becomes ``PveUnreachable``. Nothing is retried here: the caller knows whether a call is safe to repeat.
+    """
+
+    def __init__(self, api: Any, where: str = "the PVE API") -> None:
+        self.api = api
+        self.where = where
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self._call("GET", path, params)
+
+    def post(self, path: str, **params: Any) -> Any:
+        return self._call("POST", path, params)
+
+    def put(self, path: str, **params: Any) -> Any:
+        return self._call("PUT", path, params)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self._call("DELETE", path, params)
+
+    def _call(self, method: str, path: str, params: dict[str, Any]) -> Any:
+        import requests
+        from proxmoxer.core import ResourceException
+
+        path = api_path(path)
+        try:
+            return getattr(self.api, method.lower())(path, **params)
+        except ResourceException as exc:
+            errors = exc.errors if isinstance(exc.errors, dict) else ({"": str(exc.errors)} if exc.errors else {})
+            raise PveApiError(int(exc.status_code), str(exc.content or exc.status_message or ""),
+                              {str(k): str(v) for k, v in errors.items()}, method=method, path=path) from None
+        except requests.RequestException as exc:
+            raise PveUnreachable(f"{method} /{path}: no answer from {self.where} ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    # requests nests the cause (MaxRetryError → NewConnectionError …); its innermost text is the useful one.
+    inner: BaseException = exc
+    while inner.__context__ is not None and inner.__context__ is not inner:
+        inner = inner.__context__
+    return str(inner) or type(exc).__name__

@@ -31,10 +31,11 @@ def _register() -> None:
         sandbox,
         schedule,
         state,
+        task,
         verify,
     )
 
-    for group in (schedule, retention, sandbox, backups, monitoring, state):
+    for group in (schedule, retention, sandbox, backups, monitoring, state, task):
         app.add_typer(group.app, name=group.__name__.rsplit(".", 1)[-1])
     for command in (preview, demo, verify, exporter, restore, drill):
         command.register(app)

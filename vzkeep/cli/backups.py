@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from proxmoxer.core import ResourceException
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from vzkeep.backups import Backup, all_verify_results, collect, pve_message, select
-from vzkeep.cli.common import EXIT_USAGE, connect_or_fail, fail
-from vzkeep.connection import ConnectionOptions, with_connection
+from vzkeep.backups import Backup, all_verify_results, collect, select
+from vzkeep.cli.common import EXIT_USAGE, fail
+from vzkeep.connection import ConnectionConfigError, ConnectionOptions, connect_client, with_connection
+from vzkeep.pve.client import PveApiError, PveUnreachable
 
 app = typer.Typer(help="Backup archives across every storage and node.", no_args_is_help=True)
 _STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
@@ -64,11 +64,12 @@ def list_backups(
 
         vzkeep backups list --guest postgres --json | jq '.backups[0].volid'
     """
-    api = connect_or_fail(conn)
     try:
-        inventory = collect(api, all_verify_results(str(results) if results else None))
-    except ResourceException as exc:
-        fail(f"cannot read the cluster: {pve_message(exc)}", EXIT_USAGE)
+        inventory = collect(connect_client(conn), all_verify_results(str(results) if results else None))
+    except ConnectionConfigError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except (PveApiError, PveUnreachable) as exc:
+        fail(f"cannot read the cluster: {exc}", EXIT_USAGE)
     chosen = select(inventory.backups, env=env, guest=guest, storage=storage)
     if as_json:
         print(json.dumps({"backups": [b.to_json() for b in chosen], "warnings": inventory.warnings}, indent=1))

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from proxmoxer.core import ResourceException
 from rich.console import Console
 
-from vzkeep.backups import collect, pve_message
-from vzkeep.cli.common import EXIT_FINDING, EXIT_OK, EXIT_USAGE, connect_or_fail, fail
-from vzkeep.connection import ConnectionOptions, with_connection
+from vzkeep.backups import Backup, Inventory, collect
+from vzkeep.cli.common import fail
+from vzkeep.cli.waits import AdvanceOpt, make_wait, timeout_option
+from vzkeep.connection import ConnectionOptions, connect_client, with_connection
 from vzkeep.drill import (
     DEFAULT_SCRATCH,
     DrillOptions,
@@ -23,8 +24,12 @@ from vzkeep.drill import (
     free_scratch_vmid,
     run_drill,
 )
-from vzkeep.restore import RestoreError
+from vzkeep.errors import ExitStatus, VzkeepError
+from vzkeep.follow import Wait
+from vzkeep.pve.client import PveClient
 from vzkeep.verify import ResultStore, default_results_path
+
+DEFAULT_TIMEOUT = 3600.0  # per guest: restore, isolate, start, until running
 
 
 def register(app: typer.Typer) -> None:
@@ -51,6 +56,8 @@ def drill_cmd(
     results: Annotated[Path | None, typer.Option(
         "--results", help="drill results store (default $VZKEEP_STATE_DIR/drills.json)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document for scripts")] = False,
+    timeout: Annotated[float, timeout_option(DEFAULT_TIMEOUT, "for each guest's drill")] = DEFAULT_TIMEOUT,
+    advance: AdvanceOpt = False,
 ) -> None:
     """Rehearse restores: each guest's newest backup into a scratch VMID, started, timed, destroyed.
 
@@ -60,7 +67,12 @@ def drill_cmd(
     destroyed first. Results feed the exporter (vzkeep_drill_last_success_timestamp_seconds,
     vzkeep_drill_duration_seconds, vzkeep_drill_last_status) and the Drill* alerts.
 
-    Exit codes: 0 every drill succeeded, 1 a drill failed, 2 usage (nothing to drill, bad range).
+    Every wait ends: when a guest's drill reaches --timeout, or on Ctrl-C, the drill stops, records the
+    failure and names the PVE task still running (with how to follow or stop it); its scratch guest is
+    removed by the next run. On a sandbox whose clock is stepped, --advance moves the clock while waiting.
+
+    Exit codes: 0 every drill succeeded, 1 a drill failed, 2 usage (nothing to drill, bad range), 3 a wait
+    ended before PVE's task (timeout, stepped sandbox), 130 interrupted.
 
     Examples:
 
@@ -69,48 +81,86 @@ def drill_cmd(
         vzkeep drill --guest postgres --node pve2 --storage local-lvm
 
         vzkeep drill --env lab --sample 2 --scratch 9500-9599 --json
+
+        vzkeep drill --env lab --sandbox .sandbox/sandbox.json --advance
     """
     scratch_range = parse_range(scratch)
     store = DrillResultStore(results)
-    api = connect_or_fail(conn)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def say(line: str) -> None:
         if not as_json:
             err.print(line, markup=False)
 
+    outcomes: list[DrillResult] = []
     try:
-        store.pending()  # a damaged store is a usage error before anything is done
-        removed = clean_leftovers(api, store, scratch_range, say)
-        inventory = collect(api)
-    except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except (ResourceException, RestoreError) as exc:
-        fail(f"cannot prepare the drill: {pve_message(exc) if isinstance(exc, ResourceException) else exc}",
-             EXIT_FINDING)
-    targets = drill_targets(inventory, env, guest, sample)
-    if not targets:
-        fail(f"nothing to drill: no existing guest with a readable backup matches (env={env}, guest={guest})")
-    outcomes = _run_all(api, inventory, targets, scratch_range, store, DrillOptions(scratch_range, node, storage),
-                        say)
+        wait = make_wait(conn, timeout, advance, say)
+        client = connect_client(conn)
+        removed, inventory = _prepare(client, store, scratch_range, wait, say)
+        targets = drill_targets(inventory, env, guest, sample)
+        if not targets:
+            fail(f"nothing to drill: no existing guest with a readable backup matches (env={env}, guest={guest})")
+        _run_all(client, inventory, targets, scratch_range, store, DrillOptions(scratch_range, node, storage),
+                 wait, say, outcomes)
+    except VzkeepError as exc:
+        _stop(exc, outcomes, as_json)
+    except KeyboardInterrupt:
+        _stop(VzkeepError("interrupted (Ctrl-C); a scratch guest left behind is removed by the next drill",
+                          status=ExitStatus.INTERRUPTED), outcomes, as_json)
     if as_json:
         print(json.dumps({"ok": all(r.ok for r in outcomes), "removed_leftovers": removed,
                           "drills": [r.to_json() for r in outcomes]}, indent=1))
     else:
-        for r in outcomes:
-            print(f"{'ok  ' if r.ok else 'FAIL'} {r.env or '-':<12} {r.vmid:>6} {r.name or '?':<20} "
-                  f"scratch {r.scratch_vmid} on {r.node or '-'}: {r.message}")
-    raise typer.Exit(EXIT_OK if all(r.ok for r in outcomes) else EXIT_FINDING)
+        _print(outcomes)
+    raise typer.Exit(ExitStatus.OK if all(r.ok for r in outcomes) else ExitStatus.FINDING)
 
 
-def _run_all(api, inventory, targets, scratch_range, store, options, say) -> list[DrillResult]:  # type: ignore[no-untyped-def]
+def _prepare(client: PveClient, store: DrillResultStore, scratch_range: tuple[int, int], wait: Wait,
+             say: Callable[[str], None]) -> tuple[list[int], Inventory]:
+    try:
+        store.pending()  # a damaged store is a usage error before anything is done
+    except ValueError as exc:
+        fail(str(exc), ExitStatus.USAGE)
+    try:
+        removed = clean_leftovers(client, store, scratch_range, wait, say)
+        return removed, collect(client)
+    except VzkeepError as exc:
+        if exc.status in (ExitStatus.TIMEOUT, ExitStatus.INTERRUPTED):
+            raise
+        fail(f"cannot prepare the drill: {exc}", ExitStatus.FINDING)
+
+
+def _run_all(client: PveClient, inventory: Inventory, targets: list[Backup], scratch_range: tuple[int, int],
+             store: DrillResultStore, options: DrillOptions, wait: Wait, say: Callable[[str], None],
+             outcomes: list[DrillResult]) -> None:
     verify_store = ResultStore(default_results_path())
-    outcomes = []
     taken: set[int] = set()
     for backup in targets:
         scratch_vmid = free_scratch_vmid(inventory, scratch_range, taken)
         if scratch_vmid is None:
             fail(f"--scratch {scratch_range[0]}-{scratch_range[1]}: no free VMID left in the range")
         taken.add(scratch_vmid)
-        outcomes.append(run_drill(api, inventory, backup, scratch_vmid, store, options, verify_store, say))
-    return outcomes
+        # Each guest's drill gets the whole --timeout: one bound per rehearsal, not for the whole run.
+        outcomes.append(run_drill(client, inventory, backup, scratch_vmid, store, wait.bounded(wait.timeout),
+                                  options, verify_store, say))
+
+
+def _print(outcomes: list[DrillResult]) -> None:
+    for r in outcomes:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.env or '-':<12} {r.vmid:>6} {r.name or '?':<20} "
+              f"scratch {r.scratch_vmid} on {r.node or '-'}: {r.message}")
+
+
+def _stop(exc: VzkeepError, outcomes: list[DrillResult], as_json: bool) -> None:
+    """The drill run ends early: report what ran, then the error (with its task and hint), and exit."""
+    task = getattr(exc, "task", None)
+    if as_json:
+        print(json.dumps({"ok": False, "error": exc.message, "hint": exc.hint,
+                          "task": {"upid": task.upid, "node": task.node, "what": task.what} if task else None,
+                          "drills": [r.to_json() for r in outcomes]}, indent=1))
+    else:
+        _print(outcomes)
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        if exc.hint:
+            typer.secho(f"hint: {exc.hint}", err=True)
+    raise typer.Exit(int(exc.status))
