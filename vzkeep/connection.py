@@ -233,8 +233,8 @@ class ProxmoxerClient:
     becomes ``PveUnreachable``. Nothing is retried here: the caller knows whether a call is safe to repeat.
     """
 
-    def __init__(self, api: Any, where: str = "the PVE API") -> None:
-        self.api = api
+    def __init__(self, proxmox: Any, where: str = "the PVE API") -> None:
+        self.proxmox = proxmox  # a proxmoxer.ProxmoxAPI (untyped upstream)
         self.where = where
 
     def get(self, path: str, **params: Any) -> Any:
@@ -255,7 +255,7 @@ class ProxmoxerClient:
 
         path = api_path(path)
         try:
-            return getattr(self.api, method.lower())(path, **params)
+            return getattr(self.proxmox, method.lower())(path, **params)
         except ResourceException as exc:
             errors = exc.errors if isinstance(exc.errors, dict) else ({"": str(exc.errors)} if exc.errors else {})
             raise PveApiError(int(exc.status_code), str(exc.content or exc.status_message or ""),
