@@ -120,28 +120,55 @@ def test_restore_timeout_names_the_task_and_how_to_follow_or_stop_it(tmp_path: P
         assert f"pvesh delete /nodes/pve2/tasks/'{upid}'" in doc["hint"]
 
 
+def test_drill_timeout_records_the_failure_and_names_the_task(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path, stepped=False) as sb:
+        with_backups(sb)
+        result, elapsed = timed(sb, tmp_path, "drill", "--guest", "nextcloud", "--timeout", "2", "--json")
+        doc = json.loads(result.stdout)
+        (upid,) = restore_upids(sb)
+        assert result.exit_code == 3 and elapsed < 30, result.stdout
+        assert doc["task"]["upid"] == upid and "still running after 2 s" in doc["error"]
+        assert f"vzkeep task stop '{upid}'" in doc["hint"]
+        store = DrillResultStore(tmp_path / "state" / "drills.json")
+        (record,) = store.load().values()
+        assert not record.ok and "stays pending" in record.message and list(store.pending()) == [9000]
+
+
+def interrupt_while_pve_works(sb: RunningSandbox, tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Run `vzkeep ARGS` as a process, send it SIGINT once PVE's task is logging; (exit status, stderr)."""
+    env = {**os.environ, "VZKEEP_SANDBOX": str(sb.sandbox_json), "VZKEEP_STATE_DIR": str(tmp_path / "state")}
+    process = subprocess.Popen([str(VZKEEP), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not restore_upids(sb) and time.monotonic() < deadline:  # until PVE's restore task runs
+        time.sleep(0.05)
+    time.sleep(0.5)  # well inside the wait: the restore of 64 GiB takes minutes in real time
+    process.send_signal(signal.SIGINT)
+    status = process.wait(30)
+    reader.join(10)
+    process.stdout.close()  # type: ignore[union-attr]
+    return status, " ".join("".join(lines).split())
+
+
 def test_ctrl_c_during_a_restore_names_the_task_still_running(tmp_path: Path) -> None:
     with running_sandbox(tmp_path, stepped=False) as sb:
         with_backups(sb)
-        env = {**os.environ, "VZKEEP_SANDBOX": str(sb.sandbox_json), "VZKEEP_STATE_DIR": str(tmp_path / "state")}
-        process = subprocess.Popen([str(VZKEEP), "restore", "nextcloud", "--vmid", "5102"], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        lines: list[str] = []
-        started = threading.Event()
-
-        def read() -> None:
-            for line in process.stderr:  # type: ignore[union-attr]
-                lines.append(line)
-                if line.startswith("  pve: "):  # PVE's restore task is running and logging
-                    started.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        assert started.wait(60), "".join(lines)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(30) == 130
-        reader.join(10)
-        said = " ".join("".join(lines).split())
+        status, said = interrupt_while_pve_works(sb, tmp_path, "restore", "nextcloud", "--vmid", "5102")
         (upid,) = restore_upids(sb)
+        assert status == 130, said
         assert f"interrupted: PVE task {upid} (restore of VM 5102 on node pve2) is still running" in said
         assert f"vzkeep task follow '{upid}'" in said and "Traceback" not in said
+
+
+def test_ctrl_c_during_a_drill_names_the_task_and_leaves_it_for_the_next_run(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path, stepped=False) as sb:
+        with_backups(sb)
+        status, said = interrupt_while_pve_works(sb, tmp_path, "drill", "--guest", "nextcloud")
+        (upid,) = restore_upids(sb)
+        assert status == 130, said
+        assert f"interrupted: PVE task {upid} (restore of VM 9000 on node pve2) is still running" in said
+        assert "Traceback" not in said
+        assert list(DrillResultStore(tmp_path / "state" / "drills.json").pending()) == [9000]
