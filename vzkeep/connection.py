@@ -112,26 +112,38 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
 
 def with_connection(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the connection options to a typer command; it receives them as ``conn: ConnectionOptions``."""
-    signature = inspect.signature(func)
-    # Resolve string annotations (`from __future__ import annotations`) in the command's module: typer
-    # reads the signature, and with a bare string it would lose every option name and help text.
-    resolved = _type_hints(func)
-    kept = [p.replace(annotation=resolved.get(name, p.annotation))
-            for name, p in signature.parameters.items() if name != "conn"]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-             for name, (annotation, default) in _OPTIONS.items()]
+    return with_option_group("conn", ConnectionOptions, _OPTIONS)(func)
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        conn = ConnectionOptions(**{name: kwargs.pop(name) for name in _OPTIONS})
-        return func(*args, conn=conn, **kwargs)
 
-    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
-    hints = {k: v for k, v in resolved.items() if k != "conn"}
-    hints.update({name: annotation for name, (annotation, _) in _OPTIONS.items()})
-    wrapper.__annotations__ = hints
-    del wrapper.__wrapped__  # typer must see the new signature, not the wrapped one
-    return wrapper
+def with_option_group(param: str, factory: Callable[..., Any], options: dict[str, tuple[Any, Any]]
+                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator adding ``options`` (name → (annotated type, default)) to a typer command's signature;
+    the command receives them together as ``param=factory(**values)``. One definition of a group of
+    options shared by several commands (the connection here, the state target in ``vzkeep state``)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(func)
+        # Resolve string annotations (`from __future__ import annotations`) in the command's module: typer
+        # reads the signature, and with a bare string it would lose every option name and help text.
+        resolved = _type_hints(func)
+        kept = [p.replace(annotation=resolved.get(name, p.annotation))
+                for name, p in signature.parameters.items() if name != param]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                 for name, (annotation, default) in options.items()]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            group = factory(**{name: kwargs.pop(name) for name in options})
+            return func(*args, **{param: group}, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+        hints = {k: v for k, v in resolved.items() if k != param}
+        hints.update({name: annotation for name, (annotation, _) in options.items()})
+        wrapper.__annotations__ = hints
+        del wrapper.__wrapped__  # typer must see the new signature, not the wrapped one
+        return wrapper
+
+    return decorate
 
 
 def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:

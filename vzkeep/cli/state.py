@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vzkeep.connection import with_option_group
 from vzkeep.errors import ExitStatus
 from vzkeep.state.backend import (
     Backend,
@@ -66,6 +68,29 @@ WorkspacePrefixOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
+
+@dataclass(frozen=True)
+class Where:
+    """Which state object a command works on: a Pulumi stack, or a Terraform key (and workspace)."""
+
+    stack: str | None = None
+    terraform_key: str | None = None
+    workspace: str = "default"
+    workspace_key_prefix: str = DEFAULT_WORKSPACE_KEY_PREFIX
+    project: str = DEFAULT_PROJECT
+    backend: str | None = None
+
+
+# The options that say which state object: defined once, added to each command by `with_where`.
+with_where = with_option_group("where", Where, {
+    "stack": (StackOption, None),
+    "terraform_key": (TerraformKeyOption, None),
+    "workspace": (WorkspaceOption, "default"),
+    "workspace_key_prefix": (WorkspacePrefixOption, DEFAULT_WORKSPACE_KEY_PREFIX),
+    "project": (ProjectOption, DEFAULT_PROJECT),
+    "backend": (BackendOption, None),
+})
+
 _err = Console(stderr=True)
 
 
@@ -112,14 +137,10 @@ def check(ctx: typer.Context, backend: BackendOption = None, as_json: JsonOption
 
 
 @app.command()
+@with_where
 def versions(
     ctx: typer.Context,
-    stack: StackOption = None,
-    terraform_key: TerraformKeyOption = None,
-    workspace: WorkspaceOption = "default",
-    workspace_key_prefix: WorkspacePrefixOption = DEFAULT_WORKSPACE_KEY_PREFIX,
-    project: ProjectOption = DEFAULT_PROJECT,
-    backend: BackendOption = None,
+    where: Where,
     as_json: JsonOption = False,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Download every version again instead of reusing summaries.")
@@ -137,8 +158,8 @@ def versions(
 
         vzkeep state versions --terraform-key hcl/terraform.tfstate --workspace lab --json
     """
-    parsed, client = _connect(ctx, backend)
-    target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
+    parsed, client = _connect(ctx, where.backend)
+    target = _target(client, parsed, where)
     cache = None if no_cache else SummaryCache.for_target(default_cache_dir(), parsed.endpoint, parsed.bucket, target)
     found = _run(lambda: list_versions(client, parsed.bucket, target, cache=cache))
     if as_json:
@@ -161,15 +182,11 @@ def versions(
 
 
 @app.command()
+@with_where
 def restore(
     ctx: typer.Context,
     version: Annotated[str, typer.Option("--version", help="Version id to restore (from `versions`).")],
-    stack: StackOption = None,
-    terraform_key: TerraformKeyOption = None,
-    workspace: WorkspaceOption = "default",
-    workspace_key_prefix: WorkspacePrefixOption = DEFAULT_WORKSPACE_KEY_PREFIX,
-    project: ProjectOption = DEFAULT_PROJECT,
-    backend: BackendOption = None,
+    where: Where,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; required without a terminal.")] = False,
 ) -> None:
     """Make an older version of a stack's state current again, safely.
@@ -191,8 +208,8 @@ def restore(
 
         vzkeep state restore --terraform-key hcl/terraform.tfstate --version 3HL4kqtJ... --yes
     """
-    parsed, client = _connect(ctx, backend)
-    target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
+    parsed, client = _connect(ctx, where.backend)
+    target = _target(client, parsed, where)
     _confirm(target, parsed, version, yes)
     try:
         result = _run(lambda: restore_version(client, parsed.bucket, target, version))
@@ -201,18 +218,14 @@ def restore(
         if exc.hint:
             _err.print(f"hint: {exc.hint}", markup=False, highlight=False)
         raise typer.Exit(exc.status) from exc
-    _print_restore(parsed, result, _undo_command(target, stack, terraform_key, workspace, project))
+    _print_restore(parsed, result, _undo_command(target, where))
 
 
 @app.command("locks")
+@with_where
 def locks_cmd(
     ctx: typer.Context,
-    stack: StackOption = None,
-    terraform_key: TerraformKeyOption = None,
-    workspace: WorkspaceOption = "default",
-    workspace_key_prefix: WorkspacePrefixOption = DEFAULT_WORKSPACE_KEY_PREFIX,
-    project: ProjectOption = DEFAULT_PROJECT,
-    backend: BackendOption = None,
+    where: Where,
     as_json: JsonOption = False,
 ) -> None:
     """Show who holds a lock on a stack's state now, and since when; exit 1 while any lock is held.
@@ -229,8 +242,8 @@ def locks_cmd(
 
         vzkeep state locks --terraform-key hcl/terraform.tfstate --json
     """
-    parsed, client = _connect(ctx, backend)
-    target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
+    parsed, client = _connect(ctx, where.backend)
+    target = _target(client, parsed, where)
     held = _run(lambda: find_locks(client, parsed.bucket, target))
     if as_json:
         typer.echo(json.dumps({
@@ -290,20 +303,13 @@ def _connect(ctx: typer.Context, backend: str | None) -> tuple[Backend, Any]:
     return parsed, make_client(parsed)
 
 
-def _target(
-    client: Any,
-    backend: Backend,
-    stack: str | None,
-    terraform_key: str | None,
-    workspace: str,
-    workspace_key_prefix: str,
-    project: str,
-) -> StateTarget:
-    if bool(stack) == bool(terraform_key):
+def _target(client: Any, backend: Backend, where: Where) -> StateTarget:
+    if bool(where.stack) == bool(where.terraform_key):
         _fail("give exactly one of --stack (Pulumi) or --terraform-key (Terraform)")
-    if terraform_key:
-        return _run(lambda: terraform_target(terraform_key, workspace, workspace_key_prefix))
-    return _run(lambda: pulumi_target(client, backend, stack or "", project))
+    if where.terraform_key:
+        key = where.terraform_key
+        return _run(lambda: terraform_target(key, where.workspace, where.workspace_key_prefix))
+    return _run(lambda: pulumi_target(client, backend, where.stack or "", where.project))
 
 
 def _run(action: Any) -> Any:
@@ -329,14 +335,12 @@ def _confirm(target: StateTarget, backend: Backend, version: str, yes: bool) -> 
         raise typer.Exit(ExitStatus.FINDING)
 
 
-def _undo_command(
-    target: StateTarget, stack: str | None, terraform_key: str | None, workspace: str, project: str
-) -> str:
+def _undo_command(target: StateTarget, where: Where) -> str:
     if target.kind == "terraform":
-        ws = f" --workspace {workspace}" if workspace != "default" else ""
-        return f"vzkeep state restore --terraform-key {terraform_key}{ws} --version {{version}} --yes"
-    proj = f" --project {project}" if project != DEFAULT_PROJECT else ""
-    return f"vzkeep state restore --stack {stack}{proj} --version {{version}} --yes"
+        ws = f" --workspace {where.workspace}" if where.workspace != "default" else ""
+        return f"vzkeep state restore --terraform-key {where.terraform_key}{ws} --version {{version}} --yes"
+    proj = f" --project {where.project}" if where.project != DEFAULT_PROJECT else ""
+    return f"vzkeep state restore --stack {where.stack}{proj} --version {{version}} --yes"
 
 
 def _version_document(version: StateVersion) -> dict[str, Any]:
