@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vzkeep.connection import ConnectionOptions, connect
+from vzkeep.connection import ConnectionOptions, connect, connect_client
 from vzkeep.net import free_port
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running, launch
@@ -77,6 +77,10 @@ class RunningSandbox:
     def api(self, read_only: bool = False) -> Any:
         """A proxmoxer client (admin token, or the auditor's with ``read_only``), fingerprint pinned."""
         return connect(ConnectionOptions(sandbox=self.sandbox_json, read_only=read_only))
+
+    def client(self, read_only: bool = False) -> Any:
+        """vzkeep's typed PVE client (``vzkeep.pve.client.PveClient``), as the runtime commands use it."""
+        return connect_client(ConnectionOptions(sandbox=self.sandbox_json, read_only=read_only))
 
     def advance(self, seconds: float) -> list[str]:
         return self.sandbox.advance(seconds)

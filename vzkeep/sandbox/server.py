@@ -9,7 +9,6 @@ HTTP/1.1 keep-alive, because proxmoxer and the exporter reuse their connections.
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import threading
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from vzkeep.atomic import write_private
 from vzkeep.errors import UsageError
 from vzkeep.sandbox.api import build_router
 from vzkeep.sandbox.api.access import AuthFailed, Credentials, authenticate
@@ -261,12 +261,8 @@ def load_or_create_credentials(state_dir: Path) -> Credentials:
 
 
 def write_private_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a file holding secrets with mode 0600 from the start (never world-readable)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-    os.replace(tmp, path)
+    """Write a file holding secrets: 0600 from creation, unique temp name, atomic (``vzkeep.atomic``)."""
+    write_private(path, json.dumps(data, indent=1))
 
 
 def connection_info(server: SandboxServer, creds: Credentials, fingerprint: str) -> dict[str, Any]:
