@@ -31,3 +31,18 @@ def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def fsync_directory(path: str | os.PathLike[str]) -> None:
+    """Make a rename in directory `path` durable (POSIX: the entry lives in the directory's data)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic_durable(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
+    """`write_atomic`, then fsync the directory, so that the new file survives a power loss too."""
+    write_atomic(path, text, mode)
+    fsync_directory(Path(path).parent)

@@ -1,10 +1,10 @@
-"""Parameter checking the way PVE's JSONSchema does it, with PVE's error texts (reference §4.1).
+"""Hand-typed parameters for the ``/_sandbox/`` control API only (it is not PVE: no published schema).
 
-Every endpoint declares its parameters; anything else is rejected with PVE's "not defined in
-schema" error, a missing required one with "property is missing and it is not optional", and type
-errors with ``type check ('integer') failed - got 'x'``. Booleans accept ``1|on|yes|true`` and
-``0|off|no|false`` (pve-common ``JSONSchema.pm parse_boolean``) and come out as 1/0, which is how
-PVE stores and returns them.
+PVE routes are checked against PVE's own schema (``pve_schema`` + ``validation``). This keeps the
+control API's error shapes PVE-like: unknown parameters are rejected with "not defined in schema", a
+missing required one with "property is missing and it is not optional", type errors with
+``type check ('integer') failed - got 'x'``. Booleans accept ``1|on|yes|true`` and ``0|off|no|false``
+(pve-common ``JSONSchema.pm parse_boolean``) and come out as 1/0.
 """
 
 from __future__ import annotations
