@@ -32,6 +32,10 @@ def load_apidata(text: str) -> list[dict[str, Any]]:
     return json.loads(text[text.index("["):text.rindex("]") + 1])
 
 
+# keys whose value maps names (parameters, property-string keys) to schemas: the names are data
+NAMED_SCHEMAS = frozenset({"properties", "format"})
+
+
 def strip_schema(node: Any) -> Any:
     """A JSON-schema fragment without prose; nested schemas (properties, items, formats) likewise."""
     if isinstance(node, list):
@@ -44,7 +48,10 @@ def strip_schema(node: Any) -> Any:
             continue
         if key == "typetext" and (value in PLAIN_TYPETEXT or not isinstance(node.get("format"), str)):
             continue
-        out[key] = strip_schema(value)
+        if key in NAMED_SCHEMAS and isinstance(value, dict):
+            out[key] = {name: strip_schema(schema) for name, schema in value.items()}
+        else:
+            out[key] = strip_schema(value)
     return out
 
 
