@@ -20,7 +20,6 @@ from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running, launch
 from vzkeep.sandbox.server import SandboxApp
 
-
 BACKUP_READER_PRIVILEGES = "Datastore.AllocateSpace,VM.Backup"
 
 

@@ -38,8 +38,9 @@ def raw_request(sb: RunningSandbox, head: str, body: bytes = b"") -> tuple[int, 
             data += chunk
         header, _, rest = data.partition(b"\r\n\r\n")
         lines = header.decode("latin-1").split("\r\n")
-        _, status, reason = (lines[0].split(" ", 2) + [""])[:3]
-        length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+        _, status, reason = [*lines[0].split(" ", 2), ""][:3]
+        length = next((int(line.split(":", 1)[1]) for line in lines
+                       if line.lower().startswith("content-length:")), 0)
         while len(rest) < length:
             chunk = tls.recv(65536)
             if not chunk:
@@ -86,7 +87,8 @@ def test_malformed_json_is_a_500_with_the_parsers_words(sb) -> None:
 
 
 def test_a_non_ascii_authorization_is_401_like_any_bad_token(sb, capfd) -> None:
-    head = request_head(sb, "GET", "/version", token=False) + "\r\nAuthorization: PVEAPIToken=root@pam!vzkeep=\xe9\xe9\xe9"
+    head = request_head(sb, "GET", "/version", token=False)
+    head += "\r\nAuthorization: PVEAPIToken=root@pam!vzkeep=\xe9\xe9\xe9"
     assert raw_request(sb, head)[:2] == (401, "Authentication failed!")
     assert "Traceback" not in capfd.readouterr().err
 

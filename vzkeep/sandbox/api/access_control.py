@@ -17,9 +17,8 @@ from typing import Any
 from vzkeep.sandbox import configuration
 from vzkeep.sandbox.api.access import usercfg
 from vzkeep.sandbox.api.access.usercfg import Cfg
-from vzkeep.sandbox.api.errors import ApiError, die, param_error
+from vzkeep.sandbox.api.errors import ApiError, die, locked, param_error
 from vzkeep.sandbox.api.formats import FormatError, split_list, verify_username
-from vzkeep.sandbox.api.pools import locked
 from vzkeep.sandbox.api.router import Handlers, Request
 
 USER_FIELDS = ("enable", "expire", "firstname", "lastname", "email", "comment", "keys")
@@ -400,7 +399,8 @@ def _read_acl(req: Request) -> list[dict[str, Any]]:
 def _update_acl(req: Request) -> None:
     p = req.params
     if not (p.get("users") or p.get("groups") or p.get("tokens")):
-        raise param_error({k: "either 'users', 'groups' or 'tokens' is required." for k in ("users", "groups", "tokens")})
+        required = "either 'users', 'groups' or 'tokens' is required."
+        raise param_error(dict.fromkeys(("users", "groups", "tokens"), required))
     path = usercfg.normalize_path(p["path"])
     if path is None or (not p.get("delete") and not usercfg.check_path(path, req.version.major != "8")):
         raise param_error({"path": f"invalid ACL path '{p['path']}'"})
@@ -426,7 +426,8 @@ def _update_acl(req: Request) -> None:
             for tokenid in split_list(p.get("tokens")):
                 parts = usercfg.split_tokenid(tokenid)
                 if parts is None:
-                    raise Refused(f"'{tokenid}' is not a valid token ID - not able to split into user and token parts\n")
+                    raise Refused(f"'{tokenid}' is not a valid token ID - not able to split into user and token "
+                                  "parts\n")
                 _token_exists(cfg, *parts)
                 _set(node, "tokens", tokenid, role, propagate, delete)
 

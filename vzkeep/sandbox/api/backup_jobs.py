@@ -27,7 +27,8 @@ from vzkeep.sandbox.api.validation import print_property_string
 from vzkeep.sandbox.model import Cluster, Guest
 
 # pve-guest-common src/PVE/VZDump/Common.pm $PROPERTY_STRINGS
-PROPERTY_FORMATS = {"fleecing": "backup-fleecing", "performance": "backup-performance", "prune-backups": "prune-backups"}
+PROPERTY_FORMATS = {"fleecing": "backup-fleecing", "performance": "backup-performance",
+                    "prune-backups": "prune-backups"}
 PROPERTY_STRINGS = tuple(PROPERTY_FORMATS)
 DELETABLE_EXTRA = ("comment", "repeat-missed")
 ALL_DAYS = "mon,tue,wed,thu,fri,sat,sun"

@@ -63,6 +63,13 @@ def stringified_param_error(param: str, msg: str) -> ApiError:
     return die(param_error({param: msg}).stringify())
 
 
+def locked(message: str, error: Exception) -> ApiError:
+    """``lock_user_config``/``lock_storage_config`` with ``$errmsg``: ``die "$errmsg: $err"``, where an
+    exception is stringified (``400 Parameter verification failed.`` …)."""
+    text = error.stringify() if isinstance(error, ApiError) else str(error)
+    return die(f"{message}: {text}")
+
+
 def die(message: str) -> ApiError:
     """A plain Perl ``die``: HTTP 500 with the text as message."""
     return ApiError(500, message, plain=True)
@@ -70,7 +77,7 @@ def die(message: str) -> ApiError:
 
 def permission_denied(path: str, priv: str) -> ApiError:
     """``raise_perm_exc("$path, $priv")``."""
-    return ApiError(403, f"Permission check failed ({path}, {priv})")
+    return ApiError(403, f"Permission check failed ({path}, {priv})\n")
 
 
 def not_implemented(method: str, path: str) -> ApiError:

@@ -15,6 +15,8 @@ import hashlib
 import json
 from typing import Any
 
+from vzkeep.sandbox import configuration
+from vzkeep.sandbox.api.access.rpcenv import permission_denied_text
 from vzkeep.sandbox.api.common import (
     cluster_of,
     guest_cores,
@@ -25,8 +27,6 @@ from vzkeep.sandbox.api.common import (
     node_or_fail,
     now,
 )
-from vzkeep.sandbox import configuration
-from vzkeep.sandbox.api.access.rpcenv import permission_denied_text
 from vzkeep.sandbox.api.errors import die, param_error
 from vzkeep.sandbox.api.formats import QEMU_DRIVES
 from vzkeep.sandbox.api.guest_permissions import check_lxc_keys, check_qemu_keys

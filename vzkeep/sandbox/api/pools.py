@@ -15,20 +15,11 @@ from vzkeep.sandbox import configuration
 from vzkeep.sandbox.api.access.usercfg import delete_pool_acl
 from vzkeep.sandbox.api.cluster import vm_resource
 from vzkeep.sandbox.api.common import cluster_of, now
-from vzkeep.sandbox.api.errors import ApiError, die
+from vzkeep.sandbox.api.errors import ApiError, die, locked
 from vzkeep.sandbox.api.formats import split_list
 from vzkeep.sandbox.api.router import Handlers, Request
 from vzkeep.sandbox.api.storage import storage_usage
 from vzkeep.sandbox.model import Pool
-
-
-def locked(message: str, error: Exception) -> ApiError:
-    """``lock_user_config($code, $errmsg)``: ``die "$errmsg: $err"`` (an exception is stringified)."""
-    if isinstance(error, ApiError):
-        text = error.stringify()
-    else:
-        text = str(error)
-    return die(f"{message}: {text}")
 
 
 def _members(req: Request, pool: Pool, kind: str | None) -> list[dict[str, Any]]:

@@ -19,9 +19,8 @@ from typing import Any
 from vzkeep.sandbox import configuration
 from vzkeep.sandbox.api.access.usercfg import find_acl_tree_node
 from vzkeep.sandbox.api.common import cluster_of
-from vzkeep.sandbox.api.errors import ApiError, die
-from vzkeep.sandbox.api.formats import perl_match, split_list, verify_node_name, FormatError
-from vzkeep.sandbox.api.pools import locked
+from vzkeep.sandbox.api.errors import ApiError, die, locked
+from vzkeep.sandbox.api.formats import FormatError, perl_match, split_list, verify_node_name
 from vzkeep.sandbox.api.router import Handlers, Request
 from vzkeep.sandbox.model import Storage
 

@@ -10,6 +10,7 @@ differences between the pve-common releases of PVE 8.4 and 9.1 are flags of ``Di
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -180,8 +181,17 @@ class Checker:
                     add_error(errors, join_path(path, key), f"cannot set both '{key}' and its alias target '{alias}'")
                 else:
                     value[alias] = value.pop(key)
-        for key, sub in schema.items():
-            self.check_prop(value.get(key), sub, join_path(path, key), errors, instance_type(schema, key, value))
+        shape = object_shape(schema)
+        # Every key of the schema is checked (check_prop); an absent one can only be missing, so unless a key
+        # needs more (oneOf, extends…), only the present keys and the required ones are visited.
+        keys = schema if shape.complex else [*(k for k in value if k in schema), *shape.required]
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen:
+                continue
+            seen.add(key)
+            self.check_prop(value.get(key), schema[key], join_path(path, key), errors,
+                            instance_type(schema, key, value))
         for key in list(value):
             sub = schema.get(key)
             if sub:
@@ -236,10 +246,9 @@ class Checker:
                     inner_errors.update(sub)
                 else:
                     errors.update(inner_errors)
-        elif itype:
-            if "instance-types" not in schema:
-                add_error(errors, path, "missing 'instance-types'")
-                return
+        elif itype and "instance-types" not in schema:
+            add_error(errors, path, "missing 'instance-types'")
+            return
         if schema.get("extends"):
             self.check_prop(value, schema["extends"], path, errors)
         if schema.get("alias") and (self.dialect.alias_remap or value is None):
@@ -275,7 +284,7 @@ class Checker:
             except FormatError as exc:
                 add_error(errors, path, "invalid format - " + exc.stringify())
                 return
-        if (pattern := schema.get("pattern")) and not re.search(f"^{perl_regex(pattern)}$", text):
+        if (pattern := schema.get("pattern")) and not schema_pattern(pattern).search(text):
             add_error(errors, path, "value does not match the regex pattern")
             return
         if schema.get("maxLength") is not None and len(text) > int(schema["maxLength"]):
@@ -313,6 +322,29 @@ class Checker:
 # -- helpers shared with the handlers ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ObjectShape:
+    required: tuple[str, ...]  # keys that are reported when absent
+    complex: bool  # some key needs check_prop even when absent (oneOf, extends, type-property, null type)
+
+
+_SHAPES: dict[int, tuple[Mapping[str, Any], ObjectShape]] = {}
+
+
+def object_shape(schema: Mapping[str, Any]) -> ObjectShape:
+    """What ``check_object`` must visit in ``schema`` (computed once per schema object)."""
+    cached = _SHAPES.get(id(schema))
+    if cached is not None and cached[0] is schema:
+        return cached[1]
+    required = tuple(k for k, sub in schema.items() if isinstance(sub, Mapping) and not perl_true(sub.get("optional"))
+                     and not sub.get("group") and not sub.get("alias"))
+    complex_ = any(not isinstance(sub, Mapping) or sub.get("oneOf") or sub.get("extends") or sub.get("type-property")
+                   or sub.get("type") == "null" for sub in schema.values())
+    shape = ObjectShape(required, complex_)
+    _SHAPES[id(schema)] = (schema, shape)
+    return shape
+
+
 def add_error(errors: dict[str, str], path: str, message: str) -> None:
     path = path or "_root"
     # add_error joins a second message with a literal backslash-n (single-quoted in the Perl source)
@@ -348,9 +380,12 @@ def perl_str(value: Any) -> str:
     return str(value)
 
 
-def perl_regex(pattern: str) -> str:
-    """A schema ``pattern`` (a Perl regex) for Python's ``re``: ``\\z``/``\\Z`` anchors differ."""
-    return pattern.replace(r"\z", r"\Z")
+@functools.cache
+def schema_pattern(pattern: str) -> re.Pattern[str]:
+    """``m/^$pattern$/`` for a schema ``pattern``. Perl stringifies ``qr//`` as ``(?^flags:…)``, which
+    Python writes ``(?flags:…)``; ``\\z`` is Python's ``\\Z``."""
+    python = re.sub(r"\(\?\^([a-z]*):", lambda m: f"(?{m.group(1)}:" if m.group(1) else "(?:", pattern)
+    return re.compile(f"^{python.replace(chr(92) + 'z', chr(92) + 'Z')}$")
 
 
 def parse_boolean(value: Any, fallback: Any = None) -> Any:
@@ -367,9 +402,10 @@ def normalize_legacy_param_formats(params: dict[str, Any], schema: Mapping[str, 
     """pve-common ``RESTHandler.pm``: a repeated ``-list`` parameter is joined with commas, a single
     value for an ``array`` parameter becomes a one-element array (form bodies cannot nest)."""
     props = schema.get("properties") or {}
-    for key, prop in props.items():
-        value = params.get(key)
-        if not perl_true(value) and not isinstance(value, list):
+    for key in list(params):
+        prop = props.get(key)
+        value = params[key]
+        if prop is None or (not perl_true(value) and not isinstance(value, list)):
             continue
         if isinstance(value, list) and prop.get("type") == "string" and str(prop.get("format", "")).endswith("-list"):
             params[key] = ",".join(perl_str(v) for v in value)

@@ -6,6 +6,7 @@ one code path.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 
@@ -13,9 +14,9 @@ from vzkeep.sandbox.api import pve_schema
 from vzkeep.sandbox.api.access.privileges import PRIVGROUPS, create_roles, valid_privileges
 from vzkeep.sandbox.api.formats import (
     FORMATS,
+    INLINE_ALIASES,
     FormatError,
     HashFormat,
-    INLINE_ALIASES,
     Registry,
     parse_size,
     perl_match,
@@ -125,6 +126,6 @@ def get(major: str | int | None) -> PveVersion:
     text = str(major if major is not None else DEFAULT_VERSION).strip()
     key = text.split(".", 1)[0]
     if key not in VERSIONS or (text != key and not any(v.version.startswith(text) for v in VERSIONS.values())):
-        raise UnknownVersion(f"unknown PVE version '{text}'; the sandbox plays {', '.join(sorted(VERSIONS, reverse=True))}"
-                             f" ({', '.join(v.version for v in VERSIONS.values())})")
+        plays = ", ".join(f"{major} ({VERSIONS[major].version})" for major in sorted(VERSIONS, reverse=True))
+        raise UnknownVersion(f"unknown PVE version '{text}'; the sandbox plays {plays}")
     return VERSIONS[key]

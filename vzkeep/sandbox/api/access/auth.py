@@ -94,7 +94,8 @@ class Credentials:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Credentials:
-        tokens = {role: BuiltinToken(t["user"], t["token_name"], t["token_value"]) for role, t in data["tokens"].items()}
+        tokens = {role: BuiltinToken(t["user"], t["token_name"], t["token_value"])
+                  for role, t in data["tokens"].items()}
         return cls(tokens, data["root_password"], bytes.fromhex(data["ticket_key"]))
 
     def to_json(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from vzkeep.sandbox.api.access import usercfg
 from vzkeep.sandbox.api.access.usercfg import Cfg
@@ -294,7 +294,7 @@ class RpcEnv:
 
     # -- /access/permissions, the ticket's "cap" --------------------------------------------------------
 
-    CAP_PATTERNS = {  # compute_api_permission $priv_re_map
+    CAP_PATTERNS: ClassVar[dict[str, str]] = {  # compute_api_permission $priv_re_map
         "vms": r"VM\.|Permissions\.Modify", "access": r"(User|Group)\.|Permissions\.Modify",
         "storage": r"Datastore\.|Permissions\.Modify", "nodes": r"Sys\.|Permissions\.Modify",
         "sdn": r"SDN\.|Permissions\.Modify", "dc": r"Sys\.Audit|Sys\.Modify|SDN\.",

@@ -68,7 +68,8 @@ class AccessStore:
 
         cfg = self.parse("")
         admin, auditor = creds.tokens[ADMIN], creds.tokens[AUDITOR]
-        cfg["users"][auditor.user] = {"enable": 1, "expire": 0, "comment": "vzkeep sandbox: read-only (PVEAuditor on /)"}
+        cfg["users"][auditor.user] = {"enable": 1, "expire": 0,
+                                      "comment": "vzkeep sandbox: read-only (PVEAuditor on /)"}
         cfg["users"][admin.user].setdefault("tokens", {})[admin.token_name] = {
             "privsep": 0, "expire": 0, "comment": "vzkeep sandbox: full access"}
         cfg["users"][auditor.user]["tokens"] = {auditor.token_name: {

@@ -16,9 +16,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import unquote
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import unquote
 
 from vzkeep.sandbox.api.formats import (
     GROUPNAME_RE,
@@ -82,7 +82,8 @@ _ACL_PATHS = [
     r"/pool/[A-Za-z0-9\.\-_]+(?:/[A-Za-z0-9\.\-_]+){0,2}", r"/sdn", r"/sdn/controllers",
     r"/sdn/controllers/[A-Za-z0-9\_\-]+", r"/sdn/dns", r"/sdn/dns/[A-Za-z0-9]+", r"/sdn/ipams",
     r"/sdn/ipams/[A-Za-z0-9]+", r"/sdn/zones", r"/sdn/zones/[A-Za-z0-9\.\-\_]+",
-    r"/sdn/zones/[A-Za-z0-9\.\-\_]+/[A-Za-z0-9\.\-\_]+", r"/sdn/zones/[A-Za-z0-9\.\-\_]+/[A-Za-z0-9\.\-\_]+/[1-9][0-9]{0,3}",
+    r"/sdn/zones/[A-Za-z0-9\.\-\_]+/[A-Za-z0-9\.\-\_]+",
+    r"/sdn/zones/[A-Za-z0-9\.\-\_]+/[A-Za-z0-9\.\-\_]+/[1-9][0-9]{0,3}",
     r"/storage", r"/storage/[A-Za-z0-9\.\-\_]+", r"/vms", r"/vms/[1-9][0-9]{2,}", r"/mapping",
     r"/mapping/[A-Za-z0-9\.\-\_]+", r"/mapping/[A-Za-z0-9\.\-\_]+/[A-Za-z0-9\.\-\_]+",
 ]
@@ -224,8 +225,9 @@ def write_user_config(cfg: Cfg, special_roles: dict[str, frozenset[str]]) -> str
     out: list[str] = []
     for user in sorted(cfg["users"]):
         d = cfg["users"][user]
-        out.append(f"user:{user}:{1 if d.get('enable') else 0}:{int(d.get('expire') or 0)}:{_text(d.get('firstname'))}:"
-                   f"{_text(d.get('lastname'))}:{d.get('email') or ''}:{_text(d.get('comment'))}:{d.get('keys') or ''}:")
+        fields = [user, str(1 if d.get("enable") else 0), str(int(d.get("expire") or 0)), _text(d.get("firstname")),
+                  _text(d.get("lastname")), d.get("email") or "", _text(d.get("comment")), d.get("keys") or ""]
+        out.append("user:" + ":".join(fields) + ":")
         for token in sorted(d.get("tokens") or {}):
             td = d["tokens"][token]
             out.append(f"token:{user}!{token}:{int(td.get('expire') or 0)}:{1 if td.get('privsep') else 0}:"

@@ -170,8 +170,11 @@ def load(version: str) -> ApiSchema:
     methods = {}
     for key, info in data["methods"].items():
         verb, template = key.split(" ", 1)
+        # api_clone_schema only copies the properties it finds, so a method without parameters lost its
+        # empty ``properties``; PVE validates against ``properties => {}`` (any parameter is unknown).
+        parameters = {"properties": {}, **info["parameters"]}
         methods[key] = Method(
-            method=verb, path=template, parameters=expand_indexed(info["parameters"]),
+            method=verb, path=template, parameters=expand_indexed(parameters),
             returns=expand_indexed(info["returns"]), permissions=info.get("permissions"),
             allowtoken=bool(info.get("allowtoken")), protected=bool(info.get("protected")),
             proxyto=info.get("proxyto"),
