@@ -218,7 +218,8 @@ def test_access_state_survives_a_restart_and_its_files_are_private(tmp_path: Pat
     call(app, "PUT", "/access/acl", path="/vms", roles="Keeper", users="keeper@pve")
     reopened = make_app(open_or_create(tmp_path / "state", stepped=True)[0], tmp_path / "state")
     assert call(reopened, "GET", "/access/roles/Keeper") == {"VM.Audit": 1}
-    assert reopened.access.token_valid("keeper@pve!tk", secret) and not reopened.access.token_valid("keeper@pve!tk", "x")
+    store = reopened.access
+    assert store.token_valid("keeper@pve!tk", secret) and not store.token_valid("keeper@pve!tk", "x")
     assert reopened.access.password_valid("keeper@pve", "correct-horse")
     for name in ("user.cfg", "token.cfg", "shadow.cfg"):
         path = tmp_path / "state" / "access" / name
@@ -243,3 +244,46 @@ def test_a_new_token_authenticates_over_https_until_it_is_deleted(tmp_path: Path
                                timeout=30).status_code == 200
         reply = requests.get(f"{url}/version", headers=mine, verify=False, timeout=30)
         assert (reply.status_code, reply.reason) == (401, "Authentication failed!")
+
+
+# -- restore (pve-container src/PVE/API2/LXC.pm create_vm) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["9", "8"])
+def test_restoring_a_privileged_container_needs_sys_modify_on_root_since_9(tmp_path: Path, version: str) -> None:
+    app = make(tmp_path, version)
+    with app.cluster.lock:
+        app.cluster.guests[300].config["unprivileged"] = "1"  # 301 stays privileged (no 'unprivileged: 1')
+    for vmid in (300, 301):
+        call(app, "POST", "/nodes/pve1/vzdump", vmid=str(vmid), storage="backup-monitoring")
+    call(app, "POST", "/access/users", userid="restorer@pve")
+    call(app, "PUT", "/access/acl", path="/vms", roles="PVEVMAdmin", users="restorer@pve")
+    call(app, "PUT", "/access/acl", path="/storage", roles="PVEDatastoreAdmin", users="restorer@pve")
+    restorer = Principal("restorer@pve")
+    archives = {e["vmid"]: e["volid"] for e in call(app, "GET", "/nodes/pve1/storage/backup-monitoring/content")}
+    upid = call(app, "POST", "/nodes/pve1/lxc", restorer, vmid="7300", ostemplate=archives[300], restore="1")
+    assert upid.startswith("UPID:pve1:")
+    if version == "9":
+        assert refused(app, "POST", "/nodes/pve1/lxc", restorer, vmid="7301", ostemplate=archives[301],
+                       restore="1").message == "Permission check failed (/, Sys.Modify)\n"
+    else:
+        assert call(app, "POST", "/nodes/pve1/lxc", restorer, vmid="7301", ostemplate=archives[301],
+                    restore="1").startswith("UPID:pve1:")
+
+
+def test_restoring_needs_vm_allocate_or_vm_backup_over_an_existing_guest(app) -> None:
+    call(app, "POST", "/access/users", userid="backupper@pve")
+    call(app, "PUT", "/access/acl", path="/vms/101", roles="PVEVMUser", users="backupper@pve")
+    call(app, "PUT", "/access/acl", path="/storage", roles="PVEDatastoreUser", users="backupper@pve")
+    backupper = Principal("backupper@pve")
+    volid = next(e["volid"] for e in call(app, "GET", CONTENT) if e["vmid"] == 101)
+    assert refused(app, "POST", "/nodes/pve1/qemu", backupper, vmid="7101", archive=volid).message == (
+        "Permission check failed\n")  # raise_perm_exc() without a path: no VM.Allocate anywhere
+    # over the existing guest with force, VM.Backup is enough: the permission check passes, the engine decides
+    try:
+        outcome = call(app, "POST", "/nodes/pve1/qemu", backupper, vmid="101", archive=volid, force="1")
+    except ApiError as exc:
+        outcome = exc.message
+    assert not str(outcome).startswith("Permission check failed"), outcome
+    assert refused(app, "POST", "/nodes/pve1/qemu", vmid="7102", archive=volid, scsi0="local:1").errors == {
+        "scsi0": "option conflicts with option 'archive'"}
