@@ -40,6 +40,7 @@ class RpcEnv:
     _cache: dict[tuple[str, str], Privs] = field(default_factory=dict)
     _poolroles: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     _pools: Mapping[str, PoolMembers] | None = None
+    _root: Privs | None = None
 
     @property
     def pools(self) -> Mapping[str, PoolMembers]:
@@ -93,8 +94,10 @@ class RpcEnv:
     def permissions(self, user: str, path: str) -> Privs:
         """``RPCEnvironment::permissions``: the privileges set on ``path``; privsep tokens get the
         intersection of the token's and the owning user's."""
-        if user == ROOT:
-            return dict.fromkeys(self.cfg["roles"]["Administrator"], 1)
+        if user == ROOT:  # "root can do anything"
+            if self._root is None:
+                self._root = dict.fromkeys(self.cfg["roles"]["Administrator"], 1)
+            return self._root
         parts = usercfg.split_tokenid(user)
         if parts:
             token = usercfg.token_of(self.cfg, *parts)
