@@ -92,6 +92,15 @@ def perl_true(value: Any) -> bool:
     return value is not None and value != "" and str(value) != "0"
 
 
+def passes(fmt: CodeFormat, value: str) -> bool:
+    """Whether a code format accepts ``value`` (the ``$noerr`` form of PVE's verify functions)."""
+    try:
+        fmt(value)
+    except FormatError:
+        return False
+    return True
+
+
 def perl_match(pattern: str, value: str, flags: int = 0) -> re.Match[str] | None:
     """``$value =~ m/^…$/``: Python's ``$`` matches like Perl's (end, or before a final newline)."""
     return re.search(pattern, value, flags)

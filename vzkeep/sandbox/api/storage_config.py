@@ -20,7 +20,7 @@ from vzkeep.sandbox import configuration
 from vzkeep.sandbox.api.access.usercfg import find_acl_tree_node
 from vzkeep.sandbox.api.common import cluster_of
 from vzkeep.sandbox.api.errors import ApiError, die, locked
-from vzkeep.sandbox.api.formats import FormatError, perl_match, split_list, verify_node_name
+from vzkeep.sandbox.api.formats import passes, perl_match, split_list, verify_node_name
 from vzkeep.sandbox.api.router import Handlers, Request
 from vzkeep.sandbox.model import Storage
 
@@ -137,7 +137,7 @@ def check_config(req: Request, kind: str, sid: str, params: dict[str, Any], crea
         if key == "content":
             settings[key] = _decode_content(kind, str(value))
         elif key == "nodes":
-            settings[key] = {n for n in split_list(str(value)) if _valid_node(n)}
+            settings[key] = {n for n in split_list(str(value)) if passes(verify_node_name, n)}
         else:
             settings[key] = value
     if create:
@@ -145,14 +145,6 @@ def check_config(req: Request, kind: str, sid: str, params: dict[str, Any], crea
             if not spec.get("optional") and settings.get(key) is None:
                 raise ValueError(f"missing value for required option '{key}'\n")
     return settings
-
-
-def _valid_node(name: str) -> bool:
-    try:
-        verify_node_name(name)
-    except FormatError:
-        return False
-    return True
 
 
 def _create(req: Request) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from vzkeep.sandbox.api.formats import (
     REALM_RE,
     TOKEN_FULL_RE,
     USER_RE,
-    FormatError,
+    passes,
     perl_match,
     perl_split,
     split_list,
@@ -50,11 +50,7 @@ def is_tokenid(authid: str) -> bool:
 
 
 def valid_username(userid: str) -> bool:
-    try:
-        verify_username(userid)
-    except FormatError:
-        return False
-    return True
+    return passes(verify_username, userid)
 
 
 def realm_of(userid: str) -> str | None:
