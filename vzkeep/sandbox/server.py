@@ -265,7 +265,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith(CONTROL_PREFIX + "/"):
             rel, router = path[len(CONTROL_PREFIX):], self.server.app.control
         else:
-            self._discard_and_close()
+            if self.headers.get("Content-Length") not in (None, "", "0"):
+                self._discard_and_close()
             self._send_error(ApiError(501, f"Method '{method} {path}' not implemented"))
             return
         encoding = self.headers.get("Transfer-Encoding")
