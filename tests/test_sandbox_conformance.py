@@ -95,9 +95,13 @@ FORMAT_CASES: dict[str, tuple[str, str, str]] = {
     "pve-cpuset": ("0-3,5", "3-1", "unable to parse cpuset option\n"),
     "pve-hotplug-features": ("network,disk", "gpu", "invalid hotplug feature 'gpu'\n"),
     "pve-qm-bootdisk": ("scsi0", "scsi99", "invalid boot disk 'scsi99'\n"),
+    "pve-volume-id-or-qm-path": ("local-lvm:vm-100-disk-0", "novolume", "unable to parse volume ID 'novolume'\n"),
+    "pve-volume-id-or-absolute-path": ("/dev/sdb", "novolume", "unable to parse volume ID 'novolume'\n"),
     # pve-container src/PVE/LXC/Config.pm
     "lxc-ip-with-ll-iface": ("fe80::1%eth0", "999.1.1.1", "value does not look like a valid IP address\n"),
     "pve-ct-timezone": ("host", "Mars/Olympus", "invalid time zone 'Mars/Olympus'\n"),
+    "pve-lxc-mp-string": ("/mnt/data", "/mnt/../etc", "/mnt/../etc contains illegal character sequences\n"),
+    "pve-lxc-dev-string": ("/dev/ttyUSB0", "/tmp/x", "/tmp/x is not a valid device path\n"),
 }
 # Property-string formats known by name (registered as hashes): any unknown key is refused the same way.
 HASH_FORMATS = {"prune-backups", "backup-fleecing", "backup-performance", "pve-qm-ide", "pve-qm-boot",
