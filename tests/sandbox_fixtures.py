@@ -20,6 +20,8 @@ from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running, launch
 from vzkeep.sandbox.server import SandboxApp
 
+BACKUP_READER_PRIVILEGES = "Datastore.AllocateSpace,VM.Backup"
+
 
 @dataclass
 class RunningSandbox:
@@ -84,6 +86,16 @@ class RunningSandbox:
 
     def advance(self, seconds: float) -> list[str]:
         return self.sandbox.advance(seconds)
+
+    def grant_backup_listing(self) -> None:
+        """Let the auditor (PVEAuditor on /) also see backups: PVE lists a backup volume only to whoever has
+        ``Datastore.Allocate`` on its storage, or ``Datastore.AllocateSpace`` there and ``VM.Backup`` on its guest
+        (pve-storage ``src/PVE/Storage.pm`` ``check_volume_access``). User and privilege-separated token both
+        get the extra role, the way an admin sets up a monitoring identity."""
+        auditor = self.info["tokens"]["auditor"]
+        self.app.call("POST", "/access/roles", {"roleid": "BackupReader", "privs": BACKUP_READER_PRIVILEGES})
+        self.app.call("PUT", "/access/acl", {"path": "/", "roles": "BackupReader", "users": auditor["user"],
+                                             "tokens": f"{auditor['user']}!{auditor['token_name']}"})
 
 
 @contextmanager

@@ -66,3 +66,8 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_atomic_durable(path: str | os.PathLike[str], text: str, mode: int = PUBLIC) -> None:
+    """:func:`write_atomic` (which already fsyncs the directory after the rename)."""
+    write_atomic(path, text, mode)
