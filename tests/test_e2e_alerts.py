@@ -49,7 +49,7 @@ from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running
 from vzkeep.sandbox.seed import DEFAULT_SEED, create_jobs, load_seed
 from vzkeep.sandbox.server import make_app, serve_app
-from vzkeep.sandbox.vzdump import Settings
+from vzkeep.sandbox.settings import Settings
 
 VZKEEP = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "vzkeep")
 FAST = DeliveryTiming(

@@ -11,11 +11,13 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
+def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644, fsync: bool = True) -> None:
     """Write `text` to a temp file in the same directory, fsync, then rename over `path`.
 
     The temp file is created 0600 (mkstemp) and gets `mode` before the rename, so a file holding a
-    secret (mode 0600) is never readable by others, not even for an instant.
+    secret (mode 0600) is never readable by others, not even for an instant. `fsync=False` skips the
+    flush to disk: the rename still makes the file whole or absent for any reader and after a killed
+    process, only a power loss could leave it empty (for state that is rewritten often).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,7 +26,8 @@ def write_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> 
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

@@ -15,6 +15,8 @@ from vzkeep.sandbox.engine import STATE_FILE, Sandbox
 from vzkeep.sandbox.seed import DEFAULT_SEED, Seed, SeedError, create_jobs, from_stacks, load_seed
 from vzkeep.sandbox.server import CONNECTION_FILE, SandboxError, SandboxServer, make_app, serve_app
 
+SEEDING_FILE = ".seeding"  # present while a new sandbox is being seeded
+
 
 class LaunchError(Exception):
     """Why the sandbox could not start, phrased for the user (bad seed, busy port, bad state)."""
@@ -34,6 +36,7 @@ class Running:
         return json.loads((self.state_dir / CONNECTION_FILE).read_text())
 
     def stop(self) -> None:
+        self.sandbox.interrupt()  # a long `advance` stops at its next event instead of holding the lock
         self.sandbox.stop_ticker()
         self.server.stop()
         self.sandbox.save()
@@ -54,8 +57,12 @@ def open_or_create(state_dir: Path, seed: Path | None = None, stacks_root: Path 
                    speed: float | None = None, stepped: bool = False,
                    start_epoch: float | None = None) -> tuple[Sandbox, bool]:
     """The sandbox of ``state_dir``: reopened if it exists (seed ignored), else created and seeded,
-    its clock starting at ``start_epoch`` (default now)."""
-    if (state_dir / STATE_FILE).exists():
+    its clock starting at ``start_epoch`` (default now).
+
+    Seeding is all or nothing: a marker file exists while it runs, and a start that finds it (the
+    previous one failed or was killed midway) seeds again from scratch."""
+    marker = state_dir / SEEDING_FILE
+    if (state_dir / STATE_FILE).exists() and not marker.exists():
         return Sandbox.open(state_dir, speed=speed, stepped=stepped), False
     try:
         plan = _seed(state_dir, seed, stacks_root)
@@ -63,12 +70,15 @@ def open_or_create(state_dir: Path, seed: Path | None = None, stacks_root: Path 
         raise LaunchError(str(exc)) from None
     if start_epoch is not None:
         plan.cluster.clock_epoch = start_epoch
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("seeding\n")
     sandbox = Sandbox.create(state_dir, plan.cluster, speed=speed, stepped=stepped)
     try:
         create_jobs(make_app(sandbox, state_dir), plan)
     except SeedError as exc:
         (state_dir / STATE_FILE).unlink(missing_ok=True)  # the next start seeds again from scratch
         raise LaunchError(str(exc)) from None
+    marker.unlink()
     return sandbox, True
 
 

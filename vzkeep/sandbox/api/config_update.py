@@ -30,8 +30,8 @@ from vzkeep.sandbox.api.errors import die, param_error, permission_denied
 from vzkeep.sandbox.api.guests import config_digest, guest_config, unnamed
 from vzkeep.sandbox.api.router import Request, Router
 from vzkeep.sandbox.api.schema import NODE, VMID, Param, check_value
+from vzkeep.sandbox.guestconfig import mac_address
 from vzkeep.sandbox.model import Guest
-from vzkeep.sandbox.vzdump import mac_address
 
 MAX_NETS = 32  # qemu-server QemuServer.pm $MAX_NETS; pve-container $MAX_LXC_NETWORKS
 NET_RE = re.compile(r"net(\d+)$")

@@ -25,8 +25,8 @@ from vzkeep.sandbox.api.common import (
 from vzkeep.sandbox.api.errors import die
 from vzkeep.sandbox.api.router import Request, Router
 from vzkeep.sandbox.api.schema import NODE, VMID, Param
+from vzkeep.sandbox.guestconfig import mac_address
 from vzkeep.sandbox.model import Guest
-from vzkeep.sandbox.vzdump import mac_address
 
 TASK_PREFIX = {"qemu": "qm", "lxc": "vz"}
 

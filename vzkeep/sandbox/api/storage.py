@@ -82,7 +82,7 @@ def _content(req: Request) -> list[dict[str, Any]]:
 def _volume_path(req: Request) -> tuple[Storage, str, Path]:
     """Resolve ``{volume}`` (``sid:backup/file`` or ``backup/file``) to its file (Content.pm real_volume_id)."""
     storage = storage_or_400(req, req.params["storage"], req.params["node"])
-    path = req.app.sandbox.volume_path(storage.id, req.params["volume"])
+    path = req.app.sandbox.volume_path(storage.id, req.params["volume"], req.params["node"])
     return storage, f"{storage.id}:backup/{path.name}", path
 
 
@@ -110,19 +110,10 @@ def _volume_info(req: Request) -> dict[str, Any]:
 def _update_volume(req: Request) -> None:
     """Notes and protection as sidecar files (DirPlugin.pm update_volume_notes / _attribute, §1.3)."""
     node_or_fail(req, req.params["node"])
-    _, _, path = _volume_path(req)
-    if "notes" in req.params:
-        notes_file = path.with_name(path.name + ".notes")
-        if req.params["notes"] == "":
-            notes_file.unlink(missing_ok=True)  # an empty value deletes the file
-        else:
-            notes_file.write_text(req.params["notes"], encoding="utf-8")
-    if "protected" in req.params:
-        flag = path.with_name(path.name + ".protected")
-        if req.params["protected"]:
-            flag.touch(mode=0o644)
-        else:
-            flag.unlink(missing_ok=True)
+    storage, volid, _ = _volume_path(req)
+    protected = req.params.get("protected")
+    req.app.sandbox.update_volume(req.params["node"], storage.id, volid, notes=req.params.get("notes"),
+                                  protected=None if protected is None else bool(protected))
 
 
 def _delete_volume(req: Request) -> str:
