@@ -220,7 +220,7 @@ def test_storage_above_80_percent_alerts_in_telegram(sandbox: RunningSandbox, st
     before = len(telegram.messages)
     storage = sandbox.sandbox.cluster.storages["backup-prod"]
     used = sandbox.sandbox.storage_status("backup-prod", "pve1")["used"]
-    sandbox.sandbox.fill_storage("backup-prod", int(storage.capacity_bytes * 0.85) - used)
+    sandbox.sandbox.fill_storage("backup-prod", int(storage.capacity_bytes * 0.85) - used, "pve1")
     message = message_with(
         telegram, "BackupStorageAbove80Percent", "storage: backup-prod", "environment: prod", after=before
     )
@@ -230,7 +230,7 @@ def test_storage_above_80_percent_alerts_in_telegram(sandbox: RunningSandbox, st
 def test_every_alert_resolves_after_recovery(sandbox: RunningSandbox, stack: dict[str, Any]) -> None:
     telegram, prom = stack["telegram"], stack["prometheus"]
     before = len(telegram.messages)
-    sandbox.sandbox.fill_storage("backup-prod", 0)
+    sandbox.sandbox.fill_storage("backup-prod", 0, "pve1")
     sandbox.sandbox.lock_guest(LOCKED_VMID, None)
     prod_backup(sandbox.sandbox)
     wait_until(lambda: not query(prom, 'ALERTS{alertstate="firing"}'), STEP_TIMEOUT, "every alert to resolve")

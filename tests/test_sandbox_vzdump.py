@@ -15,9 +15,9 @@ import zstandard
 from vzkeep.pve import ct_tar, vma
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.model import Cluster, Guest, Node, Pool, Storage
-from vzkeep.sandbox.tasks import PveError
 from vzkeep.sandbox.pveformat import command_line, format_size, render_notes
 from vzkeep.sandbox.settings import Settings
+from vzkeep.sandbox.tasks import PveError
 
 # 2025-06-10 12:00:00 UTC = 14:00 in Europe/Paris (CEST, UTC+2)
 T0 = 1749556800
