@@ -157,7 +157,8 @@ def status(sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: Js
     table = Table("storage", "type", "used", "total", "used %")
     for s in data["storages"]:
         pct = f"{100 * s['used'] / s['total']:.1f}" if s["total"] else "-"
-        table.add_row(s["storage"] + (f" ({s['node']})" if s.get("node") else ""), s["type"], _human(s["used"]), _human(s["total"]), pct)
+        where = s["storage"] + (f" ({s['node']})" if s.get("node") else "")  # a local storage: one row per node
+        table.add_row(where, s["type"], _human(s["used"]), _human(s["total"]), pct)
     console.print(table)
     for fault in data.get("faults", []):
         console.print(f"fault armed: {fault['kind']} x{fault['count']}" + ("" if fault["cleanup"] else " (no cleanup)"))

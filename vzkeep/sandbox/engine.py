@@ -174,6 +174,8 @@ class Sandbox:
                 for entry in os.scandir(dump):
                     if entry.name.endswith(".dat") or entry.name.startswith("."):
                         Path(entry.path).unlink(missing_ok=True)
+        for temp in [*self.state_dir.glob(".*.json.*"), *self.tasks.root.glob("*/*/.*")]:
+            temp.unlink(missing_ok=True)  # write_atomic's temporary files (a write the kill cut short)
         disks = self.state_dir / "disks"
         if disks.is_dir():
             used = {g.disk_image for g in self.cluster.guests.values() if g.disk_image}
