@@ -49,7 +49,7 @@ from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running
 from vzkeep.sandbox.seed import DEFAULT_SEED, create_jobs, load_seed
 from vzkeep.sandbox.server import make_app, serve_app
-from vzkeep.sandbox.vzdump import Settings
+from vzkeep.sandbox.settings import Settings
 
 VZKEEP = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "vzkeep")
 FAST = DeliveryTiming(
@@ -222,7 +222,7 @@ def test_storage_above_80_percent_alerts_in_telegram(sandbox: RunningSandbox, st
     before = len(telegram.messages)
     storage = sandbox.sandbox.cluster.storages["backup-prod"]
     used = sandbox.sandbox.storage_status("backup-prod", "pve1")["used"]
-    sandbox.sandbox.fill_storage("backup-prod", int(storage.capacity_bytes * 0.85) - used)
+    sandbox.sandbox.fill_storage("backup-prod", int(storage.capacity_bytes * 0.85) - used, "pve1")
     message = message_with(
         telegram, "BackupStorageAbove80Percent", "storage: backup-prod", "environment: prod", after=before
     )
@@ -232,7 +232,7 @@ def test_storage_above_80_percent_alerts_in_telegram(sandbox: RunningSandbox, st
 def test_every_alert_resolves_after_recovery(sandbox: RunningSandbox, stack: dict[str, Any]) -> None:
     telegram, prom = stack["telegram"], stack["prometheus"]
     before = len(telegram.messages)
-    sandbox.sandbox.fill_storage("backup-prod", 0)
+    sandbox.sandbox.fill_storage("backup-prod", 0, "pve1")
     sandbox.sandbox.lock_guest(LOCKED_VMID, None)
     prod_backup(sandbox.sandbox)
     wait_until(lambda: not query(prom, 'ALERTS{alertstate="firing"}'), STEP_TIMEOUT, "every alert to resolve")

@@ -143,7 +143,8 @@ def test_last_success_size_and_count_match_the_storage_content(
     scenario: RunningSandbox, polled: dict[str, Any]
 ) -> None:
     found = polled["found"]
-    listing = scenario.sandbox.listing("backup-prod", "pve1")
+    # backup-prod is a dir storage: each node holds its own guests' archives
+    listing = scenario.sandbox.listing("backup-prod", "pve1") + scenario.sandbox.listing("backup-prod", "pve2")
     by_vmid = collections.defaultdict(list)
     for entry in listing:
         by_vmid[entry["vmid"]].append(entry)
