@@ -66,16 +66,19 @@ class FakePve:
         assert self.process.stdout.readline().strip() == "ready"
         self.connection = out / "pve.json"
 
-    def ask(self, line: str) -> int:
+    def ask(self, line: str) -> str:
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
-        return int(self.process.stdout.readline().strip() or 0)
+        return self.process.stdout.readline().strip()
 
     def count(self, path: str) -> int:
-        return self.ask(f"count {path}")
+        return int(self.ask(f"count {path}"))
 
     def total(self) -> int:
-        return self.ask("total")
+        return int(self.ask("total"))
+
+    def churn(self, on: bool) -> None:
+        self.ask(f"churn {'on' if on else 'off'}")
 
     def close(self) -> None:
         self.process.stdin.close()
@@ -97,10 +100,11 @@ def peak_rss_mb(pid: int) -> float:
 @dataclass
 class Figures:
     calls: float
-    cpu: float
+    cpu: float  # per steady poll (nothing new) or scrape
     rss_mb: float
     first_cpu: float = 0.0
     metrics_seconds: float = 0.0
+    changed_cpu: float = 0.0  # per poll where every storage listing changed
 
 
 def measure_vzkeep(fake: FakePve, port: int) -> Figures:
@@ -109,16 +113,7 @@ def measure_vzkeep(fake: FakePve, port: int) -> Figures:
          "--interval", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "VZKEEP_ENDPOINT": ""})
     try:
-        marks = []  # (cpu, total calls) at the start of each poll after the first
-        seen = 0
-        while len(marks) < RUNS + 2:
-            polls = fake.count("cluster/resources")
-            if polls > seen:
-                seen = polls
-                marks.append((cpu_seconds(process.pid), fake.total()))
-            if process.poll() is not None:
-                raise RuntimeError(f"vzkeep exporter exited with {process.returncode}")
-            time.sleep(0.01)
+        marks = poll_marks(fake, process, RUNS + 2)
         first_cpu = marks[1][0] - marks[0][0]
         steady = marks[1:]
         cpu = statistics.median(b[0] - a[0] for a, b in itertools.pairwise(steady))
@@ -129,10 +124,29 @@ def measure_vzkeep(fake: FakePve, port: int) -> Figures:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
                 reply.read()
             answers.append(time.perf_counter() - started)
-        return Figures(calls, cpu, peak_rss_mb(process.pid), first_cpu, statistics.median(answers))
+        fake.churn(True)
+        changed = poll_marks(fake, process, RUNS + 2)[1:]
+        fake.churn(False)
+        changed_cpu = statistics.median(b[0] - a[0] for a, b in itertools.pairwise(changed))
+        return Figures(calls, cpu, peak_rss_mb(process.pid), first_cpu, statistics.median(answers), changed_cpu)
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def poll_marks(fake: FakePve, process: subprocess.Popen[bytes], count: int) -> list[tuple[float, int]]:
+    """(process CPU seconds, API calls so far) at the start of each of the next ``count`` polls."""
+    marks: list[tuple[float, int]] = []
+    seen = fake.count("cluster/resources")
+    while len(marks) < count:
+        polls = fake.count("cluster/resources")
+        if polls > seen:
+            seen = polls
+            marks.append((cpu_seconds(process.pid), fake.total()))
+        if process.poll() is not None:
+            raise RuntimeError(f"vzkeep exporter exited with {process.returncode}")
+        time.sleep(0.01)
+    return marks
 
 
 def measure_pve_exporter(fake: FakePve) -> Figures:
@@ -172,20 +186,24 @@ def main() -> None:
     sizes = [int(n) for n in parser.parse_args().guests.split(",")]
     print(f"{ARCHIVES} archives per guest; medians of {RUNS} polls/scrapes after the first; "
           f"/metrics: median of {SCRAPES}")
-    print(f"{'guests':>7} | {'vzkeep calls':>12} {'cpu s':>6} {'1st s':>6} {'peak MB':>8} {'/metrics ms':>11} | "
-          f"{'pve-exp calls':>13} {'cpu s':>6} {'peak MB':>8} | {'RSS ratio':>9} {'CPU ratio':>9}")
+    print("vzkeep cpu s: a poll with nothing new; changed: a poll where every listing changed; 1st: the first")
+    print(f"{'guests':>7} | {'vzkeep calls':>12} {'cpu s':>6} {'changed':>7} {'1st s':>6} {'peak MB':>8} "
+          f"{'/metrics ms':>11} | {'pve-exp calls':>13} {'cpu s':>6} {'peak MB':>8} | {'RSS ratio':>9} "
+          f"{'CPU ratio':>9}")
     results = {}
     for n in sizes:
         vz, pve = bench(n)
         results[n] = (vz, pve)
-        print(f"{n:>7} | {vz.calls:>12.0f} {vz.cpu:>6.2f} {vz.first_cpu:>6.2f} {vz.rss_mb:>8.1f} "
+        print(f"{n:>7} | {vz.calls:>12.0f} {vz.cpu:>6.2f} {vz.changed_cpu:>7.2f} {vz.first_cpu:>6.2f} "
+              f"{vz.rss_mb:>8.1f} "
               f"{vz.metrics_seconds * 1000:>11.1f} | {pve.calls:>13.0f} {pve.cpu:>6.2f} {pve.rss_mb:>8.1f} | "
               f"{vz.rss_mb / pve.rss_mb:>9.2f} {vz.cpu / pve.cpu:>9.2f}")
     largest = max(sizes)
     vz, pve = results[largest]
     verdict = {
         f"peak RSS <= prometheus-pve-exporter's at {largest} guests": vz.rss_mb <= pve.rss_mb,
-        f"CPU per poll < {CPU_TARGET_SECONDS:g} s": vz.cpu < CPU_TARGET_SECONDS,
+        f"CPU per poll < {CPU_TARGET_SECONDS:g} s, also when every listing changed":
+            max(vz.cpu, vz.changed_cpu) < CPU_TARGET_SECONDS,
         f"/metrics < {METRICS_TARGET_SECONDS * 1000:g} ms": vz.metrics_seconds < METRICS_TARGET_SECONDS,
     }
     if len(sizes) > 1:

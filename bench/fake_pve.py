@@ -158,6 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.count(path)
         kind = re.search(r"(?:^|&)type=(\w+)", url.query)
         body = self.server.encoded.get(f"{path}?type={kind.group(1)}" if kind else path)
+        if self.server.churn and path in self.server.changed:
+            # Every other answer differs (one backup's size): what the exporter sees after each backup run.
+            body = self.server.changed[path] if self.server.counts[path] % 2 else body
         since = re.search(r"(?:^|&)since=(\d+)", url.query)
         if body is not None and since and path.endswith("/tasks"):
             # PVE lists only tasks started at or after `since` (pve-manager PVE/API2/Tasks.pm node_tasks).
@@ -178,6 +181,10 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, answers: dict[str, Any], context: ssl.SSLContext) -> None:
         self.answers = answers
         self.encoded = {p: json.dumps({"data": a}, separators=(",", ":")).encode() for p, a in answers.items()}
+        self.churn = False
+        self.changed = {p: json.dumps({"data": [{**a[0], "size": a[0]["size"] + 1}, *a[1:]]},
+                                      separators=(",", ":")).encode()
+                        for p, a in answers.items() if p.endswith("/content") and a}
         self.context = context
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
@@ -203,7 +210,8 @@ class _Server(ThreadingHTTPServer):
 
 def serve(out: Path, guests: int, archives: int, now: int) -> None:
     """Write ``out/pve.json`` (the connection file) and serve until stdin closes; ``count PATH`` on stdin
-    prints how often PATH was requested, ``total`` all requests."""
+    prints how often PATH was requested, ``total`` all requests, ``churn on`` makes every storage listing
+    change from one request to the next."""
     from vzkeep.sandbox.tls import ensure_certificate, server_context
 
     out.mkdir(parents=True, exist_ok=True)
@@ -226,6 +234,9 @@ def serve(out: Path, guests: int, archives: int, now: int) -> None:
                 print(sum(server.counts.values()), flush=True)
             elif word == "reset":
                 server.counts.clear()
+                print("ok", flush=True)
+            elif word == "churn":
+                server.churn = arg == "on"
                 print("ok", flush=True)
     server.shutdown()
 

@@ -10,6 +10,7 @@ PVE lists a backup volume only to a token that may access it (pve-storage ``src/
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,15 +27,6 @@ class GuestArchives:
     verified_ctime: int = -1  # ctime of the newest archive with a verify result; -1 = none
     verified_at: int = 0
     verified_ok: bool = False
-
-    def add(self, ctime: int, size: int, verified: tuple[int, bool] | None) -> None:
-        self.count += 1
-        self.total_bytes += size
-        if ctime > self.last_ctime or self.count == 1:
-            self.last_ctime, self.last_size = ctime, size
-        if verified is not None and ctime > self.verified_ctime:
-            self.verified_ctime = ctime
-            self.verified_at, self.verified_ok = verified
 
     def merge(self, other: GuestArchives) -> None:
         self.count += other.count
@@ -54,24 +46,68 @@ class Listing:
     signature: tuple[int, int]  # (volumes, xor of their volid hashes)
 
 
-def summarize(answer: Any, verify: Mapping[str, tuple[int, bool]], what: str) -> Listing:
-    """Reduce one content listing; ``verify`` maps a volid to (verified_at, ok)."""
-    if not isinstance(answer, list):
-        raise ValueError(f"{what}: expected a list, got {type(answer).__name__}")
-    guests: dict[int, GuestArchives] = {}
-    count = mix = 0
-    for entry in answer:
+class _Reducer:
+    """Folds listing entries into per-guest records, one entry at a time."""
+
+    def __init__(self, verify: Mapping[str, tuple[int, bool]]) -> None:
+        self.verify = verify
+        self.guests: dict[int, GuestArchives] = {}
+        self.count = 0
+        self.mix = 0
+
+    def add(self, entry: Mapping[str, Any]) -> None:
+        # Called once per backup volume (150,000 at 5,000 guests): kept flat on purpose.
         vmid = entry.get("vmid")
         if vmid is None:
-            continue  # not a guest's backup (PVE lists vmid for every vzdump archive)
+            return  # not a guest's backup (PVE gives vmid for every vzdump archive)
         volid = str(entry.get("volid", ""))
-        record = guests.get(int(vmid))
+        ctime, size = entry.get("ctime") or 0, entry.get("size") or 0
+        if type(vmid) is not int or type(ctime) is not int or type(size) is not int:
+            vmid, ctime, size = int(vmid), int(ctime), int(size)  # PVE sends integers (Content.pm int())
+        record = self.guests.get(vmid)
         if record is None:
-            record = guests[int(vmid)] = GuestArchives()
-        record.add(int(entry.get("ctime") or 0), int(entry.get("size") or 0), verify.get(volid))
-        count += 1
-        mix ^= hash(volid)
-    return Listing(guests, (count, mix))
+            self.guests[vmid] = record = GuestArchives(1, size, ctime, size)
+        else:
+            record.count += 1
+            record.total_bytes += size
+            if ctime > record.last_ctime:
+                record.last_ctime, record.last_size = ctime, size
+        if self.verify and (verified := self.verify.get(volid)) is not None and ctime > record.verified_ctime:
+            record.verified_ctime = ctime
+            record.verified_at, record.verified_ok = verified
+        self.count += 1
+        self.mix ^= hash(volid)
+
+    def listing(self) -> Listing:
+        return Listing(self.guests, (self.count, self.mix))
+
+
+def summarize(answer: Any, verify: Mapping[str, tuple[int, bool]], what: str) -> Listing:
+    """Reduce one content listing (parsed); ``verify`` maps a volid to (verified_at, ok)."""
+    if not isinstance(answer, list):
+        raise ValueError(f"{what}: expected a list, got {type(answer).__name__}")
+    reducer = _Reducer(verify)
+    for entry in answer:
+        reducer.add(entry)
+    return reducer.listing()
+
+
+def summarize_body(body: bytes, verify: Mapping[str, tuple[int, bool]], what: str) -> Listing:
+    """Reduce one content listing from PVE's JSON body: each volume's object is folded in as soon as the
+    parser has built it, so no list of 100,000 dicts ever exists."""
+    reducer = _Reducer(verify)
+
+    def fold(obj: dict[str, Any]) -> Any:
+        if "volid" in obj:
+            reducer.add(obj)
+            return None
+        return obj
+
+    answer = json.loads(body, object_hook=fold)
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list):
+        raise ValueError(f"{what}: expected a list, got {type(data).__name__}")
+    return reducer.listing()
 
 
 def merge_nodes(listings: Iterable[Listing]) -> dict[int, GuestArchives]:

@@ -66,6 +66,8 @@ class GuestCollector(Collector):
     vzkeep_guest_covered{env="prod",vmid="100"} 1.0
     """
 
+    INPUTS = ("guests", "covered")  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -95,6 +97,8 @@ class ArchiveCollector(Collector):
     # TYPE vzkeep_backup_last_success_timestamp_seconds gauge
     vzkeep_backup_last_success_timestamp_seconds{env="prod",vmid="100",storage="backup-prod"} 1.7957412e+09
     """
+
+    INPUTS = ("archives",)  # the snapshot fields it reads
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -136,6 +140,8 @@ class AttemptCollector(Collector):
     vzkeep_backup_last_status{env="prod",vmid="100"} 1.0
     """
 
+    INPUTS = ("attempts", "guests")  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -164,6 +170,8 @@ class JobCollector(Collector):
     # TYPE vzkeep_job_info gauge
     vzkeep_job_info{job="vzkeep-prod",env="prod",schedule="02:00",storage="backup-prod"} 1.0
     """
+
+    INPUTS = ("jobs",)  # the snapshot fields it reads
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -245,6 +253,8 @@ class PrivilegeCollector(Collector):
     vzkeep_missing_privilege{privilege="VM.Backup",path="/vms"} 1.0
     """
 
+    INPUTS = ("missing_privileges",)  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -267,6 +277,8 @@ class StorageCollector(Collector):
     vzkeep_storage_used_bytes{storage="backup-prod",node="pve1"} 4.2e+09
     """
 
+    INPUTS = ("storages",)  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -286,6 +298,8 @@ class StorageCollector(Collector):
 
 class VerifyCollector(Collector):
     """Results of ``vzkeep verify`` for each guest's newest verified archive (``--verify-results``)."""
+
+    INPUTS = ("verifications",)  # the snapshot fields it reads
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -314,6 +328,8 @@ class VerifyCollector(Collector):
 class DrillCollector(Collector):
     """Restore drills (``--drill-results``): did the newest one pass, how long it took, last success."""
 
+    INPUTS = ("drills",)  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -340,6 +356,8 @@ class DrillCollector(Collector):
 class StateCollector(Collector):
     """The Pulumi state bucket (``--state-backend``)."""
 
+    INPUTS = ("state",)  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -362,22 +380,31 @@ class StateCollector(Collector):
         yield last
 
 
+# What changes with every poll: the exporter's own health and the cluster's clock.
+LIVE_COLLECTORS: tuple[type[Collector], ...] = (ExporterCollector, ClusterCollector)
+# What changes only when the cluster does (a backup, a prune, a new guest): each says what it reads in
+# ``INPUTS``, so its output is formatted again only when those changed (``inputs_of``).
+DATA_COLLECTORS: tuple[type[Collector], ...] = (
+    GuestCollector,
+    ArchiveCollector,
+    AttemptCollector,
+    JobCollector,
+    PrivilegeCollector,
+    StorageCollector,
+    VerifyCollector,
+    DrillCollector,
+    StateCollector,
+)
+
+
+def inputs_of(kind: type[Collector], snapshot: Snapshot) -> tuple[object, ...]:
+    """What a data collector reads: two snapshots with equal inputs give it the same output."""
+    return tuple(getattr(snapshot, name) for name in kind.INPUTS)  # type: ignore[attr-defined]
+
+
 def collectors(snapshot: Snapshot) -> Iterable[Collector]:
     """The collectors a scrape runs: all of them; the optional ones publish nothing without their input."""
-    kinds = (
-        ExporterCollector,
-        GuestCollector,
-        ArchiveCollector,
-        AttemptCollector,
-        JobCollector,
-        ClusterCollector,
-        PrivilegeCollector,
-        StorageCollector,
-        VerifyCollector,
-        DrillCollector,
-        StateCollector,
-    )
-    return [kind(snapshot) for kind in kinds]
+    return [kind(snapshot) for kind in (*LIVE_COLLECTORS, *DATA_COLLECTORS)]
 
 
 def registry_for(snapshot: Snapshot) -> CollectorRegistry:

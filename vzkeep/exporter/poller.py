@@ -18,6 +18,7 @@ sandbox without the route) is skipped without failing the poll, and said once in
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vzkeep.exporter import archives, jobs, results
-from vzkeep.exporter.api import NOT_IMPLEMENTED, ApiGet, describe, http_status, proxmoxer_get
+from vzkeep.exporter.api import NOT_IMPLEMENTED, ApiGet, describe, http_status, proxmoxer_get, raw_body
 from vzkeep.exporter.clock import read_clock
 from vzkeep.exporter.privileges import PrivilegeCheck
 from vzkeep.exporter.resources import Resources
@@ -85,6 +86,9 @@ class Poller:
         self.job_runs = jobs.JobRuns()
         self.privileges = PrivilegeCheck(authid)
         self.unsupported: set[str] = set()
+        self.verify_stamp: tuple[int, int] | None = None  # the verify results file read last
+        self._listing_keys: dict[tuple[str, str], tuple[bytes, tuple[int, int] | None]] = {}
+        self._derived_cache: tuple[Any, _Derived] | None = None
         self.snapshot = Snapshot()
 
     # -- one poll ------------------------------------------------------------------------------------------
@@ -129,7 +133,9 @@ class Poller:
     # -- parts ---------------------------------------------------------------------------------------------
 
     def _poll_resources(self) -> None:
-        self.parts.resources = Resources.parse(self.get("cluster/resources"))
+        body = raw_body(self.get, "cluster/resources")
+        self.parts.resources = Resources.parse(self.get("cluster/resources")) if body is None else \
+            Resources.parse_body(body)
 
     def _poll_jobs(self) -> None:
         self.parts.jobs = jobs.parse_jobs(self.get("cluster/backup"))
@@ -156,13 +162,26 @@ class Poller:
                              self.job_runs.record)
 
     def _poll_content(self, storage: str, node: str) -> None:
-        answer = self.get(f"nodes/{node}/storage/{storage}/content", content="backup")
-        self.parts.listings[(storage, node)] = archives.summarize(answer, self.parts.verify,
-                                                                  f"storage {storage} content")
+        path, what = f"nodes/{node}/storage/{storage}/content", f"storage {storage} content"
+        body = raw_body(self.get, path, content="backup")
+        if body is None:
+            listing = archives.summarize(self.get(path, content="backup"), self.parts.verify, what)
+        else:
+            # Storage content changes when backups are made or pruned: most polls get the same bytes.
+            key = (hashlib.blake2b(body, digest_size=16).digest(), self.verify_stamp)
+            cached = self._listing_keys.get((storage, node))
+            if cached == key and (storage, node) in self.parts.listings:
+                return
+            listing = archives.summarize_body(body, self.parts.verify, what)
+            self._listing_keys[(storage, node)] = key
+        self.parts.listings[(storage, node)] = listing
 
     def _read_verify_results(self) -> None:
         assert self.verify_results is not None
-        self.parts.verify = results.read_verify_results(self.verify_results)
+        stamp = results.file_stamp(self.verify_results)
+        if stamp != self.verify_stamp or stamp is None:
+            self.parts.verify = results.read_verify_results(self.verify_results)
+            self.verify_stamp = stamp
 
     def _read_drill_results(self) -> None:
         assert self.drill_results is not None
@@ -181,20 +200,15 @@ class Poller:
         if res is None:
             return replace(previous, up=False, poll_duration=duration, poll_errors=previous.poll_errors + 1,
                            failed_parts=tuple(failed))
-        guests = list(res.guests)
-        job_list = self.parts.jobs
-        covering = _covering_jobs(guests, job_list)
-        per_storage = self._archives_per_storage()
-        not_backed_up = self.parts.not_backed_up or set()
-        selected, listed = _job_guests(guests, job_list, per_storage)
+        derived = self._derived(res)
         return Snapshot(
-            guests=tuple(guests),
-            covered={g.vmid: bool(covering[g.vmid]) and g.vmid not in not_backed_up for g in guests},
-            archives=tuple(_archive_stats(guests, per_storage, covering, job_list)),
+            guests=res.guests,
+            covered=derived.covered,
+            archives=derived.archives,
             attempts=tuple(a for _, a in sorted(self.tasks.attempts.items())),
-            jobs=tuple(self.job_runs.infos(job_list, selected, listed)),
+            jobs=tuple(self.job_runs.infos(self.parts.jobs, derived.selected, derived.listed)),
             storages=tuple(res.storage_usage()),
-            verifications=tuple(_verifications(guests, per_storage)),
+            verifications=derived.verifications,
             drills=self.parts.drills,
             state=self.parts.state,
             clock=self.parts.clock,
@@ -206,11 +220,41 @@ class Poller:
             failed_parts=tuple(failed),
         )
 
-    def _archives_per_storage(self) -> dict[str, dict[int, archives.GuestArchives]]:
-        by_storage: dict[str, list[archives.Listing]] = {}
-        for (storage, _node), listing in sorted(self.parts.listings.items()):
-            by_storage.setdefault(storage, []).append(listing)
-        return {storage: archives.merge_nodes(listings) for storage, listings in by_storage.items()}
+    def _derived(self, res: Resources) -> _Derived:
+        """Coverage, archive and verification series: recomputed only when guests, jobs or listings changed
+        (most polls: nothing did), so a steady poll costs little whatever the number of archives."""
+        key = (res.guests, [sorted(j.items()) for j in self.parts.jobs], self.parts.not_backed_up,
+               sorted((k, id(v)) for k, v in self.parts.listings.items()))
+        if self._derived_cache is None or self._derived_cache[0] != key:
+            self._derived_cache = (key, _derive(res.guests, self.parts.jobs, self.parts.not_backed_up or set(),
+                                                self.parts.listings))
+        return self._derived_cache[1]
+
+
+@dataclass(frozen=True)
+class _Derived:
+    covered: Mapping[int, bool]
+    archives: tuple[ArchiveStats, ...]
+    verifications: tuple[Verification, ...]
+    selected: Mapping[str, int]
+    listed: Mapping[str, int]
+
+
+def _derive(guests: tuple[GuestInfo, ...], job_list: list[dict[str, Any]], not_backed_up: set[int],
+            listings: Mapping[tuple[str, str], archives.Listing]) -> _Derived:
+    guest_list = list(guests)
+    covering = _covering_jobs(guest_list, job_list)
+    by_storage: dict[str, list[archives.Listing]] = {}
+    for (storage, _node), listing in sorted(listings.items()):
+        by_storage.setdefault(storage, []).append(listing)
+    per_storage = {storage: archives.merge_nodes(found) for storage, found in by_storage.items()}
+    selected, listed = _job_guests(guest_list, job_list, per_storage)
+    return _Derived(
+        covered={g.vmid: bool(covering[g.vmid]) and g.vmid not in not_backed_up for g in guest_list},
+        archives=tuple(_archive_stats(guest_list, per_storage, covering, job_list)),
+        verifications=tuple(_verifications(guest_list, per_storage)),
+        selected=selected, listed=listed,
+    )
 
 
 def _covering_jobs(guests: list[GuestInfo], job_list: list[dict[str, Any]]) -> dict[int, list[str]]:

@@ -7,6 +7,7 @@ may see is filtered there: guests need ``VM.Audit``, a guest's ``pool`` needs ``
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,26 +35,29 @@ class Resources:
 
     @classmethod
     def parse(cls, answer: Any) -> Resources:
+        """From the parsed answer (a list of resource objects)."""
         if not isinstance(answer, list):
             raise ValueError(f"/cluster/resources: expected a list, got {type(answer).__name__}")
-        guests = sorted(
-            (GuestInfo(int(r["vmid"]), str(r.get("name") or ""), str(r["type"]), str(r.get("node") or ""),
-                       str(r.get("pool") or ""))
-             for r in answer if r.get("type") in ("qemu", "lxc") and not int(r.get("template") or 0)),
-            key=lambda g: g.vmid,
-        )
-        nodes = [r for r in answer if r.get("type") == "node"]
-        if nodes:
-            online = sorted(str(n["node"]) for n in nodes if n.get("status") == "online")
-        else:  # without node entries (a restricted token), the nodes guests and storages name
-            online = sorted({str(r["node"]) for r in answer if r.get("node")})
-        storages = sorted(
-            (_backup_storage(s) for s in answer
-             if s.get("type") == "storage" and "backup" in str(s.get("content", "")).split(",")
-             and s.get("status") == "available"),
-            key=lambda s: (s.storage, s.node),
-        )
-        pools = sorted({str(r["pool"]) for r in answer if r.get("pool")})
+        return cls._of([_entry(r) for r in answer])
+
+    @classmethod
+    def parse_body(cls, body: bytes) -> Resources:
+        """From PVE's JSON body; each resource is reduced as soon as it is parsed (5,000 guests are 5,000
+        objects of 20 fields each otherwise)."""
+        answer = json.loads(body, object_hook=lambda obj: _entry(obj) if "type" in obj else obj)
+        data = answer.get("data") if isinstance(answer, dict) else None
+        if not isinstance(data, list):
+            raise ValueError(f"/cluster/resources: expected a list, got {type(data).__name__}")
+        return cls._of(data)
+
+    @classmethod
+    def _of(cls, entries: list[_Entry]) -> Resources:
+        guests = sorted((e.guest for e in entries if e.guest is not None), key=lambda g: g.vmid)
+        nodes = [e for e in entries if e.kind == "node"]
+        # Without node entries (a restricted token), the nodes guests and storages name.
+        online = sorted(e.node for e in nodes if e.online) if nodes else sorted({e.node for e in entries if e.node})
+        storages = sorted((e.storage for e in entries if e.storage is not None), key=lambda s: (s.storage, s.node))
+        pools = sorted({e.pool for e in entries if e.pool})
         return cls(tuple(guests), tuple(online), tuple(storages), tuple(pools))
 
     def content_targets(self) -> list[tuple[str, str]]:
@@ -71,6 +75,24 @@ class Resources:
         return [StorageUsage(s.storage, s.node, s.size, s.used) for s in self.backup_storages if s.size]
 
 
-def _backup_storage(entry: Mapping[str, Any]) -> BackupStorage:
-    return BackupStorage(str(entry["storage"]), str(entry["node"]), bool(int(entry.get("shared") or 0)),
-                         int(entry.get("maxdisk") or 0), int(entry.get("disk") or 0))
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What one resource object contributes."""
+
+    kind: str
+    node: str
+    pool: str
+    online: bool
+    guest: GuestInfo | None
+    storage: BackupStorage | None
+
+
+def _entry(r: Mapping[str, Any]) -> _Entry:
+    kind, node, pool = str(r.get("type") or ""), str(r.get("node") or ""), str(r.get("pool") or "")
+    guest = storage = None
+    if kind in ("qemu", "lxc") and not int(r.get("template") or 0):
+        guest = GuestInfo(int(r["vmid"]), str(r.get("name") or ""), kind, node, pool)
+    elif kind == "storage" and "backup" in str(r.get("content", "")).split(",") and r.get("status") == "available":
+        storage = BackupStorage(str(r["storage"]), node, bool(int(r.get("shared") or 0)), int(r.get("maxdisk") or 0),
+                                int(r.get("disk") or 0))
+    return _Entry(kind, node, pool, r.get("status") == "online", guest, storage)

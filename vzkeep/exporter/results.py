@@ -8,6 +8,15 @@ from pathlib import Path
 from vzkeep.exporter.snapshot import DrillInfo, StateInfo
 
 
+def file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of a results file, None when it does not exist: a file written anew changes it."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
 def read_verify_results(path: Path) -> dict[str, tuple[int, bool]]:
     """volid -> (verified_at, ok) of ``vzkeep verify``'s results file; a missing file is nothing verified."""
     if not path.exists():

@@ -8,11 +8,12 @@ only when the run backs up one local guest), so the logs read per poll follow th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vzkeep.exporter.api import ApiGet
+from vzkeep.exporter.api import ApiGet, raw_body
 from vzkeep.exporter.snapshot import Attempt
 from vzkeep.pve.tasklog import GuestOutcome, local_offset, parse_task_log, status_ok
 
@@ -113,9 +114,17 @@ class TaskTracker:
 
 
 def _read_log(get: ApiGet, node: str, upid: str, limit: int) -> list[str]:
-    # limit=0 returns the whole log (pve-common PVE::Tools::dump_logfile).
-    lines = get(f"nodes/{node}/tasks/{upid}/log", start=0, limit=limit)
-    return [str(line.get("t", "")) for line in lines]
+    # limit=0 returns the whole log (pve-common PVE::Tools::dump_logfile). A log has a line per step of
+    # every guest of a job run: read as text lines straight away, not as one {n, t} object per line.
+    path = f"nodes/{node}/tasks/{upid}/log"
+    body = raw_body(get, path, start=0, limit=limit)
+    if body is None:
+        return [str(line.get("t", "")) for line in get(path, start=0, limit=limit)]
+    answer = json.loads(body, object_hook=lambda obj: str(obj.get("t", "")) if "n" in obj else obj)
+    lines = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(lines, list):
+        raise ValueError(f"/{path}: expected a list of lines, got {type(lines).__name__}")
+    return lines
 
 
 def _end_time(outcome: GuestOutcome, offset: int | None, endtime: int) -> int:

@@ -114,24 +114,39 @@ DEFAULT_PATHS = ("/", "/access", "/access/groups", "/nodes", "/pool", "/sdn", "/
 EffectivePermissions = Mapping[str, Mapping[str, int]]
 
 
-def privileges_at(permissions: EffectivePermissions, path: str) -> frozenset[str]:
-    """The privileges held on ``path``, from the answer of ``GET /access/permissions`` (no ``path``).
+class EffectivePrivileges:
+    """The privileges held on any path, from the answer of ``GET /access/permissions`` (no ``path``).
 
     That answer maps a path to ``{privilege: propagate}`` for the default paths, every ACL path and every
     pool member, each already resolved through inheritance, and leaves out paths where nothing is held
     (RPCEnvironment.pm get_effective_permissions). So a listed path is exact; an unlisted one holds what its
     nearest listed ancestor propagates (privileges granted there with ``propagate 0`` stop at it).
     """
-    if path in permissions:
-        return frozenset(permissions[path])
-    parent = path
-    while parent != "/":
-        parent = parent.rsplit("/", 1)[0] or "/"
-        if parent in permissions:
-            return frozenset(p for p, propagate in permissions[parent].items() if _true(propagate))
-        if parent in DEFAULT_PATHS:
-            return frozenset()  # evaluated by PVE and left out: nothing is held there, nor below
-    return frozenset()
+
+    def __init__(self, permissions: EffectivePermissions) -> None:
+        self.permissions = permissions
+        self._below: dict[str, frozenset[str]] = {}  # path -> what it propagates to unlisted children
+
+    def at(self, path: str) -> frozenset[str]:
+        if path in self.permissions:
+            return frozenset(self.permissions[path])
+        return self._inherited(path.rsplit("/", 1)[0] or "/") if path != "/" else frozenset()
+
+    def _inherited(self, parent: str) -> frozenset[str]:
+        if parent not in self._below:
+            if parent in self.permissions:
+                held = frozenset(p for p, propagate in self.permissions[parent].items() if _true(propagate))
+            elif parent in DEFAULT_PATHS or parent == "/":
+                held = frozenset()  # evaluated by PVE and left out: nothing is held there, nor below
+            else:
+                held = self._inherited(parent.rsplit("/", 1)[0] or "/")
+            self._below[parent] = held
+        return self._below[parent]
+
+
+def privileges_at(permissions: EffectivePermissions, path: str) -> frozenset[str]:
+    """The privileges held on ``path`` (see ``EffectivePrivileges``)."""
+    return EffectivePrivileges(permissions).at(path)
 
 
 def _true(value: object) -> bool:
@@ -164,12 +179,13 @@ def missing_privileges(
         "/pool/{pool}": [f"/pool/{p}" for p in sorted(set(pools))],
     }
     found: dict[tuple[str, str], MissingPrivilege] = {}
+    at = EffectivePrivileges(permissions).at  # thousands of guests share their parent's answer
     for req in REQUIREMENTS:
         paths = concrete[req.path]
-        lacking = [p for p in paths if req.privilege not in privileges_at(permissions, p)]
+        lacking = [p for p in paths if req.privilege not in at(p)]
         if not paths:  # no guest, storage or pool of that kind is visible: check the parent path itself
             parent = req.path.split("/{")[0] or "/"
-            lacking = [parent] if req.privilege not in privileges_at(permissions, parent) else []
+            lacking = [parent] if req.privilege not in at(parent) else []
         elif len(lacking) == len(paths) and len(paths) > 1:
             lacking = [req.path.split("/{")[0] or "/"]
         for path in lacking:
