@@ -1,8 +1,8 @@
 """`vzkeep exporter` against prometheus-pve-exporter, both polling the same PVE API, at 1,000 and 5,000 guests
 with 30 archives each.
 
-The PVE API is ``bench/fake_pve.py``: prebuilt JSON in PVE's shapes, served from its own process, so what is
-measured is the exporters, not a PVE or the sandbox. Each exporter runs in a process of its own:
+The PVE API is ``bench/fake_pve_server.py``: prebuilt JSON in PVE's shapes, served from its own process, so
+what is measured is the exporters, not a PVE or the sandbox. Each exporter runs in a process of its own:
 - vzkeep: the real command, ``vzkeep exporter --interval 1``; CPU per poll is the process's CPU time
   (``/proc/PID/stat`` utime+stime) between two polls, API calls per poll are counted by the fake, and the
   ``/metrics`` answer time is measured over HTTP while it runs.
@@ -57,11 +57,12 @@ for _ in range(int(sys.argv[2])):
 
 
 class FakePve:
-    """``bench/fake_pve.py`` in a process of its own; ``count(path)`` asks it how often a path was read."""
+    """``bench/fake_pve_server.py`` in a process of its own; ``count(path)`` asks it how often a path was read."""
 
     def __init__(self, guests: int, out: Path) -> None:
         self.process = subprocess.Popen(
-            [PYTHON, str(ROOT / "bench" / "fake_pve.py"), "--guests", str(guests), "--archives", str(ARCHIVES),
+            [PYTHON, str(ROOT / "bench" / "fake_pve_server.py"), "--guests", str(guests),
+             "--archives", str(ARCHIVES),
              "--out", str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         assert self.process.stdout.readline().strip() == "ready"
         self.connection = out / "pve.json"

@@ -36,11 +36,12 @@ log = logging.getLogger("vzkeep.exporter")
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:9868`` for IPv6) → (host, port); ValueError says what is allowed."""
+    """``HOST:PORT`` (``[::1]:9868`` for IPv6; port 0 picks a free one) → (host, port); ValueError says what is
+    allowed."""
     host, sep, port = text.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or (":" in host and not bracketed):
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536 or (":" in host and not bracketed):
         raise ValueError(f"--listen {text!r}: expected HOST:PORT, e.g. {DEFAULT_LISTEN}, 0.0.0.0:9868 or "
                          "[::1]:9868 (an IPv6 address goes in brackets)")
     return host, int(port)
