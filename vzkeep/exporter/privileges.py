@@ -49,7 +49,7 @@ class PrivilegeCheck:
 def missing_line(m: MissingPrivilege, authid: str | None) -> str:
     """One line: the privilege, the path, what it hides, and the ``pveum`` command that grants it."""
     return (
-        f"missing PVE privilege {m.privilege} on {m.path}: {m.what} stays invisible to the exporter "
+        f"missing PVE privilege {m.privilege} on {m.path}: the exporter cannot see {m.what} "
         f"({', '.join(m.calls)}); grant it with: {pve.pveum_grant_command(m.path, authid)} "
         f"(create the role first if needed: {pve.pveum_role_command()}; see docs/exporter.md)"
     )

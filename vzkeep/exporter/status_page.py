@@ -119,7 +119,7 @@ def _banners(snapshot: Snapshot) -> list[str]:
                    "be old.</div>")
     for m in snapshot.missing_privileges:
         out.append(f'<div class="banner">The exporter lacks PVE privilege <code>{escape(m.privilege)}</code> on '
-                   f"<code>{escape(m.path)}</code>: {escape(m.what)} stays invisible to it.</div>")
+                   f"<code>{escape(m.path)}</code>: it cannot see {escape(m.what)}.</div>")
     return out
 
 
