@@ -30,7 +30,8 @@ h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.15em;margin:1.6em 0 .4em;borde
 p.meta{color:#555;margin:0 0 1em}
 table{border-collapse:collapse;margin:.3em 0 1em}
 th,td{padding:.25em .7em;text-align:left;border-bottom:1px solid #e3e6ea}
-th{background:#f3f5f7;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f3f5f7;font-weight:600}td{white-space:nowrap}td.wrap{white-space:normal;max-width:28em}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.failed td{background:#fde2e1;color:#8b0000}tr.failed td.status{font-weight:700}
 .ok{color:#17692f}.bad{color:#b00020;font-weight:600}.muted{color:#777}
 .banner{padding:.6em .9em;margin:.6em 0;border-radius:4px;background:#fff4e5;border:1px solid #e6a23c}
@@ -106,9 +107,11 @@ def render(snapshot: Snapshot, refresh_seconds: float = 60.0) -> bytes:
 
 def _meta(snapshot: Snapshot, clock: Clock) -> str:
     source = "cluster clock" if snapshot.clock is not None else "this host's clock (PVE did not give its own)"
-    polled = clock.when(snapshot.poll_timestamp) if snapshot.poll_timestamp else "never"
+    # The poll time is the exporter host's own clock (its liveness), so it is shown as an age on that clock.
+    polled = "never" if not snapshot.poll_timestamp else \
+        Clock(time.time(), clock.zone, clock.zone_name).age(snapshot.poll_timestamp)
     return (f'<p class="meta">Now: {escape(clock.when(clock.now))} ({escape(clock.zone_name)}, {source}). '
-            f"Last complete poll: {escape(polled)}. Refreshes by itself.</p>")
+            f"Last complete poll of PVE: {escape(polled)}. This page reloads itself.</p>")
 
 
 def _banners(snapshot: Snapshot) -> list[str]:
@@ -184,8 +187,8 @@ def _guest_row(clock: Clock, guest: GuestInfo, archives: list[ArchiveStats], att
         escape(clock.age(offsite.last_ctime)) if offsite else '<span class="muted">none</span>',
         _drill(clock, drill),
     ]
-    tags = ['<td>', '<td class="num">', "<td>", "<td>", "<td>", '<td class="num">', '<td class="status">', "<td>",
-            "<td>", "<td>"]
+    tags = ['<td class="wrap">', '<td class="num">', "<td>", "<td>", "<td>", '<td class="num">',
+            '<td class="status wrap">', "<td>", "<td>", "<td>"]
     row_class = ' class="failed"' if failed else ""
     return f"<tr{row_class}>" + "".join(f"{tag}{cell}</td>" for tag, cell in zip(tags, cells, strict=True)) + "</tr>"
 
