@@ -61,9 +61,13 @@ NOT_IMPLEMENTED = 501
 
 
 def http_status(exc: BaseException) -> int | None:
-    """The HTTP status of a failed read (proxmoxer's ``ResourceException.status_code``), else None."""
-    status = getattr(exc, "status_code", None)
-    return status if isinstance(status, int) else None
+    """The HTTP status of a failed read (proxmoxer's ``ResourceException.status_code``, or ``http_status`` of
+    vzkeep's own PVE client errors), else None."""
+    for name in ("status_code", "http_status"):
+        status = getattr(exc, name, None)
+        if isinstance(status, int):
+            return status
+    return None
 
 
 def describe(exc: Exception) -> str:
