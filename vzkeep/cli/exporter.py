@@ -210,8 +210,11 @@ def _print_once(poller: Any, as_json: bool) -> None:
 
 
 def _serve(poller: Any, settings: Settings) -> None:
+    from vzkeep.exporter.server import return_large_buffers_to_the_system
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    return_large_buffers_to_the_system()
     try:
         server = Exporter(poller, settings.listen, settings.interval)
     except OSError as exc:

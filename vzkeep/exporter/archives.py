@@ -10,10 +10,11 @@ PVE lists a backup volume only to a token that may access it (pve-storage ``src/
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from vzkeep.exporter.json_items import data_items
 
 
 @dataclass(slots=True)
@@ -93,20 +94,13 @@ def summarize(answer: Any, verify: Mapping[str, tuple[int, bool]], what: str) ->
 
 
 def summarize_body(body: bytes, verify: Mapping[str, tuple[int, bool]], what: str) -> Listing:
-    """Reduce one content listing from PVE's JSON body: each volume's object is folded in as soon as the
-    parser has built it, so no list of 100,000 dicts ever exists."""
+    """Reduce one content listing from PVE's JSON body: each volume is folded in as soon as it is parsed, so
+    neither a list of 100,000 objects nor a decoded copy of the body ever exists."""
     reducer = _Reducer(verify)
-
-    def fold(obj: dict[str, Any]) -> Any:
-        if "volid" in obj:
-            reducer.add(obj)
-            return None
-        return obj
-
-    answer = json.loads(body, object_hook=fold)
-    data = answer.get("data") if isinstance(answer, dict) else None
-    if not isinstance(data, list):
-        raise ValueError(f"{what}: expected a list, got {type(data).__name__}")
+    for entry in data_items(body, what):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{what}: expected volume objects, got {type(entry).__name__}")
+        reducer.add(entry)
     return reducer.listing()
 
 

@@ -7,11 +7,11 @@ may see is filtered there: guests need ``VM.Audit``, a guest's ``pool`` needs ``
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vzkeep.exporter.json_items import data_items
 from vzkeep.exporter.snapshot import GuestInfo, StorageUsage
 
 
@@ -44,11 +44,7 @@ class Resources:
     def parse_body(cls, body: bytes) -> Resources:
         """From PVE's JSON body; each resource is reduced as soon as it is parsed (5,000 guests are 5,000
         objects of 20 fields each otherwise)."""
-        answer = json.loads(body, object_hook=lambda obj: _entry(obj) if "type" in obj else obj)
-        data = answer.get("data") if isinstance(answer, dict) else None
-        if not isinstance(data, list):
-            raise ValueError(f"/cluster/resources: expected a list, got {type(data).__name__}")
-        return cls._of(data)
+        return cls._of([_entry(r) for r in data_items(body, "/cluster/resources")])
 
     @classmethod
     def _of(cls, entries: list[_Entry]) -> Resources:

@@ -35,6 +35,26 @@ DEFAULT_INTERVAL_SECONDS = 60.0
 log = logging.getLogger("vzkeep.exporter")
 
 
+# glibc's mallopt(3) M_MMAP_THRESHOLD: allocations from this size up get their own mapping, returned to the system
+# when freed. Set explicitly, it also stops glibc from raising the threshold after each large free, which would
+# otherwise let every later storage listing (megabytes, once per poll) grow the heap for good.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def return_large_buffers_to_the_system() -> bool:
+    """Make large buffers (a poll's answers) go back to the system when freed; False where it cannot (no glibc)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return bool(libc and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): the exporter works, its memory just stays higher
+        return False
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:9868`` for IPv6; port 0 picks a free one) → (host, port); ValueError says what is
     allowed."""
