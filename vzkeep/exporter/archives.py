@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from vzkeep.exporter.json_items import data_items
+from vzkeep.exporter.json_items import data_batches
 
 
 @dataclass(slots=True)
@@ -97,10 +97,12 @@ def summarize_body(body: bytes, verify: Mapping[str, tuple[int, bool]], what: st
     """Reduce one content listing from PVE's JSON body: each volume is folded in as soon as it is parsed, so
     neither a list of 100,000 objects nor a decoded copy of the body ever exists."""
     reducer = _Reducer(verify)
-    for entry in data_items(body, what):
-        if not isinstance(entry, dict):
-            raise ValueError(f"{what}: expected volume objects, got {type(entry).__name__}")
-        reducer.add(entry)
+    add = reducer.add
+    for batch in data_batches(body, what):
+        for entry in batch:
+            if type(entry) is not dict:
+                raise ValueError(f"{what}: expected volume objects, got {type(entry).__name__}")
+            add(entry)
     return reducer.listing()
 
 
