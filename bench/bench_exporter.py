@@ -40,6 +40,23 @@ CPU_TARGET_SECONDS = 1.0
 METRICS_TARGET_SECONDS = 0.050
 TICKS = os.sysconf("SC_CLK_TCK")
 
+# The exporter without the rest of the CLI: what `vzkeep exporter` costs once the CLI imports only the command
+# it runs (a separate line of the report, so the CLI's own import cost is visible).
+EXPORTER_ONLY = """
+import sys, typer
+from vzkeep.cli.exporter import exporter
+app = typer.Typer()
+app.command()(exporter)
+app(sys.argv[1:])
+"""
+EXPORTER_ONLY_PRELUDE = """
+import sys, types
+# Stand in for the package's __init__, which imports every command: load vzkeep.cli.exporter alone.
+package = types.ModuleType("vzkeep.cli"); package.__path__ = [__import__("os").path.join(
+    __import__("os").path.dirname(__import__("vzkeep").__file__), "cli")]
+sys.modules["vzkeep.cli"] = package
+"""
+
 PVE_EXPORTER = """
 import json, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
@@ -108,9 +125,9 @@ class Figures:
     changed_cpu: float = 0.0  # per poll where every storage listing changed
 
 
-def measure_vzkeep(fake: FakePve, port: int) -> Figures:
+def measure_vzkeep(fake: FakePve, port: int, command: list[str]) -> Figures:
     process = subprocess.Popen(
-        [VZKEEP, "exporter", "--sandbox", str(fake.connection), "--read-only", "--listen", f"127.0.0.1:{port}",
+        [*command, "--sandbox", str(fake.connection), "--read-only", "--listen", f"127.0.0.1:{port}",
          "--interval", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "VZKEEP_ENDPOINT": ""})
     try:
@@ -168,17 +185,18 @@ def _child_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def bench(guests: int) -> tuple[Figures, Figures]:
+def bench(guests: int) -> tuple[Figures, Figures, Figures]:
     from vzkeep.net import free_port
 
     with tempfile.TemporaryDirectory(prefix="bench-exporter-") as tmp:
         fake = FakePve(guests, Path(tmp))
         try:
             pve = measure_pve_exporter(fake)
-            vzkeep = measure_vzkeep(fake, free_port())
+            vzkeep = measure_vzkeep(fake, free_port(), [VZKEEP, "exporter"])
+            alone = measure_vzkeep(fake, free_port(), [PYTHON, "-c", EXPORTER_ONLY_PRELUDE + EXPORTER_ONLY])
         finally:
             fake.close()
-    return vzkeep, pve
+    return vzkeep, alone, pve
 
 
 def main() -> None:
@@ -188,17 +206,19 @@ def main() -> None:
     print(f"{ARCHIVES} archives per guest; medians of {RUNS} polls/scrapes after the first; "
           f"/metrics: median of {SCRAPES}")
     print("vzkeep cpu s: a poll with nothing new; changed: a poll where every listing changed; 1st: the first")
+    print("peak MB alone: the same exporter started without the CLI's other commands (what a lazily loading CLI "
+          "costs)")
     print(f"{'guests':>7} | {'vzkeep calls':>12} {'cpu s':>6} {'changed':>7} {'1st s':>6} {'peak MB':>8} "
-          f"{'/metrics ms':>11} | {'pve-exp calls':>13} {'cpu s':>6} {'peak MB':>8} | {'RSS ratio':>9} "
-          f"{'CPU ratio':>9}")
+          f"{'alone':>6} {'/metrics ms':>11} | {'pve-exp calls':>13} {'cpu s':>6} {'peak MB':>8} | "
+          f"{'RSS ratio':>9} {'alone':>6} {'CPU ratio':>9}")
     results = {}
     for n in sizes:
-        vz, pve = bench(n)
+        vz, alone, pve = bench(n)
         results[n] = (vz, pve)
         print(f"{n:>7} | {vz.calls:>12.0f} {vz.cpu:>6.2f} {vz.changed_cpu:>7.2f} {vz.first_cpu:>6.2f} "
-              f"{vz.rss_mb:>8.1f} "
-              f"{vz.metrics_seconds * 1000:>11.1f} | {pve.calls:>13.0f} {pve.cpu:>6.2f} {pve.rss_mb:>8.1f} | "
-              f"{vz.rss_mb / pve.rss_mb:>9.2f} {vz.cpu / pve.cpu:>9.2f}")
+              f"{vz.rss_mb:>8.1f} {alone.rss_mb:>6.1f} {vz.metrics_seconds * 1000:>11.1f} | "
+              f"{pve.calls:>13.0f} {pve.cpu:>6.2f} {pve.rss_mb:>8.1f} | "
+              f"{vz.rss_mb / pve.rss_mb:>9.2f} {alone.rss_mb / pve.rss_mb:>6.2f} {vz.cpu / pve.cpu:>9.2f}")
     largest = max(sizes)
     vz, pve = results[largest]
     verdict = {
