@@ -310,7 +310,8 @@ def ahead(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     running = Running(server, sb, state, True)
     work = tmp_path_factory.mktemp("monitoring-ahead")
     try:
-        api = connect(ConnectionOptions(sandbox=state / "sandbox.json", read_only=True))
+        # The admin token: this pipeline is about time; what each token may see is test_exporter_privileges'.
+        api = connect(ConnectionOptions(sandbox=state / "sandbox.json"))
         poller = Poller(SandboxClock(proxmoxer_get(api), sb))
         with Exporter(poller, f"127.0.0.1:{free_port()}", interval=1) as exporter:
             wait_until(lambda: exporter.loop.polls > 0, 30, "the exporter's first poll")
