@@ -29,12 +29,12 @@ from typing import Any, BinaryIO
 from vzkeep.pve import archive, localtime, vma
 from vzkeep.pve import ct_tar as ct_tar_format
 from vzkeep.pve.decompress import DecompressedStream, ExactReader
+from vzkeep.pve.values import is_true
 from vzkeep.sandbox.diskdata import CT_PART_SIZE, ct_disk_part
 from vzkeep.sandbox.faults import Fault
 from vzkeep.sandbox.guestconfig import mac_address
 from vzkeep.sandbox.journal import Transaction
 from vzkeep.sandbox.model import Cluster, Guest, Node
-from vzkeep.sandbox.pveformat import parse_bool
 from vzkeep.sandbox.settings import Settings
 from vzkeep.sandbox.storages import StorageDirs
 from vzkeep.sandbox.tasks import PveError, Task, TaskStore
@@ -77,7 +77,7 @@ def prepare(cluster: Cluster, dirs: StorageDirs, node: Node, guest_type: str, pa
             ) -> RestoreRequest:
     vmid = int(params["vmid"])
     ref = str(params.get("archive") if guest_type == "qemu" else params.get("ostemplate") or "")
-    force = parse_bool(params.get("force", False))
+    force = is_true(params.get("force", False))
     check_target_vmid(cluster, node, guest_type, vmid, force)
     path = resolve_archive(cluster, dirs, node, ref)
     try:
@@ -88,8 +88,8 @@ def prepare(cluster: Cluster, dirs: StorageDirs, node: Node, guest_type: str, pa
         kind = "VM" if info.type == "qemu" else "CT"
         raise PveError(_restore_prefix(guest_type, vmid) + f"archive '{path.name}' is a {kind} backup")
     return RestoreRequest(node, guest_type, vmid, ref, path, info, force,
-                          parse_bool(params.get("unique", False)), params.get("pool"),
-                          parse_bool(params.get("start", False)))
+                          is_true(params.get("unique", False)), params.get("pool"),
+                          is_true(params.get("start", False)))
 
 
 def _restore_prefix(guest_type: str, vmid: int) -> str:
