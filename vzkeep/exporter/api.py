@@ -20,7 +20,7 @@ class ProxmoxerGet:
     def __init__(self, api: Any) -> None:
         self.api = api
 
-    def __call__(self, path: str, **params: Any) -> Any:
+    def __call__(self, path: str, /, **params: Any) -> Any:
         return self.api.get(path, **params)
 
     def raw(self, path: str, **params: Any) -> bytes:

@@ -30,25 +30,27 @@ TRANSIENT_STATUSES = frozenset({502, 503, 504, 595, 596})
 class ApiGet(Protocol):
     """``get("nodes/pve1/tasks", typefilter="vzdump")`` → the ``data`` of PVE's answer."""
 
-    def __call__(self, path: str, **params: Any) -> Any: ...
+    def __call__(self, path: str, /, **params: Any) -> Any: ...
 
 
 class PveClient(Protocol):
-    """Reads and the few writes the runtime makes, as PVE's HTTP API defines them."""
+    """Reads and the few writes the runtime makes, as PVE's HTTP API defines them.
 
-    def get(self, path: str, **params: Any) -> Any:
+    ``path`` is positional-only: PVE has parameters named ``path`` too (``PUT /access/acl``)."""
+
+    def get(self, path: str, /, **params: Any) -> Any:
         """``GET /api2/json/<path>?params``: the answer's ``data``."""
         ...
 
-    def post(self, path: str, **params: Any) -> Any:
+    def post(self, path: str, /, **params: Any) -> Any:
         """``POST``: create, or start a task (the answer is its UPID)."""
         ...
 
-    def put(self, path: str, **params: Any) -> Any:
+    def put(self, path: str, /, **params: Any) -> Any:
         """``PUT``: change (e.g. a guest's config)."""
         ...
 
-    def delete(self, path: str, **params: Any) -> Any:
+    def delete(self, path: str, /, **params: Any) -> Any:
         """``DELETE``: remove (e.g. a guest: the answer is the destroy task's UPID)."""
         ...
 
