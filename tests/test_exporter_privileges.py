@@ -2,14 +2,16 @@
 
 PVE lists a backup volume only to a caller with ``Datastore.AllocateSpace`` on the storage and ``VM.Backup`` on
 the guest (pve-storage ``src/PVE/Storage.pm`` check_volume_access, applied per volume by
-``src/PVE/API2/Storage/Content.pm`` index): the auditor gets HTTP 200 and an empty list. The cluster here is
+``src/PVE/API2/Storage/Content.pm`` index): the auditor gets HTTP 200 and an empty list. The cluster is first
 ``fake_pve`` answering as PVE answers each token (``GET /access/permissions`` as pve-access-control's
-``get_effective_permissions`` builds it for a role granted on ``/``); the rules run in a real Prometheus.
+``get_effective_permissions`` builds it for a role granted on ``/``), then the sandbox itself, whose access
+model is PVE's (its ``auditor`` token holds exactly PVEAuditor on ``/``); the rules run in a real Prometheus.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,20 +19,22 @@ import pytest
 import yaml
 from fake_pve import FakeApi, build
 from prometheus_client.parser import text_string_to_metric_families
+from sandbox_fixtures import RunningSandbox, running_sandbox
 from tools import wait_until
 
 from vzkeep.config import load_stack_file, stack_file
-from vzkeep.exporter import Exporter, Poller, render
+from vzkeep.exporter import Exporter, Poller, proxmoxer_get, render
 from vzkeep.monitoring import rules
 from vzkeep.monitoring.alert_preview import Alert, evaluate_alerts
 from vzkeep.plan import plan_stack
-from vzkeep.pve.privileges import EXPORTER_ROLE_PRIVILEGES
+from vzkeep.pve.privileges import EXPORTER_ROLE_NAME, EXPORTER_ROLE_PRIVILEGES
 
 NOW = 1_795_000_000
 # pve-access-control src/PVE/AccessControl.pm: PVEAuditor holds the "audit" privileges of every group.
 PVE_AUDITOR = ("Sys.Audit", "VM.Audit", "VM.GuestAgent.Audit", "Datastore.Audit", "Pool.Audit", "SDN.Audit",
                "Mapping.Audit")
 TOKEN = "monitoring@pve!exporter"
+DAY = 86400
 
 
 def as_seen_by(privileges: tuple[str, ...] | frozenset[str]) -> FakeApi:
@@ -121,3 +125,68 @@ def test_the_documented_role_sees_every_backup() -> None:
         wait_until(lambda: exporter.loop.polls > 0, 10, "the first poll")
         names = {a.name for a in alerts_now(exporter) if a.state == "firing"}
     assert not names & {"BackupsNotListed", "VzkeepExporterMissingPrivilege"}
+
+
+# -- the same against the sandbox's real access model (pve-access-control's rules, pve-storage's filter) --------
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    with running_sandbox(tmp_path_factory.mktemp("exporter-privileges")) as sb:
+        sb.advance(DAY)  # every job runs once, and its tasks end OK
+        sb.advance(3600)
+        yield sb
+
+
+def auditor_id(sb: RunningSandbox) -> str:
+    token = sb.info["tokens"]["auditor"]
+    return f"{token['user']}!{token['token_name']}"
+
+
+def admin_counts(sb: RunningSandbox) -> dict[tuple[int, str], int]:
+    """(vmid, storage) -> backups, as root sees them on every node (a shared storage once)."""
+    admin, seen, counts = sb.client(), set(), Counter()
+    for item in admin.get("cluster/resources", type="storage"):
+        if "backup" not in str(item.get("content", "")).split(","):
+            continue
+        for volume in admin.get(f"nodes/{item['node']}/storage/{item['storage']}/content", content="backup"):
+            if volume["volid"] not in seen:
+                seen.add(volume["volid"])
+                counts[(int(volume["vmid"]), item["storage"])] += 1
+    return dict(counts)
+
+
+def test_the_sandboxs_auditor_token_is_told_what_it_lacks_and_backups_not_listed_fires(
+        sandbox: RunningSandbox, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="vzkeep.exporter")
+    token = auditor_id(sandbox)
+    poller = Poller(proxmoxer_get(sandbox.api(read_only=True)), authid=token)
+    snapshot = poller.poll()
+    missing = {(labels["privilege"], labels["path"]) for labels, _ in samples(snapshot)["vzkeep_missing_privilege"]}
+    assert missing == {("Datastore.AllocateSpace", "/storage"), ("VM.Backup", "/vms")}
+    lines = [r.getMessage() for r in caplog.records if "missing PVE privilege" in r.getMessage()]
+    assert len(lines) == 2 and all(f"--tokens '{token}' --roles VzkeepExporter" in line for line in lines), lines
+    prod = next(j for j in snapshot.jobs if j.id == "vzkeep-prod")
+    assert (prod.last_status, prod.guests_listed) == (True, 0) and prod.guests > 0
+    assert admin_counts(sandbox)  # the backups exist: root sees them
+    with Exporter(poller, "127.0.0.1:0", interval=3600) as exporter:
+        wait_until(lambda: exporter.loop.polls > 0, 10, "the first poll")
+        firing = {(a.name, a.labels.get("job", a.labels.get("path", ""))) for a in alerts_now(exporter)
+                  if a.state == "firing"}
+    assert ("BackupsNotListed", "vzkeep-prod") in firing
+    assert {("VzkeepExporterMissingPrivilege", "/vms"), ("VzkeepExporterMissingPrivilege", "/storage")} <= firing
+
+
+def test_the_documented_role_granted_through_the_access_api_sees_every_backup(sandbox: RunningSandbox) -> None:
+    token = auditor_id(sandbox)
+    admin = sandbox.client()
+    # docs/exporter.md: pveum role add VzkeepExporter --privs '…'; pveum acl modify / --users … --roles …;
+    # and the same for the (privilege-separated) token
+    admin.post("access/roles", roleid=EXPORTER_ROLE_NAME, privs=",".join(sorted(EXPORTER_ROLE_PRIVILEGES)))
+    admin.put("access/acl", path="/", roles=EXPORTER_ROLE_NAME, users=token.split("!")[0])
+    admin.put("access/acl", path="/", roles=EXPORTER_ROLE_NAME, tokens=token)
+    snapshot = Poller(proxmoxer_get(sandbox.api(read_only=True)), authid=token).poll()
+    assert snapshot.up and snapshot.missing_privileges == ()
+    seen = {(a.vmid, a.storage): a.count for a in snapshot.archives if a.count}
+    assert seen == admin_counts(sandbox)
+    assert all(j.guests_listed == j.guests for j in snapshot.jobs if j.guests and j.last_status)
