@@ -29,7 +29,7 @@ from vzkeep.apply.provision import Applier, Event, Failure, Planner
 from vzkeep.apply.resources.base import Api, ClusterView, Context, TaskWait
 from vzkeep.apply.resources.bucket import S3_SERVICE, S3StandIn
 from vzkeep.apply.state import APPLY_DIR, StateFile
-from vzkeep.apply.substitute import Substitution, for_sandbox
+from vzkeep.apply.substitute import Substitution, for_sandbox, where_used
 from vzkeep.apply.transport import SandboxInfo, SandboxTransport
 from vzkeep.config import ConfigError, load_stack_file, project_root, stack_file_values, stack_names
 from vzkeep.errors import ExitStatus, FindingError, UsageError, VzkeepError
@@ -80,7 +80,7 @@ class ApplyResult:
             "skipped": self.names("skipped"),
             "failed": None if self.failure is None else {"name": self.failure.name, "type": self.failure.type,
                                                          "message": self.failure.message},
-            "substituted": [{"key": s.key, "by": s.by} for s in self.substitutions],
+            "substituted": [{"key": s.key, "by": s.by, "used_by": list(s.used_by)} for s in self.substitutions],
             "outputs": self.outputs,
             "requests": self.requests,
         }
@@ -126,6 +126,8 @@ def _run(options: ApplyOptions, root: Path, values: dict[str, str], secret_keys:
     planner = Planner(state, ctx, set(options.unprotect))
     run_program(options.stack, values, secret_keys, root=program, settings=settings, provisioner=planner,
                 dry_run=True)
+    result.substitutions = where_used(result.substitutions,
+                                      {**planner.provider_names, **{s.name: s.inputs for s in planner.steps}})
     deletes = deletions(state, planner.declared)
     refused = protected_changes(planner.steps, deletes, set(options.unprotect))
     if refused:

@@ -56,7 +56,8 @@ class _Provisioner:
         self.unprotect = unprotect
         self.steps: list[Step] = []
         self.events: list[Event] = []
-        self.providers: dict[str, dict[str, Any]] = {}
+        self.providers: dict[str, dict[str, Any]] = {}  # provider reference (urn::id) -> plain inputs
+        self.provider_names: dict[str, dict[str, Any]] = {}  # provider name -> plain inputs
         self.declared: set[str] = set()
         self._lock = threading.Lock()
 
@@ -91,6 +92,7 @@ class _Provisioner:
             resource_id = "sandbox"
             with self._lock:
                 self.providers[f"{reg.urn}::{resource_id}"] = plain(reg.inputs)
+                self.provider_names[reg.name] = self.providers[f"{reg.urn}::{resource_id}"]
             return resource_id, dict(reg.inputs)
         if not reg.custom:
             return "", dict(reg.inputs)
@@ -230,7 +232,8 @@ class Applier(_Provisioner):
         """What the program no longer declares, in the order ``plan.deletions`` gives."""
         for res in deletes:
             if self.failure is not None:
-                self.events.append(Event("skipped", res.name, res.type, res.type, "not deleted: an earlier step failed"))
+                self.events.append(Event("skipped", res.name, res.type, res.type,
+                                         "not deleted: an earlier step failed"))
                 continue
             kind = kind_of(res.type)
             description = _describe(kind, res)

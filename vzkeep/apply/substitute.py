@@ -10,8 +10,10 @@ sees the same value. Values are never printed: the report names the key and what
 
 from __future__ import annotations
 
+import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from vzkeep.apply.state import StackState
 from vzkeep.apply.transport import SandboxInfo
@@ -24,6 +26,22 @@ ENDPOINT, TOKEN = "proxmoxve:endpoint", "proxmoxve:apiToken"
 class Substitution:
     key: str
     by: str  # what replaced it, for the report (never the value)
+    value: str = field(default="", repr=False)  # to find where it went; never printed
+    used_by: tuple[str, ...] = ()
+
+
+def where_used(subs: list[Substitution], inputs_by_name: dict[str, Any]) -> list[Substitution]:
+    """Each throwaway value with the resources whose inputs hold it; the ones nothing read are left out."""
+    texts = {name: json.dumps(inputs, default=str, sort_keys=True) for name, inputs in inputs_by_name.items()}
+    found = []
+    for sub in subs:
+        if not sub.value:
+            found.append(sub)
+            continue
+        users = tuple(sorted(name for name, text in texts.items() if sub.value in text))
+        if users:
+            found.append(replace(sub, used_by=users))
+    return found
 
 
 def for_sandbox(values: dict[str, str], secret_keys: set[str], info: SandboxInfo,
@@ -44,5 +62,6 @@ def for_sandbox(values: dict[str, str], secret_keys: set[str], info: SandboxInfo
             state.secrets[key] = secrets.token_urlsafe(32)
         values[key] = state.secrets[key]
         secret_keys.add(key)
-        done.append(Substitution(key, f"a throwaway value ({why}; kept in the sandbox's apply state)"))
+        done.append(Substitution(key, f"a throwaway value ({why}; kept in the sandbox's apply state)",
+                                 value=state.secrets[key]))
     return values, secret_keys, done

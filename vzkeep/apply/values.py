@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import rpc
+from pulumi.output import Unknown
 
 from vzkeep.preview import SECRET_SIG_KEY, SECRET_SIG_VALUE, is_secret
 
@@ -23,14 +23,14 @@ class _UnknownMarker:
         return "<unknown>"
 
 
-UNKNOWN = _UnknownMarker()  # an input known only during the apply (a preview's ``rpc.Unknown``)
+UNKNOWN = _UnknownMarker()  # an input known only during the apply (a preview's ``pulumi.output.Unknown``)
 
 
 def plain(value: Any) -> Any:
     """The value a provider gets: secrets opened, whole floats as ints, assets as content records."""
     if is_secret(value):
         return plain(value.get("value"))
-    if isinstance(value, rpc.Unknown):
+    if isinstance(value, Unknown):
         return UNKNOWN
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value

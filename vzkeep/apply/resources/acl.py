@@ -2,14 +2,13 @@
 ``proxmox_virtual_environment_acl``): one entry of PVE's access control list.
 
 bpg ``fwprovider/access/resource_acl.go`` and ``model_acl.go`` over ``proxmox/access/acl.go`` and
-``acl_types.go``. PVE has no ACL object to create: every step is ``PUT /access/acl``.
+``acl_types.go``. PVE has no ACL object to create: every change is ``PUT /access/acl``.
 
-| step   | request                | form                                                                    |
-|--------|------------------------|-------------------------------------------------------------------------|
-| create | ``PUT /access/acl``    | ``path``, ``propagate`` (0/1, default 1), ``roles``, one of ``users``/``tokens``/``groups`` |
-| read   | ``GET /access/acl``    | — the entry with the same type, id, path and role (none: gone)          |
-| update | ``PUT /access/acl``    | the old entry with ``delete=1``, then the new one                       |
-| delete | ``PUT /access/acl``    | the entry with ``delete=1``                                             |
+- create: ``PUT /access/acl`` with ``path``, ``propagate`` (0/1, default 1), ``roles`` and one of
+  ``users``/``tokens``/``groups``;
+- read: ``GET /access/acl``, the entry with the same type, id, path and role (none: gone);
+- update: the old entry with ``delete=1``, then the new one;
+- delete: the entry with ``delete=1``.
 
 The id is ``{path}?{entity}?{role}``; everything but ``propagate`` is ForceNew.
 """
@@ -17,7 +16,7 @@ The id is ``{path}?{entity}?{role}``; everything but ``propagate`` is ForceNew.
 from __future__ import annotations
 
 from vzkeep.apply.http import PveHttpError, flag
-from vzkeep.apply.resources.base import Applied, ClusterView, Context, Declared, Inputs, ResourceKind, ProviderError
+from vzkeep.apply.resources.base import Applied, ClusterView, Context, Declared, Inputs, ProviderError, ResourceKind
 
 _ENTITY = (("userId", "users", "user"), ("tokenId", "tokens", "token"), ("groupId", "groups", "group"))
 
@@ -40,14 +39,16 @@ class Acl(ResourceKind):
         problems = []
         role = str(inputs["roleId"])
         if role not in view.roles() and role not in declared.roles:
-            problems.append(f"ACL update failed: role '{role}' does not exist")  # pve-access-control src/PVE/API2/ACL.pm
+            # pve-access-control src/PVE/API2/ACL.pm update_acl, lock_user_config(…, "ACL update failed")
+            problems.append(f"ACL update failed: role '{role}' does not exist")
         key, _, entity = self._entity(inputs)
         if key == "userId" and entity not in view.users() and entity not in declared.users:
             problems.append(f"ACL update failed: user '{entity}' does not exist")  # ACL.pm
         if key == "tokenId" and entity not in declared.tokens:
             user, _, name = entity.partition("!")
             if name not in view.tokens(user):
-                problems.append(f"ACL update failed: no such token '{name}' for user '{user}'")  # ACL.pm check_token_exist
+                # ACL.pm via PVE::AccessControl::check_token_exist
+                problems.append(f"ACL update failed: no such token '{name}' for user '{user}'")
         return problems
 
     def body(self, inputs: Inputs, *, delete: bool) -> tuple[tuple[str, str], ...]:

@@ -4,12 +4,11 @@ bpg ``fwprovider/cluster/backup/resource.go`` (create, read, update, delete, sch
 (``toAPICreate``, ``toAPIUpdate``, ``fillCommonFields``, ``fromAPI``); requests in
 ``proxmox/cluster/backup/backup.go``, bodies in ``backup_types.go``:
 
-| step   | request                          | form                                                              |
-|--------|----------------------------------|-------------------------------------------------------------------|
-| create | ``POST /cluster/backup``         | ``id``, ``schedule``, ``storage`` + every set field below         |
-| read   | ``GET /cluster/backup/<id>``     | —                                                                 |
-| update | ``PUT /cluster/backup/<id>``     | ``schedule``, ``storage``, every field of the plan, ``delete=`` the fields the plan drops |
-| delete | ``DELETE /cluster/backup/<id>``  | — ("does not exist" is success)                                   |
+- create: ``POST /cluster/backup`` with ``id``, ``schedule``, ``storage`` and every field the program sets;
+- read: ``GET /cluster/backup/<id>``;
+- update: ``PUT /cluster/backup/<id>`` with ``schedule``, ``storage``, every field of the plan and
+  ``delete=`` the fields the plan drops;
+- delete: ``DELETE /cluster/backup/<id>`` ("does not exist" is success).
 
 Create and update end with a read. The update sends the whole plan, not only what changed
 (``fillCommonFields``); a field that is Optional+Computed with ``UseStateForUnknown`` (``enabled``,

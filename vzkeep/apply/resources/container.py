@@ -6,26 +6,32 @@ bpg ``proxmoxtf/resource/container/container.go`` (``containerCreateCustom``, ``
 containers.go`` and ``containers_types.go`` (the ``EncodeValues`` of ``net*``, ``rootfs``,
 ``features``, ``startup``, ``ssh-public-keys``), tasks awaited as ``proxmox/nodes/tasks/tasks.go``:
 
-| step   | requests                                                                                     |
-|--------|----------------------------------------------------------------------------------------------|
-| create | ``GET /version`` (``host-managed`` on ``net*`` from PVE 9.1, ``proxmox/version/capabilities.go``); ``POST /nodes/<n>/lxc`` (form below) → task, awaited; ``GET …/lxc/<id>/status/current`` (config unlocked); start: ``GET …/status/current`` and, when not running, ``POST …/status/start`` → task, then ``GET …/status/current`` until running; read |
-| read   | ``GET /nodes/<n>/lxc/<id>/config``, ``GET …/status/current``, and when running ``GET …/interfaces`` (its failure ignored, as bpg does) |
-| update | ``PUT /nodes/<n>/lxc/<id>/config`` with the changed fields only (``HasChange``), ``delete=`` for cleared ones; ``POST …/status/reboot`` when a change needs it and the CT runs; start/shutdown when ``started`` changes |
-| delete | ``GET …/status/current``; when not stopped ``POST …/status/shutdown`` (``forceStop=1``) and wait; ``DELETE /nodes/<n>/lxc/<id>`` → task |
+- create: ``GET /version`` (``host-managed`` joins ``net*`` from PVE 9.1, ``proxmox/version/
+  capabilities.go``); ``POST /nodes/<n>/lxc`` (form below), its task awaited; ``GET …/status/current``
+  (config unlocked); then, unless it runs already, ``POST …/status/start``, its task awaited and
+  ``GET …/status/current`` until ``running``; then a read;
+- read: ``GET …/lxc/<id>/config``, ``GET …/status/current`` and, when it runs, ``GET …/interfaces``
+  (a failure there only leaves the IPs unknown, as in bpg);
+- update: ``PUT …/config`` with the changed fields only (``HasChange``), ``delete=`` for cleared ones;
+  ``POST …/status/reboot`` when a change needs it and the CT runs; start or shutdown when ``started``
+  changes;
+- delete: ``GET …/status/current``; unless stopped ``POST …/status/shutdown`` (``forceStop=1``) and
+  wait; ``DELETE /nodes/<n>/lxc/<id>``, its task awaited.
 
-Create form (``CreateRequestBody``): ``arch``, ``cmode``, ``console``, ``cores``, ``cpulimit``, ``memory``,
-``ostemplate``, ``ostype``, ``protection``, ``start``, ``onboot``, ``swap``, ``template``, ``tty``,
-``unprivileged``, ``vmid``, ``storage`` (the disk's datastore) are always sent with bpg's defaults;
-``rootfs=volume=<datastore>:<size>`` only when the size differs from 4 (or options are set);
-``net<i>`` as ``bridge=…,[firewall=1,][host-managed=0,]ip=…,gw=…,[hwaddr=…,]name=…``; ``hostname``,
-``description``, ``ssh-public-keys`` (newline-joined), ``pool``, ``tags`` (sorted, ``;``),
-``nameserver``, ``searchdomain``, ``password``, ``cpuunits`` only when set. ForceNew: ``node_name``,
-``pool_id``, ``operating_system``, ``disk.datastore_id``, ``initialization.user_account``,
+The create form (``CreateRequestBody``) always carries ``arch``, ``cmode``, ``console``, ``cores``,
+``cpulimit``, ``memory``, ``ostemplate``, ``ostype``, ``protection``, ``start``, ``onboot``, ``swap``,
+``template``, ``tty``, ``unprivileged``, ``vmid`` and ``storage`` (the disk's datastore) with bpg's
+defaults; ``rootfs=volume=<datastore>:<size>`` only when the size differs from 4 GiB (or options are
+set); ``net<i>`` as ``bridge=…,[firewall=1,][host-managed=0,]ip=…,gw=…,[hwaddr=…,]name=…``;
+``hostname``, ``description``, ``ssh-public-keys`` (newline-joined), ``pool``, ``tags`` (sorted,
+``;``), ``nameserver``, ``searchdomain``, ``password`` and ``cpuunits`` only when set. ForceNew:
+``node_name``, ``pool_id``, ``operating_system``, ``disk.datastore_id``, ``initialization.user_account``,
 ``template``, ``unprivileged``, ``mount_point``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -106,7 +112,8 @@ class Container(ResourceKind):
             ("protection", flag(bool(inputs.get("protection", False)))),
             ("start", flag(bool(inputs.get("started", True)))), ("onboot", flag(bool(inputs.get("startOnBoot", True)))),
             ("swap", number(memory.get("swap", 0))), ("template", flag(bool(inputs.get("template", False)))),
-            ("tty", number(console.get("ttyCount", 2))), ("unprivileged", flag(bool(inputs.get("unprivileged", False)))),
+            ("tty", number(console.get("ttyCount", 2))),
+            ("unprivileged", flag(bool(inputs.get("unprivileged", False)))),
             ("vmid", number(inputs["vmId"])),
         ]
         if cpu.get("units", 0) > 0:
@@ -168,10 +175,9 @@ class Container(ResourceKind):
         status = self._status(ctx, base)
         running = status.get("status") == "running"
         if running and inputs.get("networkInterfaces"):
-            try:  # WaitForContainerNetworkInterfaces: read for IPs, a failure only leaves them unknown
+            # WaitForContainerNetworkInterfaces: read for IPs, a failure only leaves them unknown
+            with contextlib.suppress(PveHttpError):
                 ctx.pve.call("GET", f"{base}/interfaces")
-            except PveHttpError:
-                pass
         return Applied(applied.id, {**inputs, "vmId": vmid, "started": running,
                                     "description": config.get("description", inputs.get("description"))})
 

@@ -6,12 +6,15 @@ bpg ``fwprovider/storage/resource_generic.go`` (create/read/update/delete), ``mo
 ``resource_directory.go``, ``resource_nfs.go``; requests in ``proxmox/storage/storage.go``, bodies in
 ``proxmox/storage/storage_types.go``, ``directory_types.go``, ``nfs_types.go``:
 
-| step   | request                      | form                                                                  |
-|--------|------------------------------|-----------------------------------------------------------------------|
-| create | ``POST /storage``            | ``storage``, ``type``, ``content``/``nodes`` (comma lists, left out when empty), ``disable``, ``create-base-path``, ``create-subdirs`` (0/1, default 1), dir: ``path``, ``shared`` (default **1**), ``preallocation``; nfs: ``server``, ``export``, ``options``, ``preallocation``, ``snapshot-as-volume-chain`` (only when 1); ``prune-backups``/``max-protected-backups`` from the ``backups`` block |
-| read   | ``GET /storage/<id>``        | —                                                                     |
-| update | ``PUT /storage/<id>``        | the mutable fields above (dir: ``shared``, ``preallocation``; nfs: ``options``) |
-| delete | ``DELETE /storage/<id>``     | — ("does not exist" is success)                                       |
+- create: ``POST /storage`` with ``storage``, ``type``, ``content`` and ``nodes`` (comma lists, left
+  out when empty), ``disable``, ``create-base-path`` and ``create-subdirs`` (0/1, default 1); a dir
+  storage adds ``path``, ``shared`` (default **1**) and ``preallocation``; an nfs storage ``server``,
+  ``export``, ``options``, ``preallocation`` and ``snapshot-as-volume-chain`` (only when 1); the
+  ``backups`` block gives ``prune-backups`` and ``max-protected-backups``;
+- read: ``GET /storage/<id>``;
+- update: ``PUT /storage/<id>`` with the mutable fields (a dir's ``shared`` and ``preallocation``, an
+  nfs's ``options``);
+- delete: ``DELETE /storage/<id>`` ("does not exist" is success).
 
 Create and update end with ``GET /storage/<id>``. ForceNew: the id, dir ``path``, nfs ``server``,
 ``export``, ``preallocation``, ``snapshot_as_volume_chain``. Set attributes (``nodes``, ``content``)

@@ -1,14 +1,12 @@
 """``proxmoxve:user/token:Token`` and ``proxmoxve:user/tokenLegacy:TokenLegacy`` (TF ``proxmox_user_token``).
 
 bpg ``fwprovider/access/resource_user_token.go`` over ``proxmox/access/user_token.go`` and
-``user_token_types.go``:
+``user_token_types.go``; every request goes to ``/access/users/<user>/token/<name>``:
 
-| step   | request                                         | form                                         |
-|--------|-------------------------------------------------|----------------------------------------------|
-| create | ``POST /access/users/<user>/token/<name>``      | ``comment`` (when set), ``expire`` (when set), ``privsep`` (0/1, default 1) |
-| read   | ``GET /access/users/<user>/token/<name>``       | —                                            |
-| update | ``PUT /access/users/<user>/token/<name>``       | ``comment``, ``privsep``, ``expire`` (0 clears a previous one) |
-| delete | ``DELETE /access/users/<user>/token/<name>``    | —                                            |
+- create: ``POST`` with ``comment`` and ``expire`` (when set) and ``privsep`` (0/1, default 1);
+- read: ``GET``;
+- update: ``PUT`` with ``comment``, ``privsep`` and ``expire`` (0 clears a previous one);
+- delete: ``DELETE``.
 
 The create answer carries the secret once: ``value`` is ``<full-tokenid>=<value>``, a secret output.
 ``user_id`` and ``token_name`` are ForceNew.

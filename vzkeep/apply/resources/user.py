@@ -3,13 +3,14 @@
 bpg ``proxmoxtf/resource/user.go`` (``userCreate``, ``userRead``, ``userUpdate``, ``userDelete``) over
 ``proxmox/access/users.go``, ``users_types.go`` and, for the ``acl`` blocks, ``acl.go``/``acl_types.go``:
 
-| step   | request                                 | form                                                        |
-|--------|-----------------------------------------|-------------------------------------------------------------|
-| create | ``POST /access/users``                  | ``comment``, ``email``, ``enable`` (0/1, default 1), ``expire`` (unix, default 0), ``firstname``, ``groups`` (comma, left out when empty), ``keys``, ``lastname``, ``password`` (left out when empty), ``userid`` — the empty strings are sent |
-|        | ``PUT /access/acl`` per ``acl`` block    | ``delete=0``, ``path``, ``propagate``, ``roles``, ``users``  |
-| read   | ``GET /access/users/<id>`` (+ ``GET /access/acl`` when blocks exist) | —                          |
-| update | ``PUT /access/users/<id>``              | the same fields but ``userid``/``password``; ``PUT /access/password`` when the password changed; old ACL blocks deleted, new ones added |
-| delete | ``PUT /access/acl`` ``delete=1`` per block, then ``DELETE /access/users/<id>`` | —               |
+- create: ``POST /access/users`` with ``comment``, ``email``, ``enable`` (0/1, default 1), ``expire``
+  (unix seconds, default 0), ``firstname``, ``groups`` (comma, left out when empty), ``keys``,
+  ``lastname``, ``password`` (left out when empty) and ``userid`` (the empty strings are sent); then
+  ``PUT /access/acl`` (``delete=0``, ``path``, ``propagate``, ``roles``, ``users``) per ``acl`` block;
+- read: ``GET /access/users/<id>`` (and ``GET /access/acl`` when there are blocks);
+- update: ``PUT /access/users/<id>`` with the same fields but ``userid`` and ``password``;
+  ``PUT /access/password`` when the password changed; the old ACL blocks deleted, the new ones added;
+- delete: ``PUT /access/acl`` with ``delete=1`` per block, then ``DELETE /access/users/<id>``.
 
 ``user_id`` is ForceNew. ``groups`` is a Terraform SDK set: its elements come in hash order.
 """
@@ -45,7 +46,8 @@ class User(ResourceKind):
         for block in inputs.get("acls") or []:
             role = block.get("roleId")
             if role not in view.roles() and role not in declared.roles:
-                problems.append(f"ACL update failed: role '{role}' does not exist")  # pve-access-control src/PVE/API2/ACL.pm
+                # pve-access-control src/PVE/API2/ACL.pm update_acl, lock_user_config(…, "ACL update failed")
+                problems.append(f"ACL update failed: role '{role}' does not exist")
         return problems
 
     def create_form(self, inputs: Inputs) -> tuple[tuple[str, str], ...]:
