@@ -117,5 +117,6 @@ def form(*pairs: tuple[str, Any]) -> Form:
 
 
 def path_escape(segment: str) -> str:
-    """Go's ``url.PathEscape``: everything but unreserved characters and ``$&+,:;=@`` is escaped."""
-    return quote(str(segment), safe="$&+,:;=@")
+    """Go's ``url.PathEscape`` (``shouldEscape`` in ``encodePathSegment`` mode): all but the unreserved
+    characters and ``$&+:=@`` is escaped (``/ ; , ?`` are)."""
+    return quote(str(segment), safe="$&+:=@")
