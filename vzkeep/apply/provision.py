@@ -204,7 +204,10 @@ class Applier(_Provisioner):
         """A create the last apply started: if the cluster has it, take it as created, then diff again."""
         assert step.kind is not None and step.pending is not None
         pending = step.pending
-        found = step.kind.read(self.ctx, Applied(pending.id, {}), pending.inputs)
+        try:
+            found = step.kind.read(self.ctx, Applied(pending.id, {}), pending.inputs)
+        except (ProviderError, PveHttpError):
+            found = None  # not readable as the provider reads it (a job's "No such job" is a 400): create it
         if found is not None:
             prior = ResourceState(urn=step.urn, type=step.type, name=step.name, id=found.id,
                                   inputs=pending.inputs, outputs=found.outputs, protect=step.protect,
