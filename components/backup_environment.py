@@ -44,7 +44,7 @@ class BackupEnvironment(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        # Offsite copies are optional (US6.4): without `vzkeep:remote` nothing else is declared.
+        # Offsite copies are optional: without `vzkeep:remote` nothing else is declared.
         self.remote = None
         if plan.offsite is not None:
             self.remote = RemoteStore(
@@ -64,4 +64,6 @@ class BackupEnvironment(pulumi.ComponentResource):
                 for g in plan.guests
             ],
             "credentials": args.credentials,
+            # vzkeep:policy.retentionFloor, in PVE's option names: the floor the retention-floor policy applies.
+            "retentionFloor": floor.minimums() if (floor := plan.settings.policy.retention_floor) else None,
         })

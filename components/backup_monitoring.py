@@ -1,38 +1,45 @@
 """BackupMonitoring: deliver the stack's monitoring files where Prometheus, Alertmanager and Grafana read them.
 
 Every environment stack delivers its alert rules. The stack with `exporterHost` also delivers the
-global rules, the scrape job, the Grafana dashboard, the Alertmanager route with its Telegram
-receiver, and the exporter itself (systemd unit, config, read-only PVE token). Files are rendered by
-`vzkeep.monitoring.render` (the same code as `vzkeep monitoring render`) and written by
-pulumi-command, over SSH or into a local directory. A file holding a secret is built inside an
-Output, so it stays a Pulumi secret, is written 0600 and its command logs nothing.
+global rules, the scrape job and its targets file, the Grafana dashboard, the Alertmanager route with
+its Telegram receiver, and the exporter itself with its timers (`ExporterHost`). Files are rendered
+by `vzkeep.monitoring.render` (the same code as `vzkeep monitoring render`) and written by
+pulumi-command, over SSH or into a local directory (`components.delivery`). A file holding a secret
+is built inside an Output, so it stays a Pulumi secret, travels on stdin, is written 0600 and its
+command logs nothing.
+
+Prometheus reads the rules and the targets once its `prometheus.yml` names them: the one-time step
+of the README ("Wire Prometheus once"), which a test checks with promtool.
 """
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
-import pulumi_command as command
+import yaml
 
-from vzkeep.config import MonitoringSettings
+from components import exporter_layout as layout
+from components import shell
+from components.delivery import Delivery, Target
+from components.exporter_host import ExporterHost, ExporterHostArgs
+from vzkeep.config import MonitoringSettings, ProviderSettings
+from vzkeep.monitoring import SHIPPED_TIMING
 from vzkeep.monitoring.alertmanager import TelegramTarget
 from vzkeep.monitoring.render import RenderOptions, alertmanager_text, monitoring_texts
 from vzkeep.plan import StackPlan
-
-EXPORTER_DIR = "/etc/vzkeep"
-EXPORTER_VENV = "/opt/vzkeep"
-EXPORTER_UNIT = "/etc/systemd/system/vzkeep-exporter.service"
 
 
 @dataclass
 class BackupMonitoringArgs:
     plan: StackPlan
     settings: MonitoringSettings
-    pve_endpoint: str
+    provider: ProviderSettings
+    root: Path  # the checkout: the exporter's wheel is built from it
     telegram_bot_token: pulumi.Input[str] | None = None
-    exporter_api_token: pulumi.Input[str] | None = None
+    exporter_token: pulumi.Input[str] | None = None
+    drill_token: pulumi.Input[str] | None = None
     ssh_private_key: pulumi.Input[str] | None = None
 
 
@@ -43,6 +50,7 @@ class _File:
     content: pulumi.Input[str]
     mode: str = "0644"
     secret: bool = False
+    reload: str | None = None
 
 
 class BackupMonitoring(pulumi.ComponentResource):
@@ -51,26 +59,39 @@ class BackupMonitoring(pulumi.ComponentResource):
     ) -> None:
         super().__init__("vzkeep:backup:BackupMonitoring", name, None, opts)
         self.args = args
-        files = self._rendered_files() + (self._exporter_files() if args.settings.exporter_host else [])
-        self.deliveries = [self._deliver(name, f) for f in files]
-        if args.settings.exporter_host:
-            self.deliveries.append(self._start_exporter(name, depends_on=self.deliveries))
+        s = args.settings
+        local = s.deliver_to == "local"
+        target = Target(host=None) if local else Target(host=s.ssh_host, user=s.ssh_user,
+                                                        private_key=args.ssh_private_key)
+        deliver = Delivery(self, target)
+        files = self._rendered_files()
+        self.deliveries = [deliver.file(f"{name}-{f.name}", f.path, f.content, mode=f.mode, secret=f.secret,
+                                        reload=f.reload) for f in files]
         self.paths = [f.path for f in files]
-        self.register_outputs({"files": self.paths, "deliverTo": args.settings.deliver_to})
+        self.exporter = self._exporter(name, target) if s.exporter_host else None
+        if self.exporter is not None:
+            self.paths += self.exporter.paths
+        self.register_outputs({"files": self.paths, "deliverTo": s.deliver_to})
 
     # -- what is delivered --------------------------------------------------------------------------
 
     def _rendered_files(self) -> list[_File]:
         s = self.args.settings
         options = RenderOptions(exporter_host=s.exporter_host, exporter_targets=(s.exporter_listen,))
-        files = [_File(_stem(text.relative_path), self._target(text.relative_path), text.text)
+        remote = s.deliver_to == "ssh"  # locally nothing is reloaded: the files are for the admin to install
+        files = [_File(_stem(text.relative_path), self._target(text.relative_path), text.text,
+                       reload=shell.PROMETHEUS_SERVICE if remote and text.kind == "rules" else None)
                  for text in monitoring_texts(self.args.plan.thresholds, options)]
+        if s.exporter_host:
+            # file_sd: Prometheus rereads it by itself; prometheus.yml's vzkeep job points at it (README).
+            targets = yaml.safe_dump([{"targets": [s.exporter_listen]}], sort_keys=False)
+            files.append(_File("scrape-targets", self._target("prometheus/vzkeep-targets.yml"), targets))
         telegram = s.telegram
         if telegram is not None and self.args.telegram_bot_token is not None:
             config = pulumi.Output.secret(self.args.telegram_bot_token).apply(
                 lambda token: alertmanager_text(TelegramTarget(chat_id=telegram.chat_id, bot_token=token)))
             files.append(_File("alertmanager", self._target("alertmanager/alertmanager.yml"), config,
-                               mode="0600", secret=True))
+                               mode="0600", secret=True, reload=shell.ALERTMANAGER_SERVICE if remote else None))
         return files
 
     def _target(self, relative_path: str) -> str:
@@ -79,6 +100,8 @@ class BackupMonitoring(pulumi.ComponentResource):
         if s.deliver_to == "local":
             return f"{s.local_dir.rstrip('/')}/{relative_path}"
         directory, _, base = relative_path.rpartition("/")
+        if relative_path == "prometheus/vzkeep-targets.yml":
+            return s.scrape_targets
         return {
             "prometheus/rules": f"{s.rules_dir.rstrip('/')}/{base}",
             "prometheus": s.scrape_config,
@@ -86,84 +109,24 @@ class BackupMonitoring(pulumi.ComponentResource):
             "grafana/dashboards": f"{s.dashboards_dir.rstrip('/')}/{base}",
         }[directory]
 
-    def _exporter_files(self) -> list[_File]:
-        s = self.args.settings
-        base = f"{s.local_dir.rstrip('/')}/exporter" if s.deliver_to == "local" else EXPORTER_DIR
-        config = "\n".join([
-            "# vzkeep exporter (delivered by the monitoring stack); see docs/exporter.md.",
-            "# The unit passes --token-file from systemd's credentials directory (LoadCredential).",
-            f"endpoint: {self.args.pve_endpoint}",
-            f"fingerprint: {s.exporter_fingerprint}" if s.exporter_fingerprint else "insecure: false",
-            f"listen: {s.exporter_listen}",
-            "drill-results: /var/lib/vzkeep/drills.json",  # written by `vzkeep drill` on this host
-            "interval: 30",  # DeliveryTiming.exporter_poll_seconds: the 120 s failure-to-Telegram budget
-        ]) + "\n"
-        files = [_File("exporter-config", f"{base}/exporter.yml", config)]
-        if self.args.exporter_api_token is not None:
-            token = pulumi.Output.secret(self.args.exporter_api_token).apply(lambda t: f"{t}\n")
-            files.append(_File("exporter-token", f"{base}/pve-token", token, mode="0600", secret=True))
-        unit = _EXPORTER_UNIT.format(venv=EXPORTER_VENV, config=f"{base}/exporter.yml", token=f"{base}/pve-token")
-        files.append(_File("exporter-unit", f"{base}/vzkeep-exporter.service" if s.deliver_to == "local"
-                           else EXPORTER_UNIT, unit))
-        return files
-
-    # -- how it is delivered ------------------------------------------------------------------------
-
-    def _deliver(self, name: str, f: _File) -> pulumi.Resource:
-        create = f"install -D -m {f.mode} /dev/stdin {shlex.quote(f.path)}"
-        delete = f"rm -f {shlex.quote(f.path)}"
-        return self._command(f"{name}-{f.name}", create, delete, stdin=f.content, quiet=f.secret)
-
-    def _start_exporter(self, name: str, depends_on: list[pulumi.Resource]) -> pulumi.Resource:
-        s = self.args.settings
-        if s.deliver_to == "local":
-            script = f"echo 'exporter files are in {s.local_dir}/exporter: install them on the monitoring host'"
-        else:
-            script = _START_EXPORTER.format(venv=EXPORTER_VENV, package=shlex.quote(s.exporter_package))
-        return self._command(f"{name}-exporter-service", script, None, depends_on=depends_on)
-
-    def _command(self, resource_name: str, create: str, delete: str | None, *,
-                 stdin: pulumi.Input[str] | None = None, quiet: bool = False,
-                 depends_on: list[pulumi.Resource] | None = None) -> pulumi.Resource:
-        s = self.args.settings
-        opts = pulumi.ResourceOptions(parent=self, depends_on=depends_on)
-        if s.deliver_to == "local":
-            return command.local.Command(
-                resource_name, create=create, delete=delete, stdin=stdin,
-                logging=command.local.Logging.NONE if quiet else None, opts=opts)
-        return command.remote.Command(
-            resource_name,
-            connection=command.remote.ConnectionArgs(host=s.ssh_host, user=s.ssh_user,
-                                                     private_key=self.args.ssh_private_key),
-            create=create, delete=delete, stdin=stdin,
-            logging=command.remote.Logging.NONE if quiet else None, opts=opts)
+    def _exporter(self, name: str, target: Target) -> ExporterHost:
+        s, provider = self.args.settings, self.args.provider
+        connection = layout.Connection(endpoint=provider.endpoint, fingerprint=s.exporter_fingerprint,
+                                       insecure=provider.insecure)
+        verify = layout.VerifyJob(s.verify.schedule, tuple(s.verify.dirs)) if s.verify else None
+        drill = layout.DrillJob(s.drill.schedule, s.drill.env, s.drill.sample) if s.drill else None
+        return ExporterHost(
+            f"{name}-exporter",
+            ExporterHostArgs(
+                root=self.args.root, target=target, connection=connection, listen=s.exporter_listen,
+                poll_seconds=SHIPPED_TIMING.exporter_poll_seconds, token=self.args.exporter_token,
+                verify=verify, drill=drill, drill_token=self.args.drill_token,
+                base_dir=f"{s.local_dir.rstrip('/')}/exporter" if s.deliver_to == "local" else None,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
 
 def _stem(relative_path: str) -> str:
     """`prometheus/rules/vzkeep-prod.rules.yml` -> `vzkeep-prod-rules`: a stable child name per file."""
     return relative_path.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace(".", "-")
-
-
-_EXPORTER_UNIT = """[Unit]
-Description=vzkeep backup exporter for Prometheus
-After=network-online.target
-
-[Service]
-# The token file is root-only (0600); systemd hands the unprivileged service a private copy.
-LoadCredential=pve-token:{token}
-ExecStart={venv}/bin/vzkeep exporter --config {config} --token-file %d/pve-token
-DynamicUser=yes
-ReadOnlyPaths=/
-Restart=on-failure
-RestartSec=10
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-_START_EXPORTER = """set -eu
-test -x {venv}/bin/vzkeep || {{ python3 -m venv {venv} && {venv}/bin/pip install --quiet {package}; }}
-systemctl daemon-reload
-systemctl enable --now vzkeep-exporter.service
-systemctl reload prometheus prometheus-alertmanager 2>/dev/null || true
-"""

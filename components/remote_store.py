@@ -1,4 +1,4 @@
-"""RemoteStore: offsite copies on a NAS over NFS, with their own job (DESIGN.md "Offsite", US6)."""
+"""RemoteStore: offsite copies on a NAS over NFS, with their own job (DESIGN.md "Offsite")."""
 
 from __future__ import annotations
 

@@ -13,7 +13,10 @@ class RetentionPolicyArgs:
 
 
 class RetentionPolicy(pulumi.ComponentResource):
-    """No provider resource: PVE applies retention through the job's `prune-backups` (reference §2.1)."""
+    """No provider resource: PVE applies retention through the job's `prune-backups`.
+
+    The job's value wins over the storage's (pve-manager `PVE/VZDump.pm`).
+    """
 
     prune_backups: dict[str, str]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pulumi
@@ -11,12 +12,14 @@ from pulumi.runtime import config as runtime_config
 
 from components.backup_environment import BackupEnvironment, BackupEnvironmentArgs
 from components.backup_monitoring import BackupMonitoring, BackupMonitoringArgs
+from components.exporter_identity import ExporterIdentity, ExporterIdentityArgs
 from components.object_store import ObjectStore, ObjectStoreArgs
 from components.state_bucket import StateBucket, StateBucketArgs, minio_provider
 from vzkeep.config import CREDENTIAL_KEYS, StackSettings, settings_from_config
 from vzkeep.plan import StackPlan, plan_stack
 
 NEXT_RUNS_SHOWN = 5
+ROOT = Path(__file__).resolve().parent.parent  # the checkout: locks/ and the sources of the exporter's wheel
 
 
 def build_stack() -> StackPlan:
@@ -39,50 +42,60 @@ def build_stack() -> StackPlan:
     if environment.remote is not None:
         pulumi.export("offsiteStorageId", environment.remote.storage_id)
         pulumi.export("offsiteJobId", environment.remote.job_id)
-    declare_state(settings, provider)
-    declare_monitoring(plan)
+    declare_state(settings, provider, environment)
+    declare_monitoring(plan, provider)
     return plan
 
 
-def declare_monitoring(plan: StackPlan) -> None:
-    """The stack's alert rules (and, on the exporter host, the exporter, route and dashboard)."""
+def declare_monitoring(plan: StackPlan, provider: proxmoxve.Provider) -> None:
+    """The stack's alert rules (and, on the exporter host, the exporter's identity and deployment)."""
     settings = plan.settings
     if settings.monitoring is None:
         return
     cfg = pulumi.Config("vzkeep")
-    host = settings.monitoring.exporter_host
+    monitoring = settings.monitoring
+    exporter_token = None
+    if plan.exporter_identity is not None:
+        identity = ExporterIdentity(f"{plan.env}-exporter-identity", ExporterIdentityArgs(plan.exporter_identity),
+                                    opts=pulumi.ResourceOptions(providers={"proxmoxve": provider}))
+        exporter_token = identity.token
     BackupMonitoring(
         f"{plan.env}-monitoring",
         BackupMonitoringArgs(
-            plan=plan, settings=settings.monitoring, pve_endpoint=settings.provider.endpoint,
-            telegram_bot_token=_secret(cfg, "telegramBotToken") if settings.monitoring.telegram else None,
-            exporter_api_token=_secret(cfg, "exporterApiToken") if host else None,
-            ssh_private_key=_secret(cfg, "sshPrivateKey") if settings.monitoring.deliver_to == "ssh" else None,
+            plan=plan, settings=monitoring, provider=settings.provider, root=ROOT,
+            telegram_bot_token=_secret(cfg, "telegramBotToken") if monitoring.telegram else None,
+            exporter_token=exporter_token,
+            drill_token=_secret(cfg, "drillApiToken") if monitoring.exporter_host and monitoring.drill else None,
+            ssh_private_key=_secret(cfg, "sshPrivateKey") if monitoring.deliver_to == "ssh" else None,
         ),
     )
 
 
-def declare_state(settings: StackSettings, provider: proxmoxve.Provider) -> None:
+def declare_state(settings: StackSettings, provider: proxmoxve.Provider, environment: BackupEnvironment) -> None:
     """The monitoring stack's S3 server and the versioned state bucket, when configured."""
     if settings.object_store is None and settings.state_bucket is None:
         return
     cfg = pulumi.Config("vzkeep")
     secret_key = _secret(cfg, "s3SecretKey")
+    server: list[pulumi.Resource] = []
     if settings.object_store is not None:
         store = settings.object_store
-        ObjectStore(
+        object_store = ObjectStore(
             f"{settings.env}-object-store",
             ObjectStoreArgs(
                 settings=store, node=store.node or settings.environment.nodes[0],
-                pool_id=settings.environment.pool_id,
+                pool_id=environment.pool.pool_id,
                 access_key=settings.state_bucket.access_key if settings.state_bucket else "vzkeep",
-                secret_key=secret_key, ssh_private_key=_secret(cfg, "sshPrivateKey"),
+                secret_key=secret_key, ssh_private_key=_secret(cfg, "sshPrivateKey"), root=ROOT,
+                depends_on=[environment.pool],
             ),
             opts=pulumi.ResourceOptions(providers={"proxmoxve": provider}),
         )
+        # The bucket is created through the server's S3 API: the server must be installed and running.
+        server = [object_store.install or object_store.container]
     if settings.state_bucket is not None:
         bucket = StateBucket(
-            "state", StateBucketArgs(settings.state_bucket),
+            "state", StateBucketArgs(settings.state_bucket, depends_on=server),
             opts=pulumi.ResourceOptions(providers={"minio": minio_provider(settings.state_bucket, secret_key)}),
         )
         pulumi.export("stateBackendUrl", bucket.backend_url)
@@ -117,7 +130,8 @@ def credential_kinds(settings: StackSettings) -> dict[str, str]:
 
 
 def proxmox_provider(settings: StackSettings) -> proxmoxve.Provider:
-    """An explicit provider: the bridged provider's nested config is not read (reference §5.7)."""
+    """An explicit provider: the bridged provider's nested configuration is not read from stack config
+    (pulumi-proxmoxve README)."""
     cfg = pulumi.Config("proxmoxve")
     # A secret token stays a secret Output. A plain one is passed as given, and the policy pack's
     # no-plaintext-secrets rule fails the preview instead of the mistake being hidden.

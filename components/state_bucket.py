@@ -1,12 +1,13 @@
 """StateBucket: the versioned, private bucket of Pulumi's self-managed backend (DESIGN.md "State").
 
 Only plain S3 resources of pulumi-minio (bucket, versioning, lifecycle), so the same program works on
-SeaweedFS and MinIO (reference/pulumi.md §6.2: no admin-API resource such as quota or IAM users).
+SeaweedFS and MinIO: no resource that needs MinIO's admin API, such as a quota or IAM users
+(aminueza/terraform-provider-minio `minio/resource_minio_s3_bucket.go` sets a quota through `madmin`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_minio as minio
@@ -17,6 +18,8 @@ from vzkeep.config import StateBucketSettings
 @dataclass
 class StateBucketArgs:
     settings: StateBucketSettings
+    # The S3 server that must run before the bucket can be created through its API (ObjectStore).
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
 
 
 class StateBucket(pulumi.ComponentResource):
@@ -32,7 +35,7 @@ class StateBucket(pulumi.ComponentResource):
             bucket=settings.bucket,
             acl="private",
             # Losing the bucket loses every stack's history: it must be removed deliberately.
-            opts=pulumi.ResourceOptions(parent=self, protect=True),
+            opts=pulumi.ResourceOptions(parent=self, protect=True, depends_on=args.depends_on),
         )
         child = pulumi.ResourceOptions(parent=self, depends_on=[self.bucket])
         self.versioning = minio.S3BucketVersioning(

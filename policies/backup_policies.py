@@ -1,7 +1,7 @@
 """The vzkeep-backup-policies pack: every guest covered, and the safety rules of a backup strategy.
 
-Policies are plain functions over the resources a stack declares (reference/pulumi.md §3); the
-PVE rules they apply — which guests a job selects, what prune-backups means, when a calendar
+Policies are plain functions over the resources a stack declares (`StackValidationArgs.resources`,
+with their outputs); the PVE rules they apply — which guests a job selects, what prune-backups means, when a calendar
 event fires — come from `vzkeep.pve`, the same code the sandbox and the exporter use.
 `PolicyPack(...)` starts a gRPC server and blocks, so only `__main__.py` builds it.
 """
@@ -26,16 +26,14 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from policies.guest_types import guest_types, membership_types
 from vzkeep.config import WindowSettings
 from vzkeep.plan import start_times
 from vzkeep.pve import retention, selection
 
 PACK_NAME = "vzkeep-backup-policies"
 
-VM = "proxmoxve:index/vmLegacy:VmLegacy"
-CT = "proxmoxve:index/containerLegacy:ContainerLegacy"
 JOB = "proxmoxve:backup/job:Job"
-MEMBERSHIP = "proxmoxve:pool/membership:Membership"
 STORAGE_TYPES = ("proxmoxve:storage/directory:Directory", "proxmoxve:storage/nfs:Nfs")
 ENVIRONMENT = "vzkeep:backup:BackupEnvironment"
 S3_BUCKET = "minio:index/s3Bucket:S3Bucket"
@@ -79,10 +77,14 @@ def _of(resources: Iterable[PolicyResource], *types: str) -> list[PolicyResource
 
 
 def _vmid(value: Any) -> int | None:
-    # Protobuf Structs carry numbers as floats; job vmids are strings (reference/pulumi.md §0.4).
+    # Protobuf Structs carry numbers as floats (google.protobuf.Value has one number type, a double);
+    # job vmids and the framework resources' `resourceId` are strings.
     if value is None or value == "":
         return None
-    return int(float(value))
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def environment_facts(resources: Iterable[PolicyResource]) -> Mapping[str, Any]:
@@ -91,16 +93,19 @@ def environment_facts(resources: Iterable[PolicyResource]) -> Mapping[str, Any]:
 
 
 def stack_guests(resources: list[PolicyResource]) -> list[Guest]:
-    """Declared VMs/CTs (pool from `poolId` or a pool Membership) plus the inventory's guests."""
-    memberships = {_vmid(m.props.get("vmId")): m.props.get("poolId") for m in _of(resources, MEMBERSHIP)}
+    """Declared guests of every pulumi-proxmoxve guest type (pool from the guest or a pool membership
+    resource), plus the inventory's guests."""
+    memberships = {_vmid(m.props.get("vmId")): m.props.get("poolId") for m in _of(resources, *membership_types())}
+    types = guest_types()
     guests = []
-    for r in _of(resources, VM, CT):
-        vmid = _vmid(r.props.get("vmId"))
+    for r in _of(resources, *types):
+        kind = types[r.resource_type]
+        vmid = _vmid(r.props.get(kind.vmid_prop))
         name = r.props.get("name") or (r.props.get("initialization") or {}).get("hostname") or r.name
+        own_pool = r.props.get(kind.pool_prop) if kind.pool_prop else None
         guests.append(Guest(
-            vmid=vmid, name=name, type="qemu" if r.resource_type == VM else "lxc",
-            node=r.props.get("nodeName"), pool=r.props.get("poolId") or memberships.get(vmid), urn=r.urn,
-            source="declared",
+            vmid=vmid, name=name, type=kind.kind, node=r.props.get("nodeName"),
+            pool=own_pool or memberships.get(vmid), urn=r.urn, source="declared",
         ))
     declared = {g.vmid for g in guests}
     for item in environment_facts(resources).get("inventory", []):
@@ -112,7 +117,7 @@ def stack_guests(resources: list[PolicyResource]) -> list[Guest]:
 
 
 def pve_job(props: Mapping[str, Any]) -> dict[str, Any]:
-    """A backup.Job's Pulumi props in the shape of PVE's jobs.cfg options (reference/pve.md §4.3)."""
+    """A backup.Job's Pulumi props in the shape of PVE's jobs.cfg options (pve-manager `PVE/API2/Backup.pm`)."""
     job = {
         "id": props.get("resourceId"),
         "vmid": ",".join(str(v) for v in props.get("vmids") or []) or None,
@@ -185,8 +190,8 @@ def _every_guest_covered(args: StackValidationArgs, report: ReportViolation) -> 
     result = coverage(resources)
     jobs = _of(resources, JOB)
     for guest in result.unknown:
-        report(f"{guest.label()} has no vmId at preview, so its backup coverage cannot be proven: set vmId "
-               f"explicitly on the resource.", guest.urn)
+        report(f"{guest.label()} has no VM id at preview, so its backup coverage cannot be proven: set it "
+               f"explicitly on the resource (vmId, or resourceId on Vm and cloned.Vm).", guest.urn)
     for guest in result.uncovered:
         where = "declared by this stack" if guest.source == "declared" else "listed in vzkeep:inventory"
         report(f"{guest.label()} ({where}) is selected by no enabled backup job of this stack: "
@@ -195,7 +200,7 @@ def _every_guest_covered(args: StackValidationArgs, report: ReportViolation) -> 
 
 every_guest_covered = StackValidationPolicy(
     name="every-guest-covered",
-    description="Every VM and container of the environment is selected by an enabled backup job (CS-001).",
+    description="Every VM and container of the environment is selected by an enabled backup job.",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_every_guest_covered,
 )
@@ -230,9 +235,9 @@ def _retention_required(args: ResourceValidationArgs, report: ReportViolation) -
         return
     if options is None:
         report(f"job '{job}' sets no pruneBackups, so PVE falls back to the storage's retention or keep-all "
-               f"and the storage fills up (CS-004): set a finite retention such as keep-daily=7.")
+               f"and the storage fills up: set a finite retention such as keep-daily=7.")
     elif options.get("keep-all"):
-        report(f"job '{job}' keeps every backup (keep-all): the storage would fill up (CS-004); set "
+        report(f"job '{job}' keeps every backup (keep-all): the storage would fill up; set "
                f"keep-last/daily/weekly/monthly counts instead.")
 
 
@@ -252,17 +257,20 @@ DEFAULT_MINIMUM_TOTAL = 3
 def _retention_floor(args: StackValidationArgs, report: ReportViolation) -> None:
     config = args.get_config() or {}
     resources = list(args.resources)
+    facts = environment_facts(resources)
     # The floor is about the local history; the environment's offsite copies (its RemoteStore storage,
     # whatever its id) only need a finite retention, which retention-required checks.
-    offsite = environment_facts(resources).get("offsiteStorage")
+    offsite = facts.get("offsiteStorage")
     for job in _of(resources, JOB):
         if offsite and job.props.get("storage") == offsite:
             continue
-        for message in _floor_violations(job, config):
+        for message in _floor_violations(job, config, facts.get("retentionFloor")):
             report(message, job.urn)
 
 
-def _floor_violations(job: PolicyResource, config: Mapping[str, Any]) -> list[str]:
+def _floor_violations(job: PolicyResource, config: Mapping[str, Any],
+                      stack_floor: Mapping[str, int] | None) -> list[str]:
+    """`stack_floor` (vzkeep:policy.retentionFloor of the stack) wins over the pack's config and defaults."""
     env = _env_of_job(job.props)
     try:
         options = prune_options(job.props)
@@ -270,15 +278,18 @@ def _floor_violations(job: PolicyResource, config: Mapping[str, Any]) -> list[st
         options = None
     if not options or options.get("keep-all"):
         return []  # retention-required reports a missing, invalid or unbounded retention
-    minimums = config.get("minimums", DEFAULT_MINIMUMS).get(env)
+    minimums = stack_floor if stack_floor else config.get("minimums", DEFAULT_MINIMUMS).get(env)
+    source = "vzkeep:policy.retentionFloor" if stack_floor else "the policy pack's floor"
     if minimums:
-        return [f"job '{_job_id(job)}' of environment '{env}' keeps {key}={options.get(key, 0)}, below this "
-                f"environment's floor {key}={minimum}: raise it to at least {minimum}."
+        return [f"job '{_job_id(job)}' of environment '{env}' keeps {key}={options.get(key, 0)}, below "
+                f"{source} {key}={minimum}: keep at least {minimum}, or lower the floor in the stack file "
+                f"(vzkeep:policy.retentionFloor) if that is intended."
                 for key, minimum in minimums.items() if options.get(key, 0) < int(minimum)]
     floor = int(config.get("defaultMinimumTotal", DEFAULT_MINIMUM_TOTAL))
     if sum(options.values()) < floor:
         return [f"job '{_job_id(job)}' of environment '{env}' keeps {sum(options.values())} backups in all "
-                f"({retention.format_prune_backups(options)}), below the floor of {floor}: keep at least {floor}."]
+                f"({retention.format_prune_backups(options)}), below the floor of {floor}: keep at least {floor}, "
+                f"or set vzkeep:policy.retentionFloor in the stack file."]
     return []
 
 
@@ -289,7 +300,8 @@ def _env_of_job(props: Mapping[str, Any]) -> str:
 
 retention_floor = StackValidationPolicy(
     name="retention-floor",
-    description="Each environment keeps at least its minimum history (default: prod 7 daily, others 3).",
+    description="Each environment keeps at least its floor: vzkeep:policy.retentionFloor of the stack, else "
+                "the pack's default (prod 7 daily, others 3 in all).",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_retention_floor,
     config_schema=PolicyConfigSchema(properties={
@@ -345,7 +357,7 @@ def _schedule_in_window(args: StackValidationArgs, report: ReportViolation) -> N
         bad = _first_start_outside(schedule, tz, window)
         if bad:
             report(f"job '{_job_id(job)}' schedule '{schedule}' starts at {bad} ({tz}), outside the window "
-                   f"{window.start}–{window.end} of environment '{env}' (EF-012): move the start inside it.",
+                   f"{window.start}–{window.end} of environment '{env}': move the start inside it.",
                    job.urn)
 
 
@@ -433,7 +445,7 @@ def _is_public_policy(policy: Any) -> bool:
 
 versioned_state_bucket = StackValidationPolicy(
     name="versioned-state-bucket",
-    description="A bucket holding IaC state has versioning Enabled and is not public (CS-006).",
+    description="A bucket holding IaC state has versioning Enabled and is not public.",
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_versioned_state_bucket,
 )

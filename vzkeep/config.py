@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from vzkeep.monitoring import EXPORTER_PORT
@@ -239,11 +239,43 @@ class TelegramSettings(_Model):
     # The bot token is the secret `vzkeep:telegramBotToken`, never a plain value here.
 
 
+# The characters of a systemd calendar event (systemd.time(7), "CALENDAR EVENTS"): nothing that could end the
+# `OnCalendar=` line or start another directive. `systemd-analyze calendar` checks the rest on the host.
+SYSTEMD_CALENDAR_RE = r"^[A-Za-z0-9 ,.:*/~+-]{1,64}$"
+
+
+def _absolute_path(value: str) -> str:
+    """An absolute path without `..` or control characters: it is written into unit files and scripts."""
+    if not value.startswith("/") or ".." in value.split("/") or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{value!r} must be an absolute path without '..' or control characters")
+    return value
+
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+CalendarEvent = Annotated[str, Field(pattern=SYSTEMD_CALENDAR_RE, description="systemd OnCalendar= event")]
+
+
+class VerifyTimerSettings(_Model):
+    """`vzkeep verify` on a systemd timer of the exporter host, over the directories where it sees archives."""
+
+    schedule: CalendarEvent = "Sun 05:00"
+    dirs: Annotated[list[AbsolutePath], Field(min_length=1)]
+
+
+class DrillTimerSettings(_Model):
+    """`vzkeep drill` on a systemd timer of the exporter host (token: the secret `vzkeep:drillApiToken`)."""
+
+    schedule: CalendarEvent = "Sat 10:00"
+    env: Annotated[str, Field(pattern=ENV_NAME_RE)] | None = None
+    sample: Annotated[int, Field(ge=1, le=100)] = 1
+
+
 class MonitoringSettings(_Model):
     """How this stack delivers its monitoring files (DESIGN.md "Monitoring", issue 5 item 6).
 
-    Every environment stack delivers its alert rules; the stack with `exporterHost` also delivers the
-    exporter (systemd unit, config, read-only token), the Alertmanager route and the dashboard.
+    Every environment stack delivers its alert rules; the stack with `exporterHost` also declares the
+    exporter's PVE identity and delivers the exporter (wheel, units, config, token, verify and drill
+    timers), the Alertmanager route and the dashboard.
     """
 
     telegram: TelegramSettings | None = None
@@ -257,7 +289,9 @@ class MonitoringSettings(_Model):
     dashboards_dir: str = "/var/lib/grafana/dashboards"
     exporter_host: bool = False  # this stack also delivers the exporter, the route and the dashboard
     exporter_listen: str = f"127.0.0.1:{EXPORTER_PORT}"
-    exporter_package: str = "vzkeep"  # pip requirement installed on the exporter host
+    scrape_targets: AbsolutePath = "/etc/prometheus/vzkeep-targets.yml"  # file_sd targets of the vzkeep job
+    verify: VerifyTimerSettings | None = None
+    drill: DrillTimerSettings | None = None
     exporter_fingerprint: Annotated[str, Field(pattern=r"^([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}$")] | None = None
     drill_stale_after_days: Annotated[int, Field(ge=1)] = 14
 
@@ -266,6 +300,28 @@ class MonitoringSettings(_Model):
         if self.deliver_to == "ssh" and not self.ssh_host:
             raise ValueError("deliverTo ssh needs sshHost: the host running Prometheus and Alertmanager")
         return self
+
+
+class RetentionFloorSettings(_Model):
+    """The least each keep-N option of the environment's local job may be (policy `retention-floor`)."""
+
+    keep_last: NonNegative | None = None
+    keep_hourly: NonNegative | None = None
+    keep_daily: NonNegative | None = None
+    keep_weekly: NonNegative | None = None
+    keep_monthly: NonNegative | None = None
+    keep_yearly: NonNegative | None = None
+
+    def minimums(self) -> dict[str, int]:
+        """PVE's option names (`keep-daily`) of the floors that are set."""
+        names = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
+        return {f"keep-{n}": v for n in names if (v := getattr(self, f"keep_{n}")) is not None}
+
+
+class PolicySettings(_Model):
+    """Settings the policy pack reads from the stack (through the BackupEnvironment's outputs)."""
+
+    retention_floor: RetentionFloorSettings | None = None
 
 
 class StateBucketSettings(_Model):
@@ -327,6 +383,7 @@ class StackSettings(BaseModel):
     monitoring: MonitoringSettings | None = None
     state_bucket: StateBucketSettings | None = None
     object_store: ObjectStoreSettings | None = None
+    policy: PolicySettings = PolicySettings()
     provider: ProviderSettings
     secret_keys: frozenset[str] = frozenset()
     plain_keys: frozenset[str] = frozenset()  # every key given, to spot plaintext credentials
@@ -354,12 +411,13 @@ _SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
     "monitoring": ("monitoring", MonitoringSettings),
     "stateBucket": ("state_bucket", StateBucketSettings),
     "objectStore": ("object_store", ObjectStoreSettings),
+    "policy": ("policy", PolicySettings),
 }
 # Secrets the program reads itself (always `pulumi config set --secret`).
-_SCALAR_KEYS = {"telegramBotToken", "s3SecretKey", "sshPrivateKey", "exporterApiToken"}
+_SCALAR_KEYS = {"telegramBotToken", "s3SecretKey", "sshPrivateKey", "drillApiToken"}
 CREDENTIAL_KEYS = frozenset(
     {"proxmoxve:apiToken", "proxmoxve:password", "minio:minioPassword", "minio:minioSecretKey",
-     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey", "vzkeep:sshPrivateKey", "vzkeep:exporterApiToken"}
+     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey", "vzkeep:sshPrivateKey", "vzkeep:drillApiToken"}
 )
 
 

@@ -21,6 +21,7 @@ from vzkeep.config import (
     _ScheduleSettings,
 )
 from vzkeep.pve import calendar
+from vzkeep.pve.privileges import EXPORTER_ROLE_PRIVILEGES
 
 DAY = 86_400
 # A year of start times is enough to see every weekday, month and DST change of a schedule;
@@ -53,7 +54,7 @@ class StorageSpec:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A PVE backup job (jobs.cfg `vzdump:` section, reference/pve.md §4.3)."""
+    """A PVE backup job (jobs.cfg `vzdump:` section, pve-manager `PVE/API2/Backup.pm`)."""
 
     id: str
     schedule: str
@@ -124,6 +125,25 @@ class AlertThresholds:
 
 
 @dataclass(frozen=True)
+class ExporterIdentitySpec:
+    """The exporter's own PVE user, role, ACL and API token, declared by the stack that runs the exporter.
+
+    The token is not privilege-separated, so the user's ACL is the token's (pve-access-control
+    `PVE/API2/User.pm` generate_token, `privsep`); the user has no password: it only logs in by token.
+    """
+
+    user_id: str = "vzkeep-exporter@pve"
+    role_id: str = "VzkeepExporter"
+    token_name: str = "exporter"
+    acl_path: str = "/"
+    privileges: tuple[str, ...] = EXPORTER_ROLE_PRIVILEGES
+
+    @property
+    def token_id(self) -> str:
+        return f"{self.user_id}!{self.token_name}"
+
+
+@dataclass(frozen=True)
 class OffsitePlan:
     storage: StorageSpec
     job: JobSpec
@@ -139,6 +159,7 @@ class StackPlan:
     thresholds: AlertThresholds
     offsite: OffsitePlan | None = None
     telegram: TelegramSettings | None = None
+    exporter_identity: ExporterIdentitySpec | None = None
     start_times: tuple[int, ...] = field(default=(), repr=False)
 
     @property
@@ -183,11 +204,12 @@ def plan_stack(settings: StackSettings) -> StackPlan:
                       create=settings.environment.create_pool),
         storage=storage, job=job, guests=_guests(settings), thresholds=thresholds, offsite=offsite,
         telegram=settings.monitoring.telegram if settings.monitoring else None, start_times=starts,
+        exporter_identity=ExporterIdentitySpec() if settings.monitoring and settings.monitoring.exporter_host else None,
     )
 
 
 def default_notes_template(env: str) -> str:
-    """Names guest and environment on every archive (EF-003); PVE expands the {{...}} variables."""
+    """Names guest and environment on every archive; PVE expands the {{...}} variables."""
     return "{{guestname}} (vmid {{vmid}}, env " + env + ", node {{node}})"
 
 
@@ -217,7 +239,7 @@ def _check_in_window(settings: StackSettings, key: str, schedule: str, window: W
             raise ConfigError(
                 settings.source, f"{key}.schedule", schedule,
                 f"starts at {local:%a %H:%M} ({tz}), outside the backup window "
-                f"{window.start}–{window.end}: every start time must fall inside the window (EF-012)",
+                f"{window.start}–{window.end}: every start time must fall inside the window",
             )
     return tuple(starts)
 

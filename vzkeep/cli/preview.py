@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
@@ -16,8 +16,10 @@ from rich.tree import Tree
 from vzkeep.cli.common import EXIT_FINDING, fail
 from vzkeep.config import ConfigError, project_root, stack_file, stack_names
 from vzkeep.plan import plan_stack
-from vzkeep.policy_check import Verdict, evaluate, load_pack, mandatory_failures, policy_resources
-from vzkeep.preview import ProgramRun, masked, program_root, run_stack_file
+
+if TYPE_CHECKING:  # the Pulumi SDKs are the `pulumi` extra: imported only when `preview` runs
+    from vzkeep.policy_check import Verdict
+    from vzkeep.preview import ProgramRun
 
 NEXT_RUNS = 5
 # The inputs worth showing per resource type; everything else is in --json.
@@ -59,6 +61,12 @@ def preview(
 
         vzkeep preview --json -s lab | jq '.resources[] | .type'
     """
+    try:
+        from vzkeep.policy_check import evaluate, load_pack, mandatory_failures, policy_resources
+        from vzkeep.preview import program_root, run_stack_file
+    except ImportError as err:
+        fail(f"vzkeep preview runs the Pulumi program, which needs the Pulumi SDKs ({err.name} is missing): "
+             f"pip install 'vzkeep[pulumi]'")
     root = root or project_root()
     names = stack or stack_names(root)
     if not names:
@@ -99,6 +107,8 @@ def _print_verdicts(console: Console, verdicts: list[Verdict], coverage_summary:
 
 
 def _as_document(run: ProgramRun, verdicts: list[Verdict], coverage_summary: str) -> dict[str, Any]:
+    from vzkeep.preview import masked
+
     plan = plan_stack(run.settings)
     tz = plan.job.timezone
     return {
@@ -134,6 +144,8 @@ def _print_run(console: Console, run: ProgramRun) -> None:
 
 
 def _resource_tree(run: ProgramRun) -> Tree:
+    from vzkeep.preview import masked
+
     """Resources nested under their parent component, each custom resource with its key inputs."""
     tree = Tree(f"[bold]{run.stack}[/] ({len(run.registrations)} resources)")
     children: dict[str, list[Any]] = {}
