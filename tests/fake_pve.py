@@ -95,7 +95,9 @@ class FakePve:
     def pools_get(self, query: dict[str, str], **_: Any) -> Any:
         if "poolid" in query:
             pool = self.pools.get(query["poolid"])
-            return [] if pool is None else [{"poolid": query["poolid"], **pool, "members": []}]
+            members = [{"id": f"{g['type']}/{v}", "vmid": v, "node": g["node"], "type": g["type"]}
+                       for v, g in self.guests.items() if g.get("pool") == query["poolid"]]
+            return [] if pool is None else [{"poolid": query["poolid"], **pool, "members": members}]
         return [{"poolid": p, **cfg} for p, cfg in self.pools.items()]
 
     def pools_create(self, body: dict[str, str], **_: Any) -> Any:
@@ -104,7 +106,11 @@ class FakePve:
         self.pools[body["poolid"]] = {"comment": body.get("comment", "")}
 
     def pools_update(self, query: dict[str, str], body: dict[str, str], **_: Any) -> Any:
-        self.pools[query["poolid"]]["comment"] = body.get("comment", "")
+        pool = query["poolid"]
+        if "comment" in body:
+            self.pools[pool]["comment"] = body["comment"]
+        for vmid in [int(v) for v in body.get("vms", "").split(",") if v]:
+            self.guests[vmid]["pool"] = None if body.get("delete") == "1" else pool
 
     def pools_delete(self, query: dict[str, str], **_: Any) -> Any:
         if query["poolid"] not in self.pools:

@@ -31,9 +31,17 @@ def sandbox(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def pve() -> FakePve:
+    """A cluster as it is before `pulumi up`: nodes, the inventories' guests, node-local storage."""
     fake = FakePve()
     fake.storages["local-lvm"] = {"type": "lvmthin", "content": "rootdir,images"}
+    for name in ("prod", "lab", "monitoring"):
+        for guest in shipped(name)["config"]["vzkeep:inventory"]:
+            fake.guests[guest["vmid"]] = {"type": guest["type"], "node": guest.get("node", "pve1")}
     return fake
+
+
+def members(stack: str) -> list[str]:
+    return [f"{stack}-pool-member-{g['vmid']}" for g in shipped(stack)["config"]["vzkeep:inventory"]]
 
 
 def apply(stack: str, sandbox: Path, pve: FakePve, root: Path | None = None, **options: object):
@@ -49,9 +57,11 @@ def stack_dir(tmp_path: Path, name: str, document: dict) -> Path:
 
 def test_first_apply_creates_and_a_second_changes_nothing(sandbox: Path, pve: FakePve) -> None:
     first = apply("prod", sandbox, pve)
-    assert sorted(first.names("create")) == ["prod-backup-job", "prod-monitoring-vzkeep-prod-rules",
-                                             "prod-offsite-backup-job", "prod-offsite-nfs", "prod-pool-pool",
-                                             "prod-storage-dir"]
+    assert sorted(first.names("create")) == sorted(["prod-backup-job", "prod-monitoring-vzkeep-prod-rules",
+                                                    "prod-offsite-backup-job", "prod-offsite-nfs", "prod-pool-pool",
+                                                    "prod-storage-dir", *members("prod")])
+    assert {vmid: g["pool"] for vmid, g in pve.guests.items() if g.get("pool")} == dict.fromkeys(
+        range(100, 105), "prod")
     assert set(pve.storages) == {"local-lvm", "backup-prod", "offsite-prod"}
     assert set(pve.jobs) == {"vzkeep-prod", "vzkeep-prod-offsite"}
     # Dependencies first: the jobs name the pool and the storages (PVE rejects unknown ones).

@@ -281,3 +281,20 @@ def test_applied_reads_back(pve: FakePve, ctx: Context) -> None:
     assert Directory().read(ctx, Applied("backup-prod", {}), PROD_DIR) is not None
     Directory().delete(ctx, applied, PROD_DIR)
     assert Directory().read(ctx, Applied("backup-prod", {}), PROD_DIR) is None
+
+
+# -- pool membership: fwprovider/pools/pool_membership.go --------------------------------------------
+
+def test_membership_create_and_delete_are_pool_puts(pve: FakePve, ctx: Context) -> None:
+    from vzkeep.apply.resources.membership import Membership
+
+    pve.pools["prod"] = {"comment": ""}
+    pve.guests[101] = {"type": "qemu", "node": "pve1"}
+    inputs = {"poolId": "prod", "vmId": 101}
+    applied = Membership().create(ctx, inputs)
+    assert applied.id == "prod/vm/101"  # model_pool_membership.go generateID
+    assert Membership().read(ctx, applied, inputs) is not None
+    Membership().delete(ctx, applied, inputs)
+    assert Membership().read(ctx, applied, inputs) is None
+    assert [r for r in sent(pve) if r[0] == "PUT"] == [("PUT", "pools?poolid=prod", "allow-move=1&vms=101"),
+                                                        ("PUT", "pools?poolid=prod", "delete=1&vms=101")]

@@ -12,6 +12,7 @@ from vzkeep.apply.resources.base import ResourceKind
 from vzkeep.apply.resources.bucket import Bucket, Lifecycle, Versioning
 from vzkeep.apply.resources.container import Container
 from vzkeep.apply.resources.files import CopyToRemote, InstallCommand
+from vzkeep.apply.resources.membership import Membership
 from vzkeep.apply.resources.pool import Pool
 from vzkeep.apply.resources.role import Role
 from vzkeep.apply.resources.storage import Directory, Nfs
@@ -19,7 +20,7 @@ from vzkeep.apply.resources.token import Token
 from vzkeep.apply.resources.user import User
 
 KINDS: tuple[ResourceKind, ...] = (
-    Pool(), Directory(), Nfs(), BackupJob(), Container(), User(), Role(), Acl(), Token(),
+    Pool(), Membership(), Directory(), Nfs(), BackupJob(), Container(), User(), Role(), Acl(), Token(),
     InstallCommand(), CopyToRemote(), Bucket(), Versioning(), Lifecycle(),
 )
 BY_TOKEN: dict[str, ResourceKind] = {token: kind for kind in KINDS for token in kind.tokens}
