@@ -124,8 +124,8 @@ def _run(options: ApplyOptions, root: Path, values: dict[str, str], secret_keys:
     program = program_root(root / f"Pulumi.{options.stack}.yaml")
     say(f"previewing stack {options.stack} against {result.endpoint}")
     planner = Planner(state, ctx, set(options.unprotect))
-    run_program(options.stack, values, secret_keys, root=program, settings=settings, provisioner=planner,
-                dry_run=True)
+    preview = run_program(options.stack, values, secret_keys, root=program, settings=settings,
+                          provisioner=planner, dry_run=True)
     result.substitutions = where_used(result.substitutions,
                                       {**planner.provider_names, **{s.name: s.inputs for s in planner.steps}})
     deletes = deletions(state, planner.declared)
@@ -144,6 +144,11 @@ def _run(options: ApplyOptions, root: Path, values: dict[str, str], secret_keys:
                           result)
     if options.dry_run:
         result.events = _planned(planner, deletes)
+        return result
+    if not deletes and all(step.op in (SAME, NOT_APPLIED, READ) for step in planner.steps):
+        # Nothing to change: the preview already answered with the applied outputs (`pulumi up`: no changes).
+        result.events = _planned(planner, deletes)
+        result.outputs = _jsonable(masked(preview.outputs))
         return result
     say(f"applying stack {options.stack}")
     applier = Applier(state, ctx, set(options.unprotect), statefile, progress=say)
