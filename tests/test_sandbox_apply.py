@@ -124,7 +124,8 @@ def test_the_exporter_with_the_stacks_token_sees_every_backup(applied) -> None:
     snapshot = Poller(proxmoxer_get(api)).poll()
     assert snapshot.up
     backed_up = {a.vmid for a in snapshot.archives if a.count > 0}
-    every_guest = {g.vmid for stack in STACKS for g in plan_stack(load_stack_file(ROOT / f"Pulumi.{stack}.yaml")).guests}
+    plans = [plan_stack(load_stack_file(ROOT / f"Pulumi.{stack}.yaml")) for stack in STACKS]
+    every_guest = {g.vmid for plan in plans for g in plan.guests}
     assert every_guest <= backed_up
 
 
@@ -149,7 +150,7 @@ def test_retention_7_to_3_updates_exactly_the_job(tmp_path: Path, prod_applied: 
     assert result.names("update") == ["prod-backup-job"]
     assert not result.names("create") + result.names("delete") + result.names("replace")
     after = cluster_config(pve(prod_applied))
-    assert [j for j in after["jobs"] if j["id"] == "vzkeep-prod"][0]["prune-backups"]["keep-daily"] == "3"
+    assert next(j for j in after["jobs"] if j["id"] == "vzkeep-prod")["prune-backups"]["keep-daily"] == "3"
     assert {k: v for k, v in after.items() if k != "jobs"} == {k: v for k, v in before.items() if k != "jobs"}
     assert [j for j in after["jobs"] if j["id"] != "vzkeep-prod"] == \
         [j for j in before["jobs"] if j["id"] != "vzkeep-prod"]
@@ -161,7 +162,7 @@ def test_removing_remote_deletes_exactly_the_offsite_storage_and_job(tmp_path: P
     root = tmp_path / "stacks"
     root.mkdir()
     write_stack(root, "prod", mutated("prod", {"vzkeep:remote": DELETE}))
-    with pytest.raises(ApplyFailed, match="prod-offsite-nfs: unable to delete resource .* marked for protection"):
+    with pytest.raises(ApplyFailed, match=r"prod-offsite-nfs: unable to delete resource .* marked for protection"):
         apply(prod_applied, "prod", root=root)
     assert cluster_config(api) == before
     result = apply(prod_applied, "prod", root=root, unprotect=frozenset({"prod-offsite-nfs"}))
