@@ -124,9 +124,10 @@ def read_settings() -> StackSettings:
 
 
 def credential_kinds(settings: StackSettings) -> dict[str, str]:
-    """For each credential the stack config holds: "secret" or "plain" (never the value)."""
+    """For each credential the stack config holds: "secret" or "plain" (never the value). Misspelled keys
+    and values shaped like credentials count too (``settings.credential_keys``)."""
     return {key: ("secret" if key in settings.secret_keys else "plain")
-            for key in sorted(CREDENTIAL_KEYS & settings.plain_keys)}
+            for key in sorted((CREDENTIAL_KEYS & settings.plain_keys) | settings.credential_keys)}
 
 
 def proxmox_provider(settings: StackSettings) -> proxmoxve.Provider:

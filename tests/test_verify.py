@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from vzkeep import verify
 from vzkeep.cli import verify as verify_cli
+from vzkeep.cli.common import VzkeepGroup
 from vzkeep.pve import archive, ct_tar, vma
 from vzkeep.pve.decompress import DecompressedStream, ExactReader, compressed_writer
 
@@ -465,7 +466,7 @@ runner = CliRunner()
 
 
 def _app() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=VzkeepGroup)  # the CLI's error handler, as `vzkeep verify` runs it
     verify_cli.register(app)
     app.command("noop", hidden=True)(lambda: None)  # a second command keeps `verify` a named sub-command
     return app

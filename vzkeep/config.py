@@ -8,24 +8,33 @@ JSON-encoded, so both entry points below reduce to the same ``{key: string}`` ma
 - ``load_stack_file(path)`` — what the CLI, the sandbox and the tests call on a stack file.
 
 Secure values (``{secure: ...}``) are never decrypted here: the settings only record that a secret
-exists. Errors are ``ConfigError``s naming the file, the key path, the bad value and what is allowed.
+exists. A stack file may come from a fork: it is read with ``vzkeep.yamlfile`` (YAML 1.2 like
+Pulumi's reader, bounded, no aliases, no duplicate keys), and a value that looks like a credential is
+never printed. Every problem found is reported at once, in one ``ConfigError``, each with the file,
+the line, the key path, the value and what is allowed (borgmatic's way).
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from vzkeep import credentials
+from vzkeep.credentials import CREDENTIAL_KEYS  # noqa: F401  (re-exported: components/stack.py)
+from vzkeep.errors import UsageError
 from vzkeep.monitoring import EXPORTER_PORT
 from vzkeep.pve import calendar
+from vzkeep.yamlfile import YamlDocument, YamlFileError, load_yaml
 
 PROJECT = "vzkeep"
 SECRET_PLACEHOLDER = "[secret]"
@@ -42,16 +51,73 @@ HHMM_RE = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class ConfigError(ValueError):
-    """A stack setting is wrong. Carries where (file, key path), what (value) and what is allowed."""
-
-    def __init__(self, source: str, key: str, value: Any, allowed: str) -> None:
-        self.source, self.key, self.value, self.allowed = source, key, value, allowed
-        shown = "(missing)" if value is _MISSING else json.dumps(value, default=str)
-        super().__init__(f"{source}: {key} = {shown}: {allowed}")
+_MISSING = object()  # a required key that is not there: shown as `(missing)`
+_NO_VALUE = object()  # a problem about a key or the file itself: no value is shown
 
 
-_MISSING = object()
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a stack's config: where (key path, line), the value, what is allowed."""
+
+    key: str
+    value: Any
+    allowed: str
+    line: int | None = None
+
+    def text(self) -> str:
+        """``vzkeep:backup.retention.keepDaily = -1: Input should be greater than or equal to 0``."""
+        if self.key == FILE_KEY:
+            return self.allowed
+        return f"{self.key}{_shown(self.key, self.value)}: {self.allowed}"
+
+
+FILE_KEY = "(file)"  # a problem with the file itself (not found, not YAML), not with one key
+
+
+class ConfigError(UsageError, ValueError):
+    """A stack's config is wrong: every problem found, each with file, line, key, value and rule.
+
+    ``key``, ``value`` and ``allowed`` are the first problem's; ``problems`` holds them all.
+    """
+
+    def __init__(self, source: str, key: str, value: Any, allowed: str, *, line: int | None = None,
+                 problems: Sequence[Problem] = (), hint: str | None = None) -> None:
+        self.problems = tuple(problems) or (Problem(key, value, allowed, line),)
+        first = self.problems[0]
+        self.source, self.key, self.value, self.allowed = source, first.key, first.value, first.allowed
+        if len(self.problems) == 1:
+            super().__init__(f"{_where(source, first.line)}: {first.text()}", hint or _fix_hint(source))
+        else:
+            super().__init__(
+                f"{source} is not a valid vzkeep stack config ({len(self.problems)} problems):",
+                hint or _fix_hint(source, plural=True),
+                notes=[f"{_where('', p.line).lstrip(' ') or '(config)'}: {p.text()}" for p in self.problems],
+            )
+
+    def __str__(self) -> str:
+        return "\n".join([self.message, *getattr(self, "__notes__", ())])
+
+
+def _where(source: str, line: int | None) -> str:
+    return f"{source} line {line}" if line is not None else source
+
+
+def _shown(key: str, value: Any) -> str:
+    if value is _NO_VALUE:
+        return ""
+    if value is _MISSING:
+        return " = (missing)"
+    if credentials.hidden(key, value):
+        return f" = {credentials.HIDDEN}"
+    return f" = {json.dumps(value, default=str, ensure_ascii=False)}"
+
+
+def _fix_hint(source: str, *, plural: bool = False) -> str:
+    name = Path(source).name
+    if name.startswith("Pulumi.") and name.endswith(".yaml"):
+        stack = name.removeprefix("Pulumi.").removesuffix(".yaml")
+        return f"fix {'them' if plural else 'it'} in {name}, then run: vzkeep preview --stack {stack}"
+    return f"fix {'them' if plural else 'it'} with `pulumi config set`, then run `pulumi preview` again"
 
 
 class _Model(BaseModel):
@@ -61,6 +127,28 @@ class _Model(BaseModel):
         extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True,
         str_strip_whitespace=True,
     )
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean_path(value: str, *, absolute: bool = True) -> str:
+    """A path setting, normalised (``/mnt//backup/./prod/`` → ``/mnt/backup/prod``): absolute, no ``..``,
+    no control characters (a path is written into PVE's config, unit files and scripts)."""
+    if _CONTROL.search(value):
+        raise ValueError("control characters (newline, tab, escape…) are not allowed in a path")
+    if absolute and not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path: start it with /")
+    if ".." in value.split("/"):
+        raise ValueError(f"path {value!r} contains '..': name the directory itself")
+    if not value:
+        raise ValueError("empty path")
+    cleaned = posixpath.normpath(value)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
+
+
+AbsolutePath = Annotated[str, AfterValidator(_clean_path)]
+RelativePath = Annotated[str, AfterValidator(lambda value: _clean_path(value, absolute=False))]
 
 
 HHMM = Annotated[str, Field(pattern=HHMM_RE, description="local time HH:MM")]
@@ -117,11 +205,11 @@ class StorageSettings(_Model):
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
             raise ValueError(f"storage path {value!r} is not absolute: use a path such as /mnt/backup/prod")
-        return value
+        return _clean_path(value) if value is not None else None
 
 
 class RetentionSettings(_Model):
-    """PVE's prune-backups options (reference/pve.md §2.1), camelCase."""
+    """PVE's prune-backups options (pve-storage PVE/Storage.pm `prune-backups`), camelCase."""
 
     keep_all: bool | None = None
     keep_last: NonNegative | None = None
@@ -220,7 +308,7 @@ class RemoteSettings(_ScheduleSettings):
     def _absolute_export(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError(f"NFS export {value!r} is not absolute: use the server path, e.g. /volume1/pve")
-        return value
+        return _clean_path(value)
 
 
 class InventoryGuest(_Model):
@@ -244,14 +332,6 @@ class TelegramSettings(_Model):
 SYSTEMD_CALENDAR_RE = r"^[A-Za-z0-9 ,.:*/~+-]{1,64}$"
 
 
-def _absolute_path(value: str) -> str:
-    """An absolute path without `..` or control characters: it is written into unit files and scripts."""
-    if not value.startswith("/") or ".." in value.split("/") or any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError(f"{value!r} must be an absolute path without '..' or control characters")
-    return value
-
-
-AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 CalendarEvent = Annotated[str, Field(pattern=SYSTEMD_CALENDAR_RE, description="systemd OnCalendar= event")]
 
 
@@ -271,7 +351,7 @@ class DrillTimerSettings(_Model):
 
 
 class MonitoringSettings(_Model):
-    """How this stack delivers its monitoring files (DESIGN.md "Monitoring", issue 5 item 6).
+    """How this stack delivers its monitoring files.
 
     Every environment stack delivers its alert rules; the stack with `exporterHost` also declares the
     exporter's PVE identity and delivers the exporter (wheel, units, config, token, verify and drill
@@ -280,13 +360,13 @@ class MonitoringSettings(_Model):
 
     telegram: TelegramSettings | None = None
     deliver_to: Literal["local", "ssh"] = "local"
-    local_dir: str = "out/monitoring"  # deliverTo local: files laid out as `vzkeep monitoring render` does
+    local_dir: RelativePath = "out/monitoring"  # deliverTo local: laid out as `vzkeep monitoring render` does
     ssh_host: Annotated[str, Field(min_length=1)] | None = None
     ssh_user: str = "root"
-    rules_dir: str = "/etc/prometheus/rules.d"
-    scrape_config: str = "/etc/prometheus/scrape-vzkeep.yml"
-    alertmanager_config: str = "/etc/prometheus/alertmanager.yml"
-    dashboards_dir: str = "/var/lib/grafana/dashboards"
+    rules_dir: AbsolutePath = "/etc/prometheus/rules.d"
+    scrape_config: AbsolutePath = "/etc/prometheus/scrape-vzkeep.yml"
+    alertmanager_config: AbsolutePath = "/etc/prometheus/alertmanager.yml"
+    dashboards_dir: AbsolutePath = "/var/lib/grafana/dashboards"
     exporter_host: bool = False  # this stack also delivers the exporter, the route and the dashboard
     exporter_listen: str = f"127.0.0.1:{EXPORTER_PORT}"
     scrape_targets: AbsolutePath = "/etc/prometheus/vzkeep-targets.yml"  # file_sd targets of the vzkeep job
@@ -387,6 +467,9 @@ class StackSettings(BaseModel):
     provider: ProviderSettings
     secret_keys: frozenset[str] = frozenset()
     plain_keys: frozenset[str] = frozenset()  # every key given, to spot plaintext credentials
+    # every key whose name or value looks like a credential (misspelled keys and other namespaces too):
+    # the policy pack fails those that are not secrets
+    credential_keys: frozenset[str] = frozenset()
 
     @property
     def env(self) -> str:
@@ -415,67 +498,139 @@ _SECTIONS: dict[str, tuple[str, type[BaseModel]]] = {
 }
 # Secrets the program reads itself (always `pulumi config set --secret`).
 _SCALAR_KEYS = {"telegramBotToken", "s3SecretKey", "sshPrivateKey", "drillApiToken"}
-CREDENTIAL_KEYS = frozenset(
-    {"proxmoxve:apiToken", "proxmoxve:password", "minio:minioPassword", "minio:minioSecretKey",
-     "vzkeep:telegramBotToken", "vzkeep:s3SecretKey", "vzkeep:sshPrivateKey", "vzkeep:drillApiToken"}
-)
+_KNOWN_KEYS = [f"{PROJECT}:{name}" for name in [*_SECTIONS, "inventory", *sorted(_SCALAR_KEYS)]]
+_INVALID = object()  # a section whose JSON could not be decoded (already reported)
+
+# Where a key path lies in the stack file: (top key, nested keys or indexes…) → line, or None.
+Locate = Callable[[Sequence[str | int]], int | None]
+
+
+class _Problems:
+    """Collects every problem of one stack's config before anything is raised."""
+
+    def __init__(self, source: str, locate: Locate | None) -> None:
+        self.source, self.locate, self.found = source, locate, []
+
+    def add(self, path: Sequence[str | int], value: Any, allowed: str) -> None:
+        line = self.locate(path) if self.locate else None
+        self.found.append(Problem(_dotted(path), value, allowed, line))
+
+    def unknown(self, path: Sequence[str | int], allowed: Sequence[str]) -> None:
+        """An unknown key: named with the closest allowed one; its value is never shown."""
+        name = str(path[-1])
+        close = get_close_matches(name, allowed, n=1, cutoff=0.6)
+        if close:
+            text = f"unknown key {name} (did you mean {close[0]}?)"
+        else:
+            text = f"unknown key {name}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        self.add(path, _NO_VALUE, text)
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            self.found.sort(key=lambda problem: problem.line or 0)  # in file order, as an editor shows them
+            first = self.found[0]
+            raise ConfigError(self.source, first.key, first.value, first.allowed, line=first.line,
+                              problems=self.found)
+
+
+def _dotted(path: Sequence[str | int]) -> str:
+    top, *rest = path
+    return str(top) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rest)
 
 
 def settings_from_config(
-    values: Mapping[str, str], secret_keys: Iterable[str] = (), *, stack: str, source: str = "stack config"
+    values: Mapping[str, str], secret_keys: Iterable[str] = (), *, stack: str, source: str = "stack config",
+    locate: Locate | None = None,
 ) -> StackSettings:
-    """Validate one stack's config, given as Pulumi hands it over: full keys → strings."""
+    """Validate one stack's config, given as Pulumi hands it over: full keys → strings.
+
+    Every problem is collected and raised together as one ``ConfigError``; ``locate`` gives the line
+    of a key path when the values come from a file.
+    """
     secret_keys = frozenset(secret_keys)
+    problems = _Problems(source, locate)
     sections: dict[str, Any] = {}
     for key, raw in values.items():
+        _check_urls(problems, key, raw)
         namespace, _, name = key.partition(":")
-        if namespace != PROJECT:
+        if namespace != PROJECT or name in _SCALAR_KEYS:
             continue
-        if name in _SCALAR_KEYS:
-            continue
-        if name == "inventory":
-            sections["inventory"] = _decode(source, key, raw)
-            continue
-        if name not in _SECTIONS:
-            allowed = ", ".join(f"{PROJECT}:{k}" for k in [*_SECTIONS, "inventory", *sorted(_SCALAR_KEYS)])
-            raise ConfigError(source, key, raw, f"unknown key; allowed keys are {allowed}")
-        sections[name] = _decode(source, key, raw)
+        if name in _SECTIONS or name == "inventory":
+            sections[name] = _decode(problems, key, raw)
+        else:
+            problems.unknown([key], _KNOWN_KEYS)
     if "environment" not in sections:
-        raise ConfigError(source, f"{PROJECT}:environment", _MISSING, "required: at least {name: <env>}")
-    parsed = {attr: _validate(source, f"{PROJECT}:{name}", model, sections[name])
-              for name, (attr, model) in _SECTIONS.items() if name in sections}
+        problems.add([f"{PROJECT}:environment"], _MISSING, "required: at least {name: <env>}")
+    parsed = {}
+    for name, (attr, model) in _SECTIONS.items():
+        if sections.get(name, _INVALID) is not _INVALID:
+            parsed[attr] = _validate(problems, f"{PROJECT}:{name}", model, sections[name])
+    inventory = _validate_inventory(problems, sections.get("inventory", []))
+    provider = _provider(problems, values, secret_keys)
+    problems.raise_if_any()
     parsed.setdefault("backup", BackupSettings())
-    inventory = _validate_inventory(source, sections.get("inventory", []))
     settings = StackSettings(
-        stack=stack, source=source, inventory=inventory, provider=_provider(source, values, secret_keys),
-        secret_keys=secret_keys, plain_keys=frozenset(values), **parsed,
+        stack=stack, source=source, inventory=inventory, provider=provider, secret_keys=secret_keys,
+        plain_keys=frozenset(values), credential_keys=_credential_keys(values), **parsed,
     )
-    _check_cross_section(settings)
+    _check_cross_section(settings, problems)
+    problems.raise_if_any()
     return settings
+
+
+@dataclass(frozen=True)
+class StackDocument:
+    """A stack file as read: its ``config:`` mapping and where each key is."""
+
+    path: Path
+    stack: str
+    config: dict[str, Any]
+    yaml: YamlDocument
+
+    def locate(self, path: Sequence[str | int]) -> int | None:
+        return self.yaml.line_of(("config", *path))
+
+
+def load_stack_document(path: Path | str) -> StackDocument:
+    """Read ``Pulumi.<stack>.yaml`` as Pulumi would (YAML 1.2), safely; a bad file is a ConfigError."""
+    path = Path(path)
+    source = str(path)
+    if not path.is_file():
+        known = ", ".join(stack_names(path.parent)) or "none"
+        raise ConfigError(source, FILE_KEY, _NO_VALUE, "stack file not found",
+                          hint=f"stacks in {path.parent}: {known}")
+    try:
+        document = load_yaml(path)
+    except YamlFileError as err:
+        raise ConfigError(source, FILE_KEY, _NO_VALUE, err.problem, line=err.line, hint=err.hint) from None
+    data = {} if document.data is None else document.data
+    config = data.get("config", {}) if isinstance(data, dict) else None
+    if config is None:
+        config = {}
+    if not isinstance(data, dict) or not isinstance(config, dict):
+        raise ConfigError(source, "config", _NO_VALUE, "a stack file is a mapping holding a `config:` mapping",
+                          line=document.line_of(("config",)) or 1)
+    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    return StackDocument(path, stack, config, document)
+
+
+def settings_from_document(document: StackDocument) -> StackSettings:
+    values, secrets = stack_file_values(document.config)
+    return settings_from_config(values, secrets, stack=document.stack, source=str(document.path),
+                                locate=document.locate)
 
 
 def load_stack_file(path: Path | str) -> StackSettings:
     """Read ``Pulumi.<stack>.yaml``; secure values become placeholders, never decrypted."""
-    path = Path(path)
-    source = str(path)
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(source, "(file)", _MISSING, "stack file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(source, "(file)", str(err).splitlines()[0], "not valid YAML") from None
-    if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
-        raise ConfigError(source, "config", document, "a stack file holds a `config:` mapping")
-    values, secrets = stack_file_values(document.get("config") or {})
-    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    return settings_from_config(values, secrets, stack=stack, source=source)
+    return settings_from_document(load_stack_document(path))
 
 
 def stack_file_values(config: Mapping[str, Any]) -> tuple[dict[str, str], set[str]]:
     """Turn a stack file's `config:` into what the Pulumi engine gives a program.
 
     Objects become JSON strings, scalars strings, and `{secure: ...}` ciphertexts a placeholder
-    (listed in the returned secret keys), exactly as reference/pulumi.md §2.2 describes.
+    (listed in the returned secret keys), as the Pulumi engine does (pulumi `sdk/go/common/resource/
+    config`: object values are passed to a program as JSON).
     """
     values: dict[str, str] = {}
     secrets: set[str] = set()
@@ -488,7 +643,7 @@ def stack_file_values(config: Mapping[str, Any]) -> tuple[dict[str, str], set[st
         elif isinstance(value, bool):
             values[key] = "true" if value else "false"
         else:
-            values[key] = json.dumps(value)
+            values[key] = json.dumps(value, default=str)
     return values, secrets
 
 
@@ -510,44 +665,58 @@ def project_root() -> Path:
     return Path.cwd()
 
 
-def _decode(source: str, key: str, raw: str) -> Any:
+def _decode(problems: _Problems, key: str, raw: str) -> Any:
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, TypeError):
-        raise ConfigError(source, key, raw, "expected an object (a YAML mapping in the stack file)") from None
+    except (json.JSONDecodeError, TypeError, RecursionError):
+        problems.add([key], raw, "expected an object (a YAML mapping in the stack file)")
+        return _INVALID
 
 
-def _validate(source: str, key: str, model: type[BaseModel], data: Any) -> Any:
+def _validate(problems: _Problems, key: str, model: type[BaseModel], data: Any) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise _config_error(source, key, err, data) from None
+        for error in err.errors(include_url=False):
+            _add_validation_error(problems, key, error, model)
+        return None
 
 
-def _validate_inventory(source: str, data: Any) -> tuple[InventoryGuest, ...]:
+def _validate_inventory(problems: _Problems, data: Any) -> tuple[InventoryGuest, ...]:
     key = f"{PROJECT}:inventory"
+    if data is _INVALID:
+        return ()
     if not isinstance(data, list):
-        raise ConfigError(source, key, data, "a list of guests {vmid, name, type, pool?, node?}")
-    guests = tuple(_validate(source, f"{key}[{i}]", InventoryGuest, item) for i, item in enumerate(data))
+        problems.add([key], data, "a list of guests {vmid, name, type, pool?, node?}")
+        return ()
+    guests: list[InventoryGuest] = []
     seen: dict[int, int] = {}
-    for i, guest in enumerate(guests):
+    for i, item in enumerate(data):
+        guest = _validate(problems, f"{key}[{i}]", InventoryGuest, item)
+        if guest is None:
+            continue
         if guest.vmid in seen:
-            raise ConfigError(source, f"{key}[{i}].vmid", guest.vmid,
-                              f"duplicated: {key}[{seen[guest.vmid]}] has the same vmid; vmids are unique")
-        seen[guest.vmid] = i
-    return guests
+            problems.add([key, i, "vmid"], guest.vmid,
+                         f"duplicated: {key}[{seen[guest.vmid]}] has the same vmid; vmids are unique")
+        seen.setdefault(guest.vmid, i)
+        guests.append(guest)
+    return tuple(guests)
 
 
-def _provider(source: str, values: Mapping[str, str], secret_keys: frozenset[str]) -> ProviderSettings:
-    endpoint = values.get("proxmoxve:endpoint")
+def _provider(problems: _Problems, values: Mapping[str, str], secret_keys: frozenset[str]) -> ProviderSettings | None:
+    key = "proxmoxve:endpoint"
+    endpoint = values.get(key)
     if not endpoint:
-        raise ConfigError(source, "proxmoxve:endpoint", _MISSING,
-                          "required: the PVE API URL, e.g. https://pve1.home.arpa:8006/")
-    if not re.match(r"^https?://[^/\s]+", endpoint):
-        raise ConfigError(source, "proxmoxve:endpoint", endpoint, "a URL such as https://pve1.home.arpa:8006/")
+        problems.add([key], _MISSING, "required: the PVE API URL, e.g. https://pve1.home.arpa:8006/")
+    elif credentials.has_userinfo(endpoint):
+        pass  # reported by _check_urls, without the password
+    elif not re.match(r"^https?://[^/\s@]+", endpoint):
+        problems.add([key], endpoint, "a URL such as https://pve1.home.arpa:8006/")
     insecure = values.get("proxmoxve:insecure", "false").lower()
     if insecure not in ("true", "false"):
-        raise ConfigError(source, "proxmoxve:insecure", insecure, "true or false")
+        problems.add(["proxmoxve:insecure"], insecure, "true or false")
+    if problems.found:
+        return None
     return ProviderSettings(
         endpoint=endpoint, insecure=insecure == "true",
         api_token_present="proxmoxve:apiToken" in values,
@@ -555,53 +724,94 @@ def _provider(source: str, values: Mapping[str, str], secret_keys: frozenset[str
     )
 
 
-def _check_cross_section(settings: StackSettings) -> None:
+def _check_urls(problems: _Problems, key: str, raw: str) -> None:
+    """No URL anywhere in the config may carry a user name or password: it would be stored and shown in
+    clear. Reported with the user and password replaced by ***."""
+    for path, text in _string_leaves(key, raw):
+        for word in text.split():
+            if credentials.has_userinfo(word):
+                problems.add(path, credentials.without_userinfo(word),
+                             "a URL must not hold a user name or password: put credentials in a secret "
+                             "(pulumi config set --secret proxmoxve:apiToken …)")
+
+
+def _string_leaves(key: str, raw: str) -> list[tuple[list[str | int], str]]:
+    try:
+        decoded = json.loads(raw) if raw[:1] in "{[" else raw
+    except (json.JSONDecodeError, RecursionError):
+        decoded = raw
+    found: list[tuple[list[str | int], str]] = []
+
+    def walk(path: list[str | int], value: Any) -> None:
+        if isinstance(value, str):
+            found.append((path, value))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk([*path, k], v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk([*path, i], v)
+
+    walk([key], decoded)
+    return found
+
+
+def _credential_keys(values: Mapping[str, str]) -> frozenset[str]:
+    return frozenset(key for key, raw in values.items() if credentials.is_credential(key, raw))
+
+
+def _check_cross_section(settings: StackSettings, problems: _Problems) -> None:
     """Rules that span sections: inventory pools, offsite vs local storage."""
-    source = settings.source
     for i, guest in enumerate(settings.inventory):
         if guest.node is not None and guest.node not in settings.environment.nodes:
-            raise ConfigError(source, f"{PROJECT}:inventory[{i}].node", guest.node,
-                              f"one of the environment's nodes: {', '.join(settings.environment.nodes)}")
+            problems.add([f"{PROJECT}:inventory", i, "node"], guest.node,
+                         f"one of the environment's nodes: {', '.join(settings.environment.nodes)}")
     store = settings.object_store
     if store is not None and any(g.vmid == store.vmid for g in settings.inventory):
-        raise ConfigError(source, f"{PROJECT}:objectStore.vmid", store.vmid,
-                          "already used by a guest of vzkeep:inventory; the container needs its own vmid")
+        problems.add([f"{PROJECT}:objectStore", "vmid"], store.vmid,
+                     "already used by a guest of vzkeep:inventory; the container needs its own vmid")
     remote = settings.remote
     if remote is not None and (remote.storage_id or f"offsite-{settings.env}") == settings.storage_id:
-        raise ConfigError(source, f"{PROJECT}:remote.storageId", remote.storage_id,
-                          f"must differ from the local backup storage {settings.storage_id!r}")
+        problems.add([f"{PROJECT}:remote", "storageId"], remote.storage_id,
+                     f"must differ from the local backup storage {settings.storage_id!r}")
 
 
-def _config_error(source: str, key: str, err: ValidationError, data: Any) -> ConfigError:
-    first = err.errors(include_url=False)[0]
-    path = key + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-    value = first.get("input", _MISSING)
-    if first["type"] == "missing":
-        value = _MISSING
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        model_fields = _fields_at(data, first["loc"][:-1], key)
-        message = "unknown key" + (f"; allowed: {', '.join(model_fields)}" if model_fields else "")
-        value = first["loc"][-1] if first["loc"] else value
-    elif first["type"] == "string_pattern_mismatch":
-        message = f"{message} ({_pattern_hint(first['ctx']['pattern'])})"
-    return ConfigError(source, path, value, message)
+def _add_validation_error(problems: _Problems, key: str, error: Any, model: type[BaseModel]) -> None:
+    """One pydantic error as a problem: the full key path, the value, and the rule in plain words."""
+    top, _, index = key.partition("[")
+    base: list[str | int] = [top] + ([int(index.rstrip("]"))] if index else [])
+    loc = list(error["loc"])
+    value = _MISSING if error["type"] == "missing" else error.get("input", _MISSING)
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        problems.unknown([*base, *loc], _fields_at(model, loc[:-1]))
+        return
+    if error["type"] == "string_pattern_mismatch":
+        message = f"{message} ({_pattern_hint(error['ctx']['pattern'])})"
+    if isinstance(value, dict):  # a rule over a whole mapping: the message names what is wrong in it
+        value = _NO_VALUE
+    problems.add([*base, *loc], value, message)
 
 
-def _fields_at(data: Any, loc: tuple[Any, ...], key: str) -> list[str]:
-    """The camelCase keys allowed at `loc` inside section `key`, for 'unknown key' messages."""
-    name = key.split(":", 1)[1].split("[", 1)[0]
-    model: Any = InventoryGuest if name == "inventory" else _SECTIONS.get(name, (None, None))[1]
+def _fields_at(model: Any, loc: Sequence[Any]) -> list[str]:
+    """The camelCase keys allowed at `loc` inside `model`, for 'unknown key' messages."""
     for part in loc:
         if model is None or isinstance(part, int):
             continue
         field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
         annotation = getattr(field, "annotation", None)
-        model = next((a for a in getattr(annotation, "__args__", (annotation,))
-                      if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = next((a for a in _flatten_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)),
+                     None)
     if model is None:
         return []
     return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _flatten_args(annotation: Any) -> list[Any]:
+    args = getattr(annotation, "__args__", None)
+    if not args:
+        return [annotation]
+    return [inner for arg in args for inner in _flatten_args(arg)]
 
 
 _PATTERN_HINTS = {

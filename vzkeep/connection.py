@@ -36,12 +36,13 @@ from urllib.parse import urlsplit
 import typer
 from requests.adapters import HTTPAdapter
 
+from vzkeep.errors import UsageError
 from vzkeep.sandbox.tls import normalize_fingerprint
 
 TOKEN_HELP = "file holding the API token as USER@REALM!TOKENID=SECRET (e.g. monitoring@pve!exporter=…)"
 
 
-class ConnectionConfigError(ValueError):
+class ConnectionConfigError(UsageError, ValueError):
     """The connection options are incomplete or contradict each other; the text says how to fix it."""
 
 

@@ -1,6 +1,6 @@
 """Evaluate a policy pack against a mocked program run, without the Pulumi CLI.
 
-The engine hands policies every resource of the stack with its outputs (reference/pulumi.md §3.1);
+The engine hands policies every resource of the stack with its outputs (pulumi-policy `StackValidationArgs`);
 under mocks outputs echo inputs, and components' outputs are what they registered. This module
 builds those `PolicyResource`s, runs each policy like the analyzer does, and returns verdicts.
 """

@@ -1,12 +1,13 @@
 """Run the real Pulumi program of one stack under Pulumi's mocks and record what it declares.
 
 No provider is called and nothing is decrypted: this is the technique Pulumi documents for unit
-tests (reference/pulumi.md §2), turned into a product feature so a pull request can be checked
-without credentials. Tests and `vzkeep preview` share it.
+tests ("Unit testing Pulumi programs": ``pulumi.runtime.set_mocks``), turned into a product feature so
+a pull request can be checked without credentials. Tests and `vzkeep preview` share it.
 """
 
 from __future__ import annotations
 
+import logging
 import runpy
 import socket
 import sys
@@ -17,13 +18,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-from vzkeep.config import PROJECT, StackSettings, load_stack_file, stack_file_values
+from vzkeep import credentials
+from vzkeep.config import PROJECT, StackSettings, load_stack_document, settings_from_document, stack_file_values
 from vzkeep.plan import plan_stack
 
 SECRET_SIG_KEY = rpc._special_sig_key  # "4dabf18193072939515e22adb298388d"
@@ -54,6 +55,7 @@ class ProgramRun:
     settings: StackSettings
     registrations: list[Registration]
     outputs: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)  # what the program logged with pulumi.log.warn, once each
 
     def of_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_token]
@@ -98,6 +100,26 @@ class _Mocks(pulumi.runtime.Mocks):
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         return {}, []
+
+
+class _WarningLog(logging.Handler):
+    """Keeps what the program logs at warning level and above (under mocks, pulumi.log goes to a logger)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message not in self.messages:
+            self.messages.append(message)
+
+
+def _program_logger() -> tuple[logging.Logger, _WarningLog]:
+    logger = logging.Logger("vzkeep.preview.program")  # not registered: nothing else sees these records
+    handler = _WarningLog()
+    logger.addHandler(handler)
+    return logger, handler
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -166,10 +188,10 @@ def run_stack_file(path: Path | str, *, root: Path | None = None) -> ProgramRun:
     `root` defaults to the stack file's directory when it holds the program, else to this checkout.
     """
     path = Path(path)
-    settings = load_stack_file(path)
+    document = load_stack_document(path)  # read once: the settings and the program see the same values
+    settings = settings_from_document(document)
     plan_stack(settings)  # every ConfigError surfaces here, before anything is declared
-    document = yaml.safe_load(path.read_text()) or {}
-    values, secrets = stack_file_values(document.get("config") or {})
+    values, secrets = stack_file_values(document.config)
     return run_program(settings.stack, values, secrets, root=root or program_root(path), settings=settings)
 
 
@@ -205,9 +227,10 @@ def run_program(
     sys.unraisablehook = _drop_loop_teardown_noise
     mocks = _Mocks()
     monitor = _RecordingMonitor(mocks, provisioner or EchoProvisioner())
+    logger, warnings = _program_logger()
     # set_mocks keeps an existing root Stack, and with it the previous run's exports: start afresh.
     pulumi.runtime.settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=dry_run, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=dry_run, monitor=monitor, logger=logger)
     pulumi.runtime.set_all_config(values, sorted(secret_keys))
     outputs: dict[str, Any] = {}
     with _importable(root):
@@ -218,13 +241,14 @@ def run_program(
         settings = settings_from_config(values, secret_keys, stack=stack)
     for registration in monitor.registrations:
         registration.outputs = monitor.component_outputs.get(registration.urn, {})
-    return ProgramRun(stack=stack, settings=settings, registrations=monitor.registrations, outputs=outputs)
+    return ProgramRun(stack=stack, settings=settings, registrations=monitor.registrations, outputs=outputs,
+                      warnings=warnings.messages)
 
 
 @pulumi.runtime.test
 def _run_main(main: Path, outputs: dict[str, Any]) -> pulumi.Output[None]:
     # `@pulumi.runtime.test` waits for every outstanding registration and for the returned Output
-    # (reference/pulumi.md §2.1): without it, half the resources would be missing.
+    # (pulumi/runtime/mocks.py, `test`): without it, half the resources would be missing.
     runpy.run_path(str(main), run_name="__main__")
     exported = getattr(pulumi.runtime.settings.get_root_resource(), "outputs", {})
     return pulumi.Output.all(**exported).apply(outputs.update)
@@ -248,14 +272,17 @@ def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(SECRET_SIG_KEY) == SECRET_SIG_VALUE
 
 
-def masked(value: Any) -> Any:
-    """The value with every secret replaced by a placeholder, for printing."""
+def masked(value: Any, key: str = "") -> Any:
+    """The value with every secret replaced by a placeholder, for printing; a plain value that looks like
+    a credential (by its key or its shape: a stack from a fork may hold one in clear) is hidden too."""
     if is_secret(value):
         return "[secret]"
     if isinstance(value, dict):
-        return {k: masked(v) for k, v in value.items()}
+        return {k: masked(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [masked(v) for v in value]
+        return [masked(v, key) for v in value]
+    if isinstance(value, str) and credentials.is_credential(key, value):
+        return "[hidden: plain credential]"
     return value
 
 

@@ -31,11 +31,9 @@ from typing import Any
 from proxmoxer.core import ResourceException
 
 from vzkeep.backups import Backup, Inventory, name_from_notes, pve_message
+from vzkeep.errors import ExitStatus, VzkeepError
 from vzkeep.pve.decompress import DecompressError
 from vzkeep.verify import ResultStore, verify_archive
-
-EXIT_FINDING = 1
-EXIT_USAGE = 2
 
 _STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
@@ -44,12 +42,11 @@ _PROGRESS_RE = re.compile(r"progress (\d+)%")
 _OK_STATUS_RE = re.compile(r"^(OK|WARNINGS: \d+)$")
 
 
-class RestoreError(Exception):
+class RestoreError(VzkeepError):
     """A refusal or a failure, phrased for the user: what, why, what next; ``code`` is the exit status."""
 
-    def __init__(self, message: str, code: int = EXIT_USAGE, details: dict[str, Any] | None = None):
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, code: ExitStatus = ExitStatus.USAGE, details: dict[str, Any] | None = None):
+        super().__init__(message, status=code)
         self.code = code
         self.details = details or {}
 
@@ -178,7 +175,7 @@ def choose_backup(backups: list[Backup], source: str, vmid: int) -> Backup:
     """``latest``, the newest backup at or before TIME, or exactly VOLID; ``backups`` newest first."""
     if not backups:
         raise RestoreError(f"guest {vmid} has no backup on any storage an online node can read; "
-                           "check `vzkeep backups list --guest {vmid}` and the storages' nodes", EXIT_FINDING)
+                           "check `vzkeep backups list --guest {vmid}` and the storages' nodes", ExitStatus.FINDING)
     if source == "latest":
         return backups[0]
     if ":" in source and "backup/" in source:
@@ -260,7 +257,7 @@ def choose_node(inventory: Inventory, backup: Backup, wanted: str | None, existi
                                f"'{existing.get('node')}'; PVE restores over a guest only on its own node")
         return wanted
     if not backup.nodes:
-        raise RestoreError(f"{backup.volid}: no online node can read storage '{backup.storage}'", EXIT_FINDING)
+        raise RestoreError(f"{backup.volid}: no online node can read storage '{backup.storage}'", ExitStatus.FINDING)
     preferred = [existing.get("node") if existing else None,
                  (inventory.guests.get(backup.vmid) or {}).get("node"), backup.origin_node]
     for node in preferred:
@@ -439,13 +436,13 @@ def execute(api: Any, plan: RestorePlan, on_line: Callable[[str], None] | None =
     except ResourceException as exc:
         cleanup = None if existed_before else remove_half_made(api, plan.vmid, poll)
         raise RestoreError(f"PVE refused to restore {plan.label} from {plan.backup.volid}: {pve_message(exc)}",
-                           EXIT_FINDING, {"cleanup": cleanup}) from None
+                           ExitStatus.FINDING, {"cleanup": cleanup}) from None
     exitstatus, log = follow_task(api, plan.node, upid, on_line, poll)
     result = TaskResult(upid, exitstatus, log, time.monotonic() - started)
     if not result.ok:
         cleanup = None if existed_before else remove_half_made(api, plan.vmid, poll)
         raise RestoreError(
-            f"PVE's restore task failed: {exitstatus}", EXIT_FINDING,
+            f"PVE's restore task failed: {exitstatus}", ExitStatus.FINDING,
             {"upid": upid, "exitstatus": exitstatus, "log_tail": log[-10:], "cleanup": cleanup,
              "task_seconds": result.wall_seconds})
     return result
@@ -488,13 +485,14 @@ def start_and_wait(api: Any, node: str, guest_type: str, vmid: int, timeout: flo
     try:
         upid = guest.status.start.post()
     except ResourceException as exc:
-        raise RestoreError(f"PVE refused to start {guest_type}/{vmid}: {pve_message(exc)}", EXIT_FINDING) from None
+        raise RestoreError(f"PVE refused to start {guest_type}/{vmid}: {pve_message(exc)}",
+                           ExitStatus.FINDING) from None
     status, _ = follow_task(api, node, upid, None, poll)
     if not _OK_STATUS_RE.match(status):
-        raise RestoreError(f"starting {guest_type}/{vmid} failed: {status}", EXIT_FINDING)
+        raise RestoreError(f"starting {guest_type}/{vmid} failed: {status}", ExitStatus.FINDING)
     while guest.status.current.get().get("status") != "running":
         if time.monotonic() - began > timeout:
             raise RestoreError(f"{guest_type}/{vmid} was started but is not running after {timeout:.0f} s",
-                               EXIT_FINDING)
+                               ExitStatus.FINDING)
         time.sleep(poll)
     return time.monotonic() - began

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from vzkeep.atomic import write_atomic
+from vzkeep.errors import UsageError
 from vzkeep.pve import archive, ct_tar, vma
 from vzkeep.pve.decompress import DecompressedStream, ExactReader
 
@@ -329,7 +330,7 @@ def verify_many(
 # Finding archives
 
 
-class StorageConfigError(ValueError):
+class StorageConfigError(UsageError, ValueError):
     """storage.cfg cannot tell where a storage's backups are."""
 
 

@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vzkeep.apply.http import Transport
 from vzkeep.apply.plan import CREATE, DELETE, NOT_APPLIED, READ, REPLACE, SAME, UPDATE, deletions, protected_changes
 from vzkeep.apply.preflight import problems as preflight_problems
@@ -31,8 +29,8 @@ from vzkeep.apply.resources.bucket import S3_SERVICE, S3StandIn
 from vzkeep.apply.state import APPLY_DIR, StateFile
 from vzkeep.apply.substitute import Substitution, for_sandbox, where_used
 from vzkeep.apply.transport import SandboxInfo, SandboxTransport
-from vzkeep.config import ConfigError, load_stack_file, project_root, stack_file_values, stack_names
-from vzkeep.errors import ExitStatus, FindingError, UsageError, VzkeepError
+from vzkeep.config import load_stack_document, project_root, settings_from_document, stack_file_values
+from vzkeep.errors import ExitStatus, FindingError, VzkeepError
 from vzkeep.preview import masked, program_root, run_program
 
 Progress = Callable[[str], None]
@@ -184,19 +182,13 @@ def _task_wait(options: ApplyOptions, transport: Transport) -> TaskWait:
 
 
 def _stack_config(root: Path, stack: str) -> tuple[dict[str, str], set[str], Any]:
+    """The stack file read as untrusted input (``vzkeep.config``): values, secret keys, checked settings."""
     from vzkeep.plan import plan_stack
 
-    path = root / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        known = ", ".join(stack_names(root)) or "none"
-        raise UsageError(f"--stack {stack}: no {path.name} in {root} (stacks there: {known})")
-    try:
-        settings = load_stack_file(path)
-        plan_stack(settings)
-    except ConfigError as err:
-        raise UsageError(str(err)) from None
-    document = yaml.safe_load(path.read_text()) or {}
-    values, secrets = stack_file_values(document.get("config") or {})
+    document = load_stack_document(root / f"Pulumi.{stack}.yaml")  # a missing or bad file: ConfigError (exit 2)
+    settings = settings_from_document(document)
+    plan_stack(settings)
+    values, secrets = stack_file_values(document.config)
     return values, secrets, settings
 
 

@@ -2,42 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from proxmoxer.core import ResourceException
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from vzkeep.backups import Backup, all_verify_results, collect, pve_message, select
-from vzkeep.cli.common import EXIT_USAGE, connect_or_fail, fail
-from vzkeep.connection import ConnectionOptions, with_connection
+from vzkeep.cli import output
+from vzkeep.cli.common import sub_app
+from vzkeep.connection import ConnectionOptions, connect, with_connection
+from vzkeep.errors import UsageError
 
-app = typer.Typer(help="Backup archives across every storage and node.", no_args_is_help=True)
+app = sub_app("Backup archives across every storage and node.")
 _STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
 
 
 def stamp(backup: Backup) -> str:
-    """The backup time as the node wrote it in the file name (node-local, reference §1.2)."""
+    """The backup time as the node wrote it in the file name (node-local: PVE's vzdump names archives
+    in the node's zone), marked ``node time``; UTC when the name has no time."""
     match = _STAMP_RE.search(backup.filename)
     if match:
         y, mo, d, h, mi, s = match.groups()
-        return f"{y}-{mo}-{d} {h}:{mi}:{s}"
+        return f"{y}-{mo}-{d} {h}:{mi}:{s} node time"
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(backup.ctime))
-
-
-def human_size(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} TiB"
 
 
 @app.command("list")
@@ -64,24 +56,23 @@ def list_backups(
 
         vzkeep backups list --guest postgres --json | jq '.backups[0].volid'
     """
-    api = connect_or_fail(conn)
+    api = connect(conn)
     try:
         inventory = collect(api, all_verify_results(str(results) if results else None))
     except ResourceException as exc:
-        fail(f"cannot read the cluster: {pve_message(exc)}", EXIT_USAGE)
+        raise UsageError(f"cannot read the cluster: {pve_message(exc)}",
+                         "check that the token may read /storage and /nodes (PVEAuditor on /)") from None
     chosen = select(inventory.backups, env=env, guest=guest, storage=storage)
     if as_json:
-        print(json.dumps({"backups": [b.to_json() for b in chosen], "warnings": inventory.warnings}, indent=1))
+        output.emit_json({"backups": [b.to_json() for b in chosen], "warnings": inventory.warnings})
         return
-    # a pipe or a file gets full lines (no wrapping at 80 columns), a terminal its own width
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 250)
-    err = Console(stderr=True, highlight=False)
+    report = output.Reporter()
     for warning in inventory.warnings:
-        err.print(f"warning: {warning}", markup=False)
+        report.warn(warning)
     if not chosen:
-        console.print("no backups match", markup=False)
+        report.result("no backups match")
         return
-    console.print(_table(chosen))
+    report.result(_table(chosen))
 
 
 def _table(backups: list[Backup]) -> Table:
@@ -92,7 +83,7 @@ def _table(backups: list[Backup]) -> Table:
         verified = b.verify_state()
         if verified == "corrupt" and b.verification is not None and b.verification.problems:
             verified = f"corrupt: {b.verification.problems[0]}"
-        cells = (str(b.vmid), b.name or "?", b.env or "-", stamp(b), human_size(b.size), b.storage,
+        cells = (str(b.vmid), b.name or "?", b.env or "-", stamp(b), output.human_size(b.size), b.storage,
                  "yes" if b.protected else "", verified, "exists" if b.guest_exists else "gone", b.volid)
         table.add_row(*(Text(cell) for cell in cells))  # names and notes are user data, not markup
     return table

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from vzkeep.cli.common import fail
-from vzkeep.config import ConfigError, project_root
+from vzkeep.cli import output
+from vzkeep.config import project_root
 from vzkeep.demo import DEFAULT_DAYS, DemoResult, run_demo
+from vzkeep.errors import UsageError
 from vzkeep.sandbox.engine import STATE_FILE
-from vzkeep.sandbox.launch import LaunchError
 from vzkeep.sandbox.server import CONNECTION_FILE
 
 
@@ -42,37 +42,34 @@ def demo(
 
         vzkeep demo --days 30 --state .sandbox   # keep the state, then `vzkeep sandbox serve --state .sandbox`
     """
-    console = Console()
+    console = output.console()
     root = root or project_root()
     with tempfile.TemporaryDirectory(prefix="vzkeep-demo-") as tmp:
         state_dir = state or Path(tmp) / "sandbox"
         if (state_dir / STATE_FILE).exists() or (state_dir / CONNECTION_FILE).exists():
-            fail(f"--state {state_dir} already holds a sandbox; the demo needs a fresh directory")
-        console.print(f"[bold]vzkeep demo[/]: sandbox seeded from the stacks in {root}; {days} simulated days",
-                      highlight=False)
-        try:
-            result = run_demo(state_dir, root, days=days, progress=lambda msg: console.print(f"  {msg}"))
-        except (ConfigError, LaunchError) as err:
-            fail(str(err))
+            raise UsageError(f"--state {state_dir} already holds a sandbox; the demo needs a fresh directory",
+                             "leave --state out (a temporary directory is used) or name a new directory")
+        console.print(output.styled(("vzkeep demo", "bold"),
+                                    f": sandbox seeded from the stacks in {root}; {days} simulated days"))
+        result = run_demo(state_dir, root, days=days, progress=lambda msg: console.print(f"  {msg}"))
         _print_report(console, result)
 
 
 def _print_report(console: Console, result: DemoResult) -> None:
-    first = time.strftime("%Y-%m-%d %H:%M", time.gmtime(result.started_at))
-    last = time.strftime("%Y-%m-%d %H:%M", time.gmtime(result.ended_at))
-    console.rule("[bold]What the cluster holds now[/]")
-    console.print(f"simulated {first} → {last} UTC: {result.tasks} vzdump task(s), in {result.wall_seconds:.1f} s",
-                  highlight=False)
+    first = output.format_time(result.started_at, "UTC", seconds=False)
+    last = output.format_time(result.ended_at, "UTC", seconds=False)
+    output.heading(console, "What the cluster holds now")
+    console.print(f"simulated {first} → {last}: {result.tasks} vzdump task(s), in {result.wall_seconds:.1f} s")
     table = Table("env", "guests", "archives (storage)", "size", "pruned", "failures")
     for env in result.environments.values():
         archives = ", ".join(f"{n} ({s})" for s, n in sorted(env.archives.items())) or "-"
-        table.add_row(env.env, str(len(env.guests)), archives, _human(sum(env.bytes.values())), str(env.pruned),
-                      "\n".join(env.failures) or "none")
+        size = output.human_size(sum(env.bytes.values()))
+        table.add_row(env.env, str(len(env.guests)), archives, size, str(env.pruned), "\n".join(env.failures) or "none")
     console.print(table)
-    console.rule("[bold]What the exporter publishes[/] (vzkeep exporter --once)")
+    output.heading(console, output.styled(("What the exporter publishes", "bold"), " (vzkeep exporter --once)"))
     snap = result.snapshot
     console.print(f"vzkeep_up {int(snap.up)}; guests {len(snap.guests)}; jobs {len(snap.jobs)}; "
-                  f"storages {len(snap.storages)}", highlight=False)
+                  f"storages {len(snap.storages)}")
     newest = {}
     for item in snap.archives:
         if item.vmid not in newest or item.last_ctime > newest[item.vmid].last_ctime:
@@ -85,27 +82,18 @@ def _print_report(console: Console, result: DemoResult) -> None:
         status = "-" if attempt is None else ("ok" if attempt.ok else "FAILED")
         age = "never" if archive is None else f"{(result.ended_at - archive.last_ctime) / 3600:.0f} h ago"
         guests.add_row(guest.env, str(guest.vmid), guest.name, "yes" if snap.covered.get(guest.vmid) else "NO",
-                       age, _human(archive.last_size) if archive else "-", status)
+                       age, output.human_size(archive.last_size) if archive else "-", status)
     console.print(guests)
     for storage in snap.storages:
         if storage.size:
-            console.print(f"storage {storage.storage} on {storage.node}: {100 * storage.used / storage.size:.1f}% used",
-                          highlight=False)
-    console.rule("[bold]Alerts the generated rules raise now[/] (a real Prometheus)")
+            console.print(f"storage {storage.storage} on {storage.node}: {100 * storage.used / storage.size:.1f}% used")
+    output.heading(console, output.styled(("Alerts the generated rules raise now", "bold"), " (a real Prometheus)"))
     if isinstance(result.alerts, str):
-        console.print(f"not evaluated: {result.alerts}", highlight=False)
+        console.print(f"not evaluated: {result.alerts}")
         return
     for alert in sorted(result.alerts, key=lambda a: (a.state, a.name)):
         where = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k in ("env", "vmid", "severity"))
-        console.print(f"[{'red' if alert.state == 'firing' else 'yellow'}]{alert.state}[/] {alert.name} ({where}): "
-                      f"{alert.summary}", highlight=False)
+        console.print(Text.assemble((alert.state, "red" if alert.state == "firing" else "yellow"),
+                                    f" {alert.name} ({where}): {alert.summary}"))
     if not result.alerts:
-        console.print("none", highlight=False)
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1024
-    return str(size)
+        console.print("none")

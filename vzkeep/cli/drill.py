@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from proxmoxer.core import ResourceException
-from rich.console import Console
 
 from vzkeep.backups import collect, pve_message
-from vzkeep.cli.common import EXIT_FINDING, EXIT_OK, EXIT_USAGE, connect_or_fail, fail
-from vzkeep.connection import ConnectionOptions, with_connection
+from vzkeep.cli import output
+from vzkeep.connection import ConnectionOptions, connect, with_connection
 from vzkeep.drill import (
     DEFAULT_SCRATCH,
     DrillOptions,
@@ -23,6 +21,7 @@ from vzkeep.drill import (
     free_scratch_vmid,
     run_drill,
 )
+from vzkeep.errors import ExitStatus, FindingError, UsageError
 from vzkeep.restore import RestoreError
 from vzkeep.verify import ResultStore, default_results_path
 
@@ -34,7 +33,8 @@ def register(app: typer.Typer) -> None:
 def parse_range(text: str) -> tuple[int, int]:
     low, sep, high = text.partition("-")
     if not (sep and low.strip().isdigit() and high.strip().isdigit()) or not 100 <= int(low) <= int(high):
-        fail(f"--scratch {text!r}: expected FIRST-LAST VMIDs, e.g. 9000-9099 (FIRST >= 100, FIRST <= LAST)")
+        raise UsageError(f"--scratch {text!r}: expected FIRST-LAST VMIDs, e.g. 9000-9099 (FIRST >= 100, FIRST <= LAST)",
+                         "pick a range no guest uses, e.g. --scratch 9000-9099")
     return int(low), int(high)
 
 
@@ -72,35 +72,34 @@ def drill_cmd(
     """
     scratch_range = parse_range(scratch)
     store = DrillResultStore(results)
-    api = connect_or_fail(conn)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-    def say(line: str) -> None:
-        if not as_json:
-            err.print(line, markup=False)
+    api = connect(conn)
+    report = output.Reporter(as_json=as_json)
+    say = report.progress
 
     try:
         store.pending()  # a damaged store is a usage error before anything is done
         removed = clean_leftovers(api, store, scratch_range, say)
         inventory = collect(api)
     except ValueError as exc:
-        fail(str(exc), EXIT_USAGE)
-    except (ResourceException, RestoreError) as exc:
-        fail(f"cannot prepare the drill: {pve_message(exc) if isinstance(exc, ResourceException) else exc}",
-             EXIT_FINDING)
+        raise UsageError(str(exc), "pass --results FILE or set VZKEEP_STATE_DIR to a healthy store") from None
+    except ResourceException as exc:
+        raise FindingError(f"cannot prepare the drill: {pve_message(exc)}",
+                           "check that PVE is reachable and the token may restore (VM.Allocate, Datastore.*)"
+                           ) from None
+    except RestoreError as exc:
+        raise FindingError(f"cannot prepare the drill: {exc}", exc.hint) from None
     targets = drill_targets(inventory, env, guest, sample)
     if not targets:
-        fail(f"nothing to drill: no existing guest with a readable backup matches (env={env}, guest={guest})")
+        raise UsageError(f"nothing to drill: no existing guest with a readable backup matches (env={env}, "
+                         f"guest={guest})", "see the guests and their backups with: vzkeep backups list")
     outcomes = _run_all(api, inventory, targets, scratch_range, store, DrillOptions(scratch_range, node, storage),
                         say)
-    if as_json:
-        print(json.dumps({"ok": all(r.ok for r in outcomes), "removed_leftovers": removed,
-                          "drills": [r.to_json() for r in outcomes]}, indent=1))
-    else:
-        for r in outcomes:
-            print(f"{'ok  ' if r.ok else 'FAIL'} {r.env or '-':<12} {r.vmid:>6} {r.name or '?':<20} "
-                  f"scratch {r.scratch_vmid} on {r.node or '-'}: {r.message}")
-    raise typer.Exit(EXIT_OK if all(r.ok for r in outcomes) else EXIT_FINDING)
+    report.result_json({"ok": all(r.ok for r in outcomes), "removed_leftovers": removed,
+                        "drills": [r.to_json() for r in outcomes]})
+    for r in outcomes:
+        report.result(f"{'ok  ' if r.ok else 'FAIL'} {r.env or '-':<12} {r.vmid:>6} {r.name or '?':<20} "
+                      f"scratch {r.scratch_vmid} on {r.node or '-'}: {r.message}")
+    raise typer.Exit(ExitStatus.OK if all(r.ok for r in outcomes) else ExitStatus.FINDING)
 
 
 def _run_all(api, inventory, targets, scratch_range, store, options, say) -> list[DrillResult]:  # type: ignore[no-untyped-def]
@@ -110,7 +109,8 @@ def _run_all(api, inventory, targets, scratch_range, store, options, say) -> lis
     for backup in targets:
         scratch_vmid = free_scratch_vmid(inventory, scratch_range, taken)
         if scratch_vmid is None:
-            fail(f"--scratch {scratch_range[0]}-{scratch_range[1]}: no free VMID left in the range")
+            raise UsageError(f"--scratch {scratch_range[0]}-{scratch_range[1]}: no free VMID left in the range",
+                             "give a wider --scratch range, or fewer guests (--sample N)")
         taken.add(scratch_vmid)
         outcomes.append(run_drill(api, inventory, backup, scratch_vmid, store, options, verify_store, say))
     return outcomes

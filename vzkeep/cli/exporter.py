@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -11,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
-from vzkeep.cli.common import EXIT_FINDING, EXIT_OK, fail
+from vzkeep.cli import output
 from vzkeep.connection import ConnectionOptions, connect, resolve, with_connection
+from vzkeep.errors import ExitStatus, FindingError, UsageError
 from vzkeep.exporter.server import DEFAULT_INTERVAL_SECONDS, DEFAULT_LISTEN, Exporter, parse_listen
 
 MIN_INTERVAL_SECONDS = 1.0
@@ -48,15 +49,15 @@ _KEYS = [f.name for f in fields(Settings) if f.name != "timeout"]  # the HTTP ti
 
 def load_config(path: Path) -> dict[str, Any]:
     """Read a --config YAML file; every problem is collected and reported at once (exit 2)."""
+    from vzkeep.yamlfile import YamlFileError, load_yaml
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        fail(f"--config {path}: cannot read it ({exc.strerror})")
-    except yaml.YAMLError as exc:
-        fail(f"--config {path}: not valid YAML ({exc})")
+        data = load_yaml(path).data or {}  # YAML 1.2 as the stack files, bounded, no aliases
+    except YamlFileError as exc:
+        raise UsageError(f"--config {exc.message}", "fix the file, or leave --config out") from None
     if not isinstance(data, dict):
-        fail(f"--config {path}: expected a mapping of options (e.g. `interval: 60`), "
-             f"got {type(data).__name__}")
+        raise UsageError(f"--config {path}: expected a mapping of options (e.g. `interval: 60`), "
+                         f"got {type(data).__name__}")
     values: dict[str, Any] = {}
     problems = []
     for raw_key, value in data.items():
@@ -68,8 +69,8 @@ def load_config(path: Path) -> dict[str, Any]:
         values[key] = (path.parent / Path(value)) if key in _PATH_KEYS else value
     if problems:
         allowed = ", ".join(k.replace("_", "-") for k in _KEYS)
-        fail(f"{path} is not a valid exporter config ({len(problems)} problem(s)):\n" + "\n".join(problems)
-             + f"\nAllowed keys: {allowed}.")
+        raise UsageError(f"{path} is not a valid exporter config ({len(problems)} problem(s)):",
+                         f"allowed keys: {allowed}", notes=problems)
     return values
 
 
@@ -94,16 +95,16 @@ def merge(config: dict[str, Any], flags: dict[str, Any]) -> Settings:
 
 def check(settings: Settings) -> None:
     if settings.interval < MIN_INTERVAL_SECONDS:
-        fail(f"--interval {settings.interval:g}: must be at least {MIN_INTERVAL_SECONDS:g} second(s); "
-             f"the default is {DEFAULT_INTERVAL_SECONDS:g}")
+        raise UsageError(f"--interval {settings.interval:g}: must be at least {MIN_INTERVAL_SECONDS:g} second(s)",
+                         f"the default is {DEFAULT_INTERVAL_SECONDS:g}")
     try:
         parse_listen(settings.listen)
         resolve(settings.connection)
-    except ValueError as exc:  # vzkeep.connection's config error is a ValueError
-        fail(str(exc))
+    except ValueError as exc:  # parse_listen's error is a ValueError; the connection's is a UsageError too
+        raise UsageError(str(exc)) from None
     if settings.verify_results is not None and settings.verify_results.is_dir():
-        fail(f"--verify-results {settings.verify_results}: is a directory; give the results file "
-             "(`vzkeep verify` writes verify.json)")
+        raise UsageError(f"--verify-results {settings.verify_results}: is a directory; give the results file",
+                         "`vzkeep verify` writes verify.json")
 
 
 ListenOpt = Annotated[str | None, typer.Option(
@@ -175,11 +176,11 @@ def _poller(settings: Settings) -> Any:
         try:
             state_reader = state_reader_for(settings.state_backend)
         except BackendURLError as exc:
-            fail(f"--state-backend: {exc}")
+            raise UsageError(f"--state-backend: {exc}", exc.hint) from None
     try:
         api = connect(settings.connection)
     except ValueError as exc:
-        fail(str(exc))
+        raise UsageError(str(exc)) from None
     return Poller(proxmoxer_get(api), verify_results=settings.verify_results,
                   drill_results=settings.drill_results, state_reader=state_reader)
 
@@ -189,14 +190,14 @@ def _print_once(poller: Any, as_json: bool) -> None:
     from vzkeep.exporter.metrics import render
 
     snapshot = poller.poll()
-    if as_json:
-        sys.stdout.write(snapshot_to_json(snapshot) + "\n")
+    if as_json:  # the exporter's own JSON, laid out like every other --json
+        output.emit_json(json.loads(snapshot_to_json(snapshot)))
     else:
         sys.stdout.write(render(snapshot).decode())
     if not snapshot.up:
-        typer.secho(f"error: the poll failed in: {', '.join(snapshot.failed_parts)} (details above)",
-                    fg=typer.colors.RED, err=True)
-    raise typer.Exit(EXIT_OK if snapshot.up else EXIT_FINDING)
+        raise FindingError(f"the poll failed in: {', '.join(snapshot.failed_parts)} (details above)",
+                           "vzkeep_up is 0: check the endpoint, the token and the node's status")
+    raise typer.Exit(ExitStatus.OK)
 
 
 def _serve(poller: Any, settings: Settings) -> None:
@@ -205,8 +206,8 @@ def _serve(poller: Any, settings: Settings) -> None:
     try:
         server = Exporter(poller, settings.listen, settings.interval)
     except OSError as exc:
-        fail(f"--listen {settings.listen}: cannot listen there ({exc.strerror}); is another exporter "
-             "running? Pick another port, e.g. --listen 127.0.0.1:9869")
+        raise UsageError(f"--listen {settings.listen}: cannot listen there ({exc.strerror})",
+                         "is another exporter running? Pick another port, e.g. --listen 127.0.0.1:9869") from None
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from vzkeep.cli.common import fail
-from vzkeep.config import ConfigError, load_stack_file, project_root, stack_file
+from vzkeep.cli import output
+from vzkeep.cli.common import sub_app
+from vzkeep.config import load_stack_file, project_root, stack_file
+from vzkeep.errors import UsageError
 from vzkeep.monitoring import alertmanager as am
 from vzkeep.monitoring import render as renderer
 from vzkeep.monitoring import rules
@@ -21,11 +20,7 @@ from vzkeep.plan import plan_stack
 
 TOKEN_ENV = "VZKEEP_TELEGRAM_BOT_TOKEN"
 
-app = typer.Typer(
-    help="Monitoring: alert rules, Alertmanager route to Telegram, Grafana dashboard.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
+app = sub_app("Monitoring: alert rules, Alertmanager route to Telegram, Grafana dashboard.")
 
 
 @app.callback()
@@ -72,10 +67,7 @@ def render(
         VZKEEP_TELEGRAM_BOT_TOKEN=... vzkeep monitoring render -s monitoring --json | jq '.files[].path'
     """
     root = root or project_root()
-    try:
-        plan = plan_stack(load_stack_file(stack_file(stack, root)))
-    except ConfigError as err:
-        fail(str(err))
+    plan = plan_stack(load_stack_file(stack_file(stack, root)))
     monitoring = plan.settings.monitoring
     telegram = None
     if plan.telegram is not None:
@@ -92,7 +84,8 @@ def render(
     try:
         written = renderer.render_monitoring(plan.thresholds, out_dir, options)
     except OSError as err:
-        fail(f"cannot write to {out_dir}: {err.strerror} ({err.filename}); choose another --out")
+        raise UsageError(f"cannot write to {out_dir}: {err.strerror} ({err.filename})",
+                         "choose another --out") from None
     _report(stack, plan.thresholds.env, written, as_json)
 
 
@@ -101,14 +94,16 @@ def _bot_token(path: Path | None, stack: str) -> str:
         try:
             token = path.read_text().strip()
         except OSError as err:
-            fail(f"--bot-token-file {path}: {err.strerror}; pass a readable file holding only the token")
+            raise UsageError(f"--bot-token-file {path}: {err.strerror}",
+                             "pass a readable file holding only the token") from None
         if not token:
-            fail(f"--bot-token-file {path} is empty; it must hold the Telegram bot token")
+            raise UsageError(f"--bot-token-file {path} is empty; it must hold the Telegram bot token",
+                             "pulumi config get vzkeep:telegramBotToken > FILE")
         return token
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
-        fail(f"stack {stack} sets vzkeep:monitoring.telegram, so the bot token is needed: pass "
-             f"--bot-token-file FILE or set {TOKEN_ENV} (the secret vzkeep:telegramBotToken)")
+        raise UsageError(f"stack {stack} sets vzkeep:monitoring.telegram, so the bot token is needed",
+                         f"pass --bot-token-file FILE or set {TOKEN_ENV} (the secret vzkeep:telegramBotToken)")
     return token
 
 
@@ -116,17 +111,18 @@ def _telegram_target(chat_id: int, token: str, api_url: str | None, stack: str) 
     try:
         return am.TelegramTarget(chat_id=chat_id, bot_token=token, api_url=api_url)
     except ValueError as err:
-        fail(f"Pulumi.{stack}.yaml: vzkeep:monitoring.telegram: {err}")
+        raise UsageError(f"Pulumi.{stack}.yaml: vzkeep:monitoring.telegram: {err}",
+                         "check chatId under vzkeep:monitoring.telegram and the bot token") from None
 
 
 def _report(stack: str, env: str, written: list[renderer.RenderedFile], as_json: bool) -> None:
     files = [{"path": str(f.path), "kind": f.kind, "mode": f"{f.path.stat().st_mode & 0o777:04o}"} for f in written]
     if as_json:
-        typer.echo(json.dumps({"stack": stack, "env": env, "files": files}, indent=2))
+        output.emit_json({"stack": stack, "env": env, "files": files})
         return
-    table = Table(title=f"monitoring files of stack {escape(stack)} (env {escape(env)})")
+    table = Table(title=f"monitoring files of stack {stack} (env {env})")
     for column in ("kind", "mode", "path"):
         table.add_column(column)
     for entry in files:
-        table.add_row(entry["kind"], entry["mode"], escape(entry["path"]))
-    Console().print(table)
+        table.add_row(entry["kind"], entry["mode"], entry["path"])
+    output.console().print(table)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from rich.tree import Tree
 
-from vzkeep.cli.common import EXIT_FINDING, fail
-from vzkeep.config import ConfigError, project_root, stack_file, stack_names
+from vzkeep.cli import output
+from vzkeep.config import project_root, stack_file, stack_names
+from vzkeep.errors import ExitStatus, UsageError
 from vzkeep.plan import plan_stack
 
 if TYPE_CHECKING:  # the Pulumi SDKs are the `pulumi` extra: imported only when `preview` runs
@@ -65,45 +64,47 @@ def preview(
         from vzkeep.policy_check import evaluate, load_pack, mandatory_failures, policy_resources
         from vzkeep.preview import program_root, run_stack_file
     except ImportError as err:
-        fail(f"vzkeep preview runs the Pulumi program, which needs the Pulumi SDKs ({err.name} is missing): "
-             f"pip install 'vzkeep[pulumi]'")
+        raise UsageError(f"vzkeep preview runs the Pulumi program, which needs the Pulumi SDKs ({err.name} is "
+                         "missing)", "pip install 'vzkeep[pulumi]'") from None
     root = root or project_root()
     names = stack or stack_names(root)
     if not names:
-        fail(f"no Pulumi.<stack>.yaml in {root}")
-    console = Console()
+        raise UsageError(f"no Pulumi.<stack>.yaml in {root}", "run it in the project directory, or give --root DIR")
+    report = output.Reporter(as_json=as_json)
     documents = []
     violated = False
     for name in names:
-        try:
-            run = run_stack_file(stack_file(name, root))
-        except ConfigError as err:
-            fail(str(err))
-        pack = load_pack(program_root(stack_file(name, root)))
+        path = stack_file(name, root)
+        if not path.is_file():
+            known = ", ".join(stack_names(root)) or "none"
+            raise UsageError(f"--stack {name}: no {path.name} in {root}", f"stacks found there: {known}")
+        run = run_stack_file(path)
+        pack = load_pack(program_root(path))
         verdicts = evaluate(run, pack.POLICIES)
         summary = pack.coverage(policy_resources(run)).summary()
         violated = violated or bool(mandatory_failures(verdicts))
+        for warning in run.warnings:
+            report.warn(f"stack {run.stack}: {warning}")
         if as_json:
             documents.append(_as_document(run, verdicts, summary))
         else:
-            _print_run(console, run)
-            _print_verdicts(console, verdicts, summary)
-    if as_json:
-        typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2, default=str))
+            _print_run(report.out, run)
+            _print_verdicts(report.out, verdicts, summary)
+    report.result_json(documents[0] if len(documents) == 1 else documents)
     if violated:
-        raise typer.Exit(EXIT_FINDING)
+        raise typer.Exit(ExitStatus.FINDING)
 
 
 def _print_verdicts(console: Console, verdicts: list[Verdict], coverage_summary: str) -> None:
-    console.print(f"[bold]policy pack[/]: {coverage_summary}", highlight=False)
+    console.print(output.styled(("policy pack", "bold"), f": {coverage_summary}"))
     for verdict in verdicts:
         if verdict.passed:
-            console.print(f"  [green]pass[/] {verdict.policy}", highlight=False)
+            console.print(output.styled("  ", ("pass", "green"), f" {verdict.policy}"))
             continue
-        mark = "[red]FAIL[/]" if verdict.level == "mandatory" else "[yellow]warn[/]"
-        console.print(f"  {mark} {verdict.policy} ({verdict.level})", highlight=False)
+        mark = ("FAIL", "red") if verdict.level == "mandatory" else ("warn", "yellow")
+        console.print(output.styled("  ", mark, f" {verdict.policy} ({verdict.level})"))
         for violation in verdict.violations:
-            console.print(f"       {escape(violation.message)}", highlight=False)
+            console.print(f"       {violation.message}")
 
 
 def _as_document(run: ProgramRun, verdicts: list[Verdict], coverage_summary: str) -> dict[str, Any]:
@@ -119,8 +120,10 @@ def _as_document(run: ProgramRun, verdicts: list[Verdict], coverage_summary: str
             for r in run.registrations
         ],
         "outputs": masked(run.outputs),
-        "nextRuns": {job.id: [_local(t, tz) for t in job.next_runs(NEXT_RUNS)] for job in _jobs(plan)},
+        "nextRuns": {job.id: [output.format_time(t, tz, seconds=False, weekday=True)
+                              for t in job.next_runs(NEXT_RUNS)] for job in _jobs(plan)},
         "coverage": coverage_summary,
+        "warnings": run.warnings,
         "policies": [
             {"policy": v.policy, "level": v.level, "passed": v.passed,
              "violations": [{"message": x.message, "urn": x.urn} for x in v.violations]}
@@ -131,34 +134,35 @@ def _as_document(run: ProgramRun, verdicts: list[Verdict], coverage_summary: str
 
 def _print_run(console: Console, run: ProgramRun) -> None:
     plan = plan_stack(run.settings)
-    console.rule(f"[bold]stack {run.stack}[/]  ({run.settings.source})")
-    console.print("Offline preview under Pulumi's mocks: [bold]no provider was called[/], "
-                  "no secret was decrypted.", highlight=False)
+    output.heading(console, output.styled((f"stack {run.stack}", "bold"), f"  ({run.settings.source})"))
+    console.print(output.styled("Offline preview under Pulumi's mocks: ", ("no provider was called", "bold"),
+                                ", no secret was decrypted."))
     console.print(_resource_tree(run))
     for job in _jobs(plan):
-        console.print(f"[bold]{job.id}[/] runs `{job.schedule}`; next 5 ({job.timezone}):", highlight=False)
+        console.print(output.styled((job.id, "bold"), f" runs `{job.schedule}`; next 5 ({job.timezone}):"))
         for epoch in job.next_runs(NEXT_RUNS):
-            console.print(f"  {_local(epoch, job.timezone)}", highlight=False)
+            console.print(f"  {output.format_time(epoch, job.timezone, seconds=False, weekday=True)}")
     console.print(f"inventory: {len(plan.guests)} guests; window {plan.thresholds.window_start}–"
-                  f"{plan.thresholds.window_end}; retention {plan.job.prune_backups_text}", highlight=False)
+                  f"{plan.thresholds.window_end} ({plan.job.timezone}); retention {plan.job.prune_backups_text}")
 
 
 def _resource_tree(run: ProgramRun) -> Tree:
+    """Resources nested under their parent component, each custom resource with its key inputs."""
     from vzkeep.preview import masked
 
-    """Resources nested under their parent component, each custom resource with its key inputs."""
-    tree = Tree(f"[bold]{run.stack}[/] ({len(run.registrations)} resources)")
+    tree = Tree(output.styled((run.stack, "bold"), f" ({len(run.registrations)} resources)"))
     children: dict[str, list[Any]] = {}
     for reg in run.registrations:
         children.setdefault(reg.parent, []).append(reg)
     known = {reg.urn for reg in run.registrations}
 
     def add(branch: Tree, reg: Any) -> None:
-        label = f"[cyan]{reg.type.rsplit(':', 1)[-1]}[/] {reg.name}" + (" [dim](read)[/]" if reg.read else "")
+        label = output.styled((reg.type.rsplit(":", 1)[-1], "cyan"), f" {reg.name}", (" (read)" if reg.read else "",
+                                                                                     "dim"))
         node = branch.add(label)
         keys = KEY_INPUTS.get(reg.type, ())
         for key, value in masked({k: reg.inputs[k] for k in keys if k in reg.inputs}).items():
-            node.add(f"[dim]{key}[/] = {escape(_short(value))}")
+            node.add(Text.assemble((key, "dim"), " = ", _short(value)))
         for child in children.get(reg.urn, []):
             add(node, child)
 
@@ -170,10 +174,6 @@ def _resource_tree(run: ProgramRun) -> Tree:
 
 def _jobs(plan: Any) -> list[Any]:
     return [plan.job] + ([plan.offsite.job] if plan.offsite else [])
-
-
-def _local(epoch: int, tz: str) -> str:
-    return datetime.fromtimestamp(epoch, ZoneInfo(tz)).strftime("%a %Y-%m-%d %H:%M %z")
 
 
 def _short(value: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -10,12 +9,12 @@ from typing import Annotated, Any
 
 import typer
 from proxmoxer.core import ResourceException
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from vzkeep.backups import collect, pve_message
-from vzkeep.cli.common import EXIT_FINDING, EXIT_USAGE, connect_or_fail
-from vzkeep.connection import ConnectionOptions, with_connection
+from vzkeep.cli import output
+from vzkeep.connection import ConnectionOptions, connect, with_connection
+from vzkeep.errors import ExitStatus, VzkeepError
 from vzkeep.restore import (
     Precheck,
     RestoreError,
@@ -35,25 +34,23 @@ def register(app: typer.Typer) -> None:
     app.command("restore")(restore_cmd)
 
 
-class Reporter:
+class Reporter(output.Reporter):
     """Human lines on stderr (progress, steps), or one JSON document on stdout at the end."""
 
     def __init__(self, as_json: bool) -> None:
-        self.as_json = as_json
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        super().__init__(as_json=as_json)
         self.doc: dict[str, Any] = {"ok": False}
 
     def say(self, text: str) -> None:
-        if not self.as_json:
-            self.err.print(text, markup=False)
+        self.progress(text)
 
     def finish(self, code: int, error: str | None = None) -> None:
+        """End the command: the JSON document (with --json), then the error through the CLI's handler."""
         if error is not None:
             self.doc["error"] = error
-        if self.as_json:
-            print(json.dumps(self.doc, indent=1, default=str))
-        elif error is not None:
-            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        self.result_json(self.doc)
+        if error is not None:
+            raise VzkeepError(error, status=ExitStatus(code))
         raise typer.Exit(code)
 
 
@@ -103,14 +100,14 @@ def restore_cmd(
     out = Reporter(as_json)
     began = time.monotonic()
     store = ResultStore(results or default_results_path())
-    api = connect_or_fail(conn)
+    api = connect(conn)
     try:
         inventory = collect(api)
         plan = plan_restore(inventory, RestoreOptions(guest, source, node, storage, vmid, force, unique))
     except RestoreError as exc:
         out.finish(exc.code, exc.message)
     except ResourceException as exc:
-        out.finish(EXIT_USAGE, f"cannot read the cluster: {pve_message(exc)}")
+        out.finish(ExitStatus.USAGE, f"cannot read the cluster: {pve_message(exc)}")
     _describe(out, plan)
     if dry_run:
         _dry_run(out, plan, start)
@@ -140,8 +137,7 @@ def _dry_run(out: Reporter, plan: RestorePlan, start: bool) -> None:
     out.doc.update(ok=True, dry_run=True, calls=calls)
     out.say("dry run: nothing changed; the calls would be:")
     for call in calls:
-        if not out.as_json:
-            print(f"  {call}")
+        out.result(f"  {call}")
     out.finish(0)
 
 
@@ -151,10 +147,10 @@ def _confirm_overwrite(out: Reporter, plan: RestorePlan, yes: bool) -> None:
     question = (f"Replace {plan.label} ({plan.existing.get('name', '?')}) on node {plan.node} with "
                 f"{plan.backup.volid}? Its current disks will be lost")
     if not sys.stdin.isatty():
-        out.finish(EXIT_USAGE, f"refusing to replace {plan.label} without confirmation, and there is no terminal "
+        out.finish(ExitStatus.USAGE, f"refusing to replace {plan.label} without confirmation, and there is no terminal "
                                "to ask: re-run with --yes")
     if not typer.confirm(question, default=False):
-        out.finish(EXIT_USAGE, "not confirmed: nothing was changed")
+        out.finish(ExitStatus.USAGE, "not confirmed: nothing was changed")
 
 
 def _stop_on_corruption(out: Reporter, api: Any, inventory: Any, plan: RestorePlan, check: Precheck,
@@ -172,7 +168,7 @@ def _stop_on_corruption(out: Reporter, api: Any, inventory: Any, plan: RestorePl
         checked = "passed the pre-check" if older_check.ran else "could not be checked from here"
         message += (f". The next older backup {older.volid} {checked}: vzkeep restore {guest} "
                     f"--from {older.volid}")
-    out.finish(EXIT_FINDING, message)
+    out.finish(ExitStatus.FINDING, message)
 
 
 def _restore(out: Reporter, api: Any, plan: RestorePlan, start: bool, began: float) -> None:

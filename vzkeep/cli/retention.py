@@ -9,23 +9,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from vzkeep.cli.common import fail
+from vzkeep.cli import output
+from vzkeep.cli.common import sub_app
+from vzkeep.errors import UsageError
 from vzkeep.pve import retention
 from vzkeep.pve.localtime import LocalClock
 
-app = typer.Typer(
-    help="Retention (PVE prune-backups): preview what a policy keeps and removes.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
+app = sub_app("Retention (PVE prune-backups): preview what a policy keeps and removes.")
 
 _MARK_STYLE = {"keep": "green", "remove": "red", "protected": "cyan", "renamed": "yellow"}
 _UNGROUPED = "not grouped (non-standard names)"
-_PIPE_WIDTH = 160
+_LISTING_HINT = ("save a listing on the node with: pvesh get /nodes/NODE/storage/STORAGE/content --content backup "
+                 "--output-format json > backups.json")
 
 
 @app.callback()
@@ -89,19 +87,21 @@ def plan(
     Exit status: 0 plan shown, 2 bad option, time zone or listing.
     """
     if guest_type is not None and guest_type not in ("qemu", "lxc"):
-        fail(f"--type '{guest_type}' is not a guest type (allowed: qemu, lxc)")
+        raise UsageError(f"--type '{guest_type}' is not a guest type (allowed: qemu, lxc)",
+                         "leave --type out to see both")
     try:
         keep = retention.parse_prune_backups(prune_backups)
     except ValueError as exc:
-        fail(f"--prune-backups '{prune_backups}': {_without_prefix(str(exc))}")
+        raise UsageError(f"--prune-backups '{prune_backups}': {_without_prefix(str(exc))}",
+                         "e.g. keep-last=3,keep-daily=7,keep-weekly=4, or keep-all=1") from None
     listing = _read_listing(listing_file)
     try:
         clock = LocalClock(tz)
         verdicts = retention.explain(listing, keep, tz, vmid=vmid, type=guest_type)
     except ValueError as exc:
-        fail(f"{_source_name(listing_file)}: {exc}")
+        raise UsageError(f"{_source_name(listing_file)}: {exc}", _LISTING_HINT) from None
     if as_json:
-        typer.echo(json.dumps([verdict.entry for verdict in verdicts], indent=1))
+        output.emit_json([verdict.entry for verdict in verdicts])
         return
     _print_plan(verdicts, keep, clock)
 
@@ -111,40 +111,40 @@ def _read_listing(listing_file: str) -> list[dict[str, Any]]:
     try:
         text = sys.stdin.read() if listing_file == "-" else Path(listing_file).read_text(encoding="utf-8")
     except OSError as exc:
-        fail(f"cannot read {source}: {exc.strerror or exc}")
+        raise UsageError(f"cannot read {source}: {exc.strerror or exc}", _LISTING_HINT) from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{source} is not UTF-8 text (byte {exc.start})", _LISTING_HINT) from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        fail(f"{source} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")
+        raise UsageError(f"{source} is not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+                         _LISTING_HINT) from None
     items = document.get("data") if isinstance(document, dict) else document
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        fail(f'{source}: expected a list of backups or {{"data": [...]}} as pvesh or the API return it')
+        raise UsageError(f'{source}: expected a list of backups or {{"data": [...]}} as pvesh or the API '
+                         "return it", _LISTING_HINT)
     return items
 
 
 def _print_plan(verdicts: list[retention.Verdict], keep: dict[str, int], clock: LocalClock) -> None:
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped or logged: no wrapping at the 80 columns rich assumes
-        console = Console(highlight=False, width=_PIPE_WIDTH)
+    console = output.console()
     zone = clock.tz or "local time"
     storages = sorted({_storage(v.entry["volid"]) for v in verdicts})
-    console.print(
-        f"Policy [bold]{retention.format_prune_backups(keep)}[/bold] on {escape(', '.join(storages) or '-')}, "
-        f"periods in {escape(zone)}"
-    )
+    console.print(output.styled("Policy ", (retention.format_prune_backups(keep), "bold"),
+                                f" on {', '.join(storages) or '-'}, periods in {zone}"))
     for title, group in _by_group(verdicts):
-        table = Table(title=title, title_justify="left", show_edge=False)
+        table = Table(title=Text(title), title_justify="left", show_edge=False)
         table.add_column("backup", overflow="fold")
-        table.add_column("local time", no_wrap=True)
+        table.add_column(f"time ({zone})", no_wrap=True)
         table.add_column("mark", no_wrap=True)
         table.add_column("why", min_width=22)
         for verdict in sorted(group, key=lambda v: -v.entry["ctime"]):
             style = _MARK_STYLE[verdict.mark]
             table.add_row(
-                escape(_filename(verdict.entry["volid"])),
+                _filename(verdict.entry["volid"]),
                 clock.strftime("%Y-%m-%d %H:%M:%S", verdict.entry["ctime"]),
-                f"[{style}]{verdict.mark}[/{style}]",
-                escape(verdict.reason),
+                Text(verdict.mark, style=style),
+                verdict.reason,
             )
         console.print()
         console.print(table)

@@ -16,19 +16,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from vzkeep.cli.common import EXIT_USAGE, fail
-from vzkeep.sandbox.client import ControlError, control
+from vzkeep.cli import output
+from vzkeep.cli.common import sub_app
+from vzkeep.errors import UsageError
+from vzkeep.sandbox.client import control
 from vzkeep.sandbox.control import parse_duration
 from vzkeep.sandbox.faults import KINDS
 from vzkeep.sandbox.seed import parse_size
 
-app = typer.Typer(help="An emulated Proxmox VE cluster on 127.0.0.1 (`serve`), and the knobs to drive it.",
-                  no_args_is_help=True)
-node_app = typer.Typer(help="Add a node; power a node off or on.", no_args_is_help=True)
-guest_app = typer.Typer(help="Add, delete, lock guests; read a guest's disk digest.", no_args_is_help=True)
+app = sub_app("An emulated Proxmox VE cluster on 127.0.0.1 (`serve`), and the knobs to drive it.")
+node_app = sub_app("Add a node; power a node off or on.")
+guest_app = sub_app("Add, delete, lock guests; read a guest's disk digest.")
 app.add_typer(node_app, name="node")
 app.add_typer(guest_app, name="guest")
-console = Console(soft_wrap=True)  # long tokens and URLs must stay on one line (copy-paste)
+
+
+def _out() -> Console:
+    return output.console(soft_wrap=True)  # long tokens and URLs must stay on one line (copy-paste)
+
 
 DEFAULT_STATE = Path(".sandbox")
 SandboxFileOpt = Annotated[Path, typer.Option(
@@ -60,25 +65,23 @@ def serve(
         vzkeep sandbox serve --state .sandbox --stepped
         vzkeep sandbox serve --from-stacks --speed 600 --port 8443
     """
-    from vzkeep.sandbox.launch import LaunchError, launch
+    from vzkeep.sandbox.launch import launch
 
     if seed and from_stacks:
-        fail("--seed and --from-stacks are alternatives: give one of them")
+        raise UsageError("--seed and --from-stacks are alternatives: give one of them")
     if speed is not None and stepped:
-        fail("--speed and --stepped are alternatives: an accelerated clock or a stepped one")
+        raise UsageError("--speed and --stepped are alternatives: an accelerated clock or a stepped one")
     if host not in ("127.0.0.1", "localhost", "::1"):
-        fail(f"--host {host}: the sandbox only listens on the loopback interface (127.0.0.1)")
-    try:
-        running = launch(state, seed=seed, stacks_root=stacks_dir if from_stacks else None, host=host,
-                         port=port, speed=speed, stepped=stepped, auth_failure_delay=auth_delay)
-    except LaunchError as exc:
-        fail(str(exc))
+        raise UsageError(f"--host {host}: the sandbox only listens on the loopback interface (127.0.0.1)",
+                         "use --host 127.0.0.1 (the default), localhost or ::1")
+    running = launch(state, seed=seed, stacks_root=stacks_dir if from_stacks else None, host=host,
+                     port=port, speed=speed, stepped=stepped, auth_failure_delay=auth_delay)  # LaunchError: exit 2
     _print_banner(running.info, running.created, state)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        console.print("stopping sandbox")
+        _out().print("stopping sandbox")
     finally:
         running.stop()
 
@@ -118,33 +121,32 @@ def apply(
         vzkeep sandbox apply --stack prod --unprotect prod-offsite-nfs
     """
     from vzkeep.apply.engine import ApplyFailed, ApplyOptions, apply_stack
-    from vzkeep.errors import VzkeepError
 
+    report = output.Reporter(as_json=as_json)
     options = ApplyOptions(stack=stack, sandbox=sandbox, root=stacks_dir, dry_run=dry_run, advance=advance,
-                           timeout=timeout, unprotect=frozenset(unprotect or ()),
-                           progress=lambda line: typer.echo(line, err=True))
+                           timeout=timeout, unprotect=frozenset(unprotect or ()), progress=report.progress)
     try:
         result = apply_stack(options)
     except ApplyFailed as exc:
-        _show_apply(exc.result, as_json)
-        fail(exc.message + (f"\n{exc.hint}" if exc.hint else ""), int(exc.status))
+        _show_apply(exc.result, report)  # what was done before the failure, then the error (exit 1)
+        raise
     except KeyboardInterrupt:
-        fail("interrupted: what was applied is kept in the sandbox's apply state; run the same apply again "
-             "to complete it", 130)
-    except VzkeepError as exc:
-        fail(exc.message + (f"\n{exc.hint}" if exc.hint else ""), int(exc.status))
-    _show_apply(result, as_json)
+        from vzkeep.errors import Interrupted
+
+        raise Interrupted("interrupted: what was applied is kept in the sandbox's apply state",
+                          "run the same apply again to complete it") from None
+    _show_apply(result, report)
 
 
-def _show_apply(result: Any, as_json: bool) -> None:
-    """The report: JSON on stdout for scripts, else one line per resource and the totals."""
-    if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=1))
-        return
+def _show_apply(result: Any, report: output.Reporter) -> None:
+    """The report: one JSON document on stdout with --json, else one line per resource and the totals."""
     data = result.to_json()
+    report.result_json(data)
+    if report.as_json:
+        return
     verb = "would be " if result.dry_run else ""
     for sub in data["substituted"]:
-        console.print(f"  [dim]{sub['key']}: {sub['by']}[/]")
+        report.progress(f"  {sub['key']}: {sub['by']}")
     signs = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "read": ">", "not-applied": "?",
              "skipped": "!", "failed": "x"}
     changes = ("create", "update", "replace", "delete")
@@ -152,46 +154,43 @@ def _show_apply(result: Any, as_json: bool) -> None:
         if event.op in signs:
             what = f"{verb}{event.op}d" if event.op in changes else event.op
             detail = f" ({event.detail})" if event.detail else ""
-            console.print(f"  {signs[event.op]} {event.name}  {event.description}  {what}{detail}")
-    console.print(f"{result.stack}: {len(data['created'])} {verb}created, {len(data['updated'])} {verb}updated, "
+            report.result(f"  {signs[event.op]} {event.name}  {event.description}  {what}{detail}")
+    report.result(f"{result.stack}: {len(data['created'])} {verb}created, {len(data['updated'])} {verb}updated, "
                   f"{len(data['replaced'])} {verb}replaced, {len(data['deleted'])} {verb}deleted, "
                   f"{len(data['unchanged'])} unchanged, {len(data['not_applied'])} not applied")
     for key, value in data["outputs"].items():
-        console.print(f"  [dim]output[/] {key} = {json.dumps(value)}")
+        report.result(f"  output {key} = {value if isinstance(value, str) else json.dumps(value)}")
 
 
 def _print_banner(info: dict[str, Any], created: bool, state: Path) -> None:
     admin = info["tokens"]["admin"]
     token = f"{admin['user']}!{admin['token_name']}={admin['token_value']}"
-    console.print(f"[bold]vzkeep sandbox[/] {'created' if created else 'reopened'} in {state}")
-    console.print(f"  endpoint     {info['url']}")
-    console.print(f"  fingerprint  {info['fingerprint']}")
-    console.print(f"  admin token  {token}")
-    console.print(f"  connection   {state / 'sandbox.json'} (mode 0600; auditor token inside)")
-    console.print(
+    _out().print(output.styled(("vzkeep sandbox", "bold"), f" {'created' if created else 'reopened'} in {state}"))
+    _out().print(f"  endpoint     {info['url']}")
+    _out().print(f"  fingerprint  {info['fingerprint']}")
+    _out().print(f"  admin token  {token}")
+    _out().print(f"  connection   {state / 'sandbox.json'} (mode 0600; auditor token inside)")
+    _out().print(
         f"  try          python -c \"from proxmoxer import ProxmoxAPI; print(ProxmoxAPI('{info['host']}', "
         f"port={info['port']}, user='{admin['user']}', token_name='{admin['token_name']}', "
         f"token_value='{admin['token_value']}', verify_ssl=False).cluster.resources.get(type='vm'))\""
     )
-    console.print("  Ctrl-C stops it; the state stays for the next `serve`.")
+    _out().print("  Ctrl-C stops it; the state stays for the next `serve`.")
 
 
 # -- talking to a running sandbox -------------------------------------------------------------------
 
 
 def _control(sandbox: Path, method: str, path: str, **params: Any) -> Any:
-    """One ``/_sandbox/`` call; exits 2 (bad request) or 1 (sandbox failure) with PVE's message."""
-    try:
-        return control(sandbox, method, path, **params)
-    except ControlError as exc:
-        fail(str(exc), EXIT_USAGE if exc.usage else 1)
+    """One ``/_sandbox/`` call; a ControlError exits 2 (bad request) or 1 (sandbox failure) with PVE's message."""
+    return control(sandbox, method, path, **params)
 
 
 def _show(data: Any, as_json: bool, text: str) -> None:
     if as_json:
-        typer.echo(json.dumps(data, indent=1))
+        output.emit_json(data)
     else:
-        console.print(text)
+        _out().print(text)
 
 
 @app.command()
@@ -210,10 +209,10 @@ def advance(
     try:
         seconds = parse_duration(duration)
     except ValueError as exc:
-        fail(str(exc))
+        raise UsageError(str(exc)) from None
     data = _control(sandbox, "POST", "/advance", seconds=seconds)
     started = len(data.get("tasks") or [])
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data["now"]))
+    when = output.format_time(data["now"], "UTC")
     _show(data, as_json, f"clock now {when}; {started} task(s) started")
 
 
@@ -225,27 +224,19 @@ def status(sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: Js
     """
     data = _control(sandbox, "GET", "/status")
     if as_json:
-        typer.echo(json.dumps(data, indent=1))
+        output.emit_json(data)
         return
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(data["now"]))
-    console.print(f"[bold]{data['cluster']}[/]  clock {when} ({data['clock']})  guests {data['guests']}  "
-                  f"jobs {', '.join(data['jobs']) or '-'}")
-    console.print("nodes: " + ", ".join(f"{n['node']} ({'up' if n['online'] else 'DOWN'})" for n in data["nodes"]))
+    when = output.format_time(data["now"], "UTC")
+    _out().print(output.styled((data["cluster"], "bold"), f"  clock {when} ({data['clock']})  guests "
+                               f"{data['guests']}  jobs {', '.join(data['jobs']) or '-'}"))
+    _out().print("nodes: " + ", ".join(f"{n['node']} ({'up' if n['online'] else 'DOWN'})" for n in data["nodes"]))
     table = Table("storage", "type", "used", "total", "used %")
     for s in data["storages"]:
         pct = f"{100 * s['used'] / s['total']:.1f}" if s["total"] else "-"
-        table.add_row(s["storage"], s["type"], _human(s["used"]), _human(s["total"]), pct)
-    console.print(table)
+        table.add_row(s["storage"], s["type"], output.human_size(s["used"]), output.human_size(s["total"]), pct)
+    _out().print(table)
     for fault in data.get("faults", []):
-        console.print(f"fault armed: {fault['kind']} x{fault['count']}" + ("" if fault["cleanup"] else " (no cleanup)"))
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
-        size /= 1024
-    return str(size)
+        _out().print(f"fault armed: {fault['kind']} x{fault['count']}" + ("" if fault["cleanup"] else " (no cleanup)"))
 
 
 @node_app.command("add")
@@ -276,7 +267,7 @@ def node_down(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json
     Example: vzkeep sandbox node down pve2
     """
     _control(sandbox, "POST", f"/nodes/{node}/down")
-    console.print(f"node {node} is down")
+    _out().print(f"node {node} is down")
 
 
 @node_app.command("up")
@@ -286,7 +277,7 @@ def node_up(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json")
     Example: vzkeep sandbox node up pve2
     """
     _control(sandbox, "POST", f"/nodes/{node}/up")
-    console.print(f"node {node} is up")
+    _out().print(f"node {node} is up")
 
 
 @app.command()
@@ -301,9 +292,9 @@ def capacity(
     try:
         size_bytes = parse_size(size)
     except ValueError as exc:
-        fail(str(exc))
+        raise UsageError(str(exc)) from None
     data = _control(sandbox, "POST", f"/storage/{storage}/capacity", bytes=size_bytes)
-    console.print(f"{storage}: capacity {_human(data['total'])}, used {_human(data['used'])}")
+    _out().print(f"{storage}: capacity {output.human_size(data['total'])}, used {output.human_size(data['used'])}")
 
 
 @app.command()
@@ -321,13 +312,13 @@ def fill(
         vzkeep sandbox fill backup-prod --bytes 500MiB
     """
     if (percent is None) == (size is None):
-        fail("give exactly one of --percent P or --bytes SIZE")
+        raise UsageError("give exactly one of --percent P or --bytes SIZE")
     try:
         size_bytes = parse_size(size) if size is not None else None
     except ValueError as exc:
-        fail(str(exc))
+        raise UsageError(str(exc)) from None
     data = _control(sandbox, "POST", f"/storage/{storage}/fill", percent=percent, bytes=size_bytes)
-    console.print(f"{storage}: used {_human(data['used'])} of {_human(data['total'])}")
+    _out().print(f"{storage}: used {output.human_size(data['used'])} of {output.human_size(data['total'])}")
 
 
 @app.command()
@@ -342,9 +333,9 @@ def corrupt(
     Example: vzkeep sandbox corrupt backup-prod:backup/vzdump-qemu-101-2026_01_02-02_00_00.vma.zst --how flip
     """
     if how not in ("flip", "truncate", "zero"):
-        fail(f"--how {how!r}: use flip, truncate or zero")
+        raise UsageError(f"--how {how!r}: use flip, truncate or zero")
     _control(sandbox, "POST", "/corrupt", volid=volid, how=how, offset=offset)
-    console.print(f"{volid}: corrupted ({how})")
+    _out().print(f"{volid}: corrupted ({how})")
 
 
 @guest_app.command("add")
@@ -364,9 +355,9 @@ def guest_add(
     try:
         disk_gb = parse_size(disk) / 1024**3
     except ValueError as exc:
-        fail(str(exc))
+        raise UsageError(str(exc)) from None
     _control(sandbox, "POST", "/guests", vmid=vmid, name=name, type=kind, node=node, pool=pool, disk_gb=disk_gb)
-    console.print(f"guest {vmid} ({name}) added on {node}" + (f" in pool {pool}" if pool else ""))
+    _out().print(f"guest {vmid} ({name}) added on {node}" + (f" in pool {pool}" if pool else ""))
 
 
 @guest_app.command("delete")
@@ -376,7 +367,7 @@ def guest_delete(vmid: int, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.j
     Example: vzkeep sandbox guest delete 104
     """
     _control(sandbox, "DELETE", f"/guests/{vmid}")
-    console.print(f"guest {vmid} deleted")
+    _out().print(f"guest {vmid} deleted")
 
 
 @guest_app.command("lock")
@@ -393,7 +384,7 @@ def guest_lock(
         vzkeep sandbox guest lock 101 --lock ''
     """
     data = _control(sandbox, "POST", f"/guests/{vmid}/lock", lock=lock)
-    console.print(f"guest {vmid}: lock {data['lock'] or 'none'}")
+    _out().print(f"guest {vmid}: lock {data['lock'] or 'none'}")
 
 
 @guest_app.command("digest")
@@ -429,7 +420,7 @@ def fault(
         vzkeep sandbox fault config-update --count 0     # disarm
     """
     if kind not in KINDS:
-        fail(f"fault {kind!r}: allowed are {', '.join(KINDS)}")
+        raise UsageError(f"fault {kind!r}: allowed are {', '.join(KINDS)}")
     data = _control(sandbox, "POST", "/faults", kind=kind, count=count, cleanup=int(cleanup))
     text = (f"fault {kind}: the next {count} operation(s) fail" + ("" if cleanup else " (no cleanup)")
             if count else f"fault {kind}: disarmed")

@@ -6,7 +6,6 @@ prints. Times are shown in the zone the node runs in (`--tz`, default this machi
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -16,17 +15,13 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from vzkeep.cli.common import EXIT_FINDING, fail
+from vzkeep.cli import output
+from vzkeep.cli.common import sub_app
+from vzkeep.errors import FindingError, UsageError
 from vzkeep.pve import calendar
 
-app = typer.Typer(
-    help="PVE calendar events (a backup job's `schedule`): check one and see when it runs.",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
-)
+app = sub_app("PVE calendar events (a backup job's `schedule`): check one and see when it runs.")
 
-# English names whatever the locale, so the output is the same on every machine.
-_WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _EPOCH_SECONDS = re.compile(r"-?\d+")
 
 
@@ -55,7 +50,7 @@ def next_runs(
 ) -> None:
     """List the next runs of a calendar event, exactly as a PVE node computes them.
 
-    PVE's quirks apply (reference/pve.md §3):
+    PVE's quirks apply (pve-common PVE/CalendarEvent.pm):
     - a lone number is a minute: '22' is minute 22 of every hour, '22:00' is 10 PM;
     - a keyword is the whole schedule: 'daily 02:00' is invalid, write '02:00';
     - on the day clocks spring forward, a time inside the gap is skipped.
@@ -78,17 +73,18 @@ def next_runs(
     runs = list(_take(event.iter_after(start, tz), count))
     _print_runs(runs, zone, epoch=epoch, as_json=as_json)
     if not runs:
-        fail(f"calendar event '{spec}' has no run after {_describe(start, zone)}", EXIT_FINDING)
+        raise FindingError(f"calendar event '{spec}' has no run after {_describe(start, zone)}",
+                           "an event with a year or a date in the past never runs again: check the spec")
     if len(runs) < count:
-        typer.echo(f"note: calendar event '{spec}' has no run after {_describe(runs[-1], zone)}", err=True)
+        output.Reporter().warn(f"calendar event '{spec}' has no run after {_describe(runs[-1], zone)}")
 
 
 def _parse_spec(spec: str) -> calendar.CalendarEvent:
     try:
         return calendar.parse(spec)
     except calendar.CalendarEventError as exc:
-        hint = f"\n  {exc.hint}" if exc.hint else ""
-        fail(f"{exc.pve_message}{hint}")
+        raise UsageError(exc.pve_message, exc.hint or "examples: 'mon..fri 21:00', 'daily', '*/30', "
+                         "'sat 02:00 UTC'") from None
 
 
 def _display_zone(tz: str | None) -> tzinfo | None:
@@ -98,7 +94,7 @@ def _display_zone(tz: str | None) -> tzinfo | None:
     try:
         calendar.check_zone(tz)
     except ValueError as exc:
-        fail(f"--tz: {exc}")
+        raise UsageError(f"--tz: {exc}", "use an IANA zone name such as Europe/Paris or UTC") from None
     return UTC if tz in ("UTC", "Etc/UTC") else ZoneInfo(tz)
 
 
@@ -108,8 +104,8 @@ def _parse_after(text: str, tz: str | None) -> int:
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
-        fail(f"--after '{text}' is neither ISO 8601 (e.g. 2026-03-29T01:00, 2026-03-29T01:00+02:00, "
-             f"2026-03-29T00:00Z) nor epoch seconds (e.g. 1774746000)")
+        raise UsageError(f"--after '{text}' is neither ISO 8601 nor epoch seconds",
+                         "e.g. 2026-03-29T01:00, 2026-03-29T01:00+02:00, 2026-03-29T00:00Z or 1774746000") from None
     if moment.tzinfo is None:
         # a wall-clock time means the node's: in --tz, else this machine's zone
         moment = moment.replace(tzinfo=ZoneInfo(tz)) if tz is not None else moment.astimezone()
@@ -125,28 +121,23 @@ def _take(runs: object, count: int) -> list[int]:
     return taken
 
 
-def _local(epoch: int, zone: tzinfo | None) -> datetime:
-    return datetime.fromtimestamp(epoch, zone) if zone is not None else datetime.fromtimestamp(epoch).astimezone()
-
-
 def _describe(epoch: int, zone: tzinfo | None) -> str:
     """`Sun 2026-03-29 03:30:00 +0200`: weekday, local date and time, UTC offset."""
-    moment = _local(epoch, zone)
-    return f"{_WEEKDAY_NAMES[moment.weekday()]} {moment:%Y-%m-%d %H:%M:%S %z}"
+    return output.format_time(epoch, zone, weekday=True)
 
 
 def _as_record(epoch: int, zone: tzinfo | None) -> dict[str, object]:
     utc = datetime.fromtimestamp(epoch, UTC)
     return {
         "timestamp": epoch,
-        "local": _local(epoch, zone).isoformat(),
+        "local": output.local_time(epoch, zone).isoformat(),
         "utc": utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
 def _print_runs(runs: list[int], zone: tzinfo | None, *, epoch: bool, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps([_as_record(run, zone) for run in runs], indent=2))
+        output.emit_json([_as_record(run, zone) for run in runs])
         return
     for run in runs:
         typer.echo(str(run) if epoch else _describe(run, zone))

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from vzkeep.cli import output
+from vzkeep.cli.common import sub_app
+from vzkeep.errors import ExitStatus, FindingError, UsageError
 from vzkeep.state.backend import (
     Backend,
-    BackendURLError,
     backend_url_from_env,
     make_client,
     parse_backend_url,
@@ -22,9 +23,7 @@ from vzkeep.state.store import (
     DEFAULT_PROJECT,
     DEFAULT_WORKSPACE_KEY_PREFIX,
     CheckResult,
-    RestoreRefused,
     RestoreResult,
-    StateError,
     StateTarget,
     StateVersion,
     SummaryCache,
@@ -37,15 +36,10 @@ from vzkeep.state.store import (
     terraform_target,
 )
 
-EXIT_FINDING = 1
-EXIT_USAGE = 2
-
-app = typer.Typer(
-    help="The IaC state on a self-hosted, versioned S3 bucket (Pulumi DIY backend, Terraform S3 backend).\n\n"
+app = sub_app(
+    "The IaC state on a self-hosted, versioned S3 bucket (Pulumi DIY backend, Terraform S3 backend).\n\n"
     "The backend is the URL `pulumi login` takes, from --backend or PULUMI_BACKEND_URL; credentials come "
-    "from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or `profile=` in the URL).",
-    no_args_is_help=True,
-    rich_markup_mode="rich",
+    "from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or `profile=` in the URL)."
 )
 
 BackendOption = Annotated[
@@ -73,8 +67,6 @@ WorkspacePrefixOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
 
-_err = Console(stderr=True)
-
 
 @app.callback()
 def state(ctx: typer.Context, backend: BackendOption = None) -> None:
@@ -100,22 +92,14 @@ def check(ctx: typer.Context, backend: BackendOption = None, as_json: JsonOption
         vzkeep state check --backend 's3://state?endpoint=10.0.0.5:8333&disableSSL=true&s3ForcePathStyle=true'
     """
     parsed, client = _connect(ctx, backend)
-    results = _run(lambda: check_backend(client, parsed))
+    results = check_backend(client, parsed)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "bucket": parsed.bucket,
-                    "ok": all(r.ok for r in results),
-                    "checks": [vars(r) for r in results],
-                },
-                indent=2,
-            )
-        )
+        output.emit_json({"bucket": parsed.bucket, "ok": all(r.ok for r in results),
+                          "checks": [vars(r) for r in results]})
     else:
         _print_checks(parsed, results)
     if not all(r.ok for r in results):
-        raise typer.Exit(EXIT_FINDING)
+        raise typer.Exit(ExitStatus.FINDING)
 
 
 @app.command()
@@ -147,24 +131,15 @@ def versions(
     parsed, client = _connect(ctx, backend)
     target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
     cache = None if no_cache else SummaryCache.for_target(default_cache_dir(), parsed.endpoint, parsed.bucket, target)
-    found = _run(lambda: list_versions(client, parsed.bucket, target, cache=cache))
+    found = list_versions(client, parsed.bucket, target, cache=cache)
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "bucket": parsed.bucket,
-                    "key": target.key,
-                    "kind": target.kind,
-                    "versions": [_version_document(v) for v in found],
-                },
-                indent=2,
-            )
-        )
+        output.emit_json({"bucket": parsed.bucket, "key": target.key, "kind": target.kind,
+                          "versions": [_version_document(v) for v in found]})
     else:
         _print_versions(target, found)
     current = next((v for v in found if v.is_latest), None)
     if current is None or current.delete_marker or current.error:
-        raise typer.Exit(EXIT_FINDING)
+        raise typer.Exit(ExitStatus.FINDING)
 
 
 @app.command()
@@ -196,11 +171,7 @@ def restore(
     parsed, client = _connect(ctx, backend)
     target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
     _confirm(target, parsed, version, yes)
-    try:
-        result = _run(lambda: restore_version(client, parsed.bucket, target, version))
-    except RestoreRefused as exc:
-        _err.print(f"refused: {exc}", markup=False, highlight=False)
-        raise typer.Exit(EXIT_FINDING) from exc
+    result = restore_version(client, parsed.bucket, target, version)  # RestoreRefused: exit 1, the handler says why
     _print_restore(parsed, result, _undo_command(target, stack, terraform_key, workspace, project))
 
 
@@ -222,9 +193,10 @@ def export(
     """
     parsed, client = _connect(ctx, backend)
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
-        _fail(f"--to {to}: exists and is not an empty directory; choose a new one so exports never mix")
+        raise UsageError(f"--to {to}: exists and is not an empty directory",
+                         "choose a new one so exports never mix")
     to.mkdir(parents=True, exist_ok=True)
-    result = _run(lambda: export_backend(client, parsed, to))
+    result = export_backend(client, parsed, to)
     typer.echo(
         f"exported s3://{parsed.bucket}/{parsed.prefix} to {to}: {result.objects} current object(s), "
         f"{result.versions} version(s), {result.delete_markers} delete marker(s), {result.bytes} bytes"
@@ -238,10 +210,7 @@ def export(
 
 def _connect(ctx: typer.Context, backend: str | None) -> tuple[Backend, Any]:
     group_backend = (ctx.obj or {}).get("backend") if ctx.obj else None
-    try:
-        parsed = parse_backend_url(backend_url_from_env(backend or group_backend))
-    except BackendURLError as exc:
-        _fail(str(exc))
+    parsed = parse_backend_url(backend_url_from_env(backend or group_backend))  # BackendURLError: exit 2
     return parsed, make_client(parsed)
 
 
@@ -255,33 +224,21 @@ def _target(
     project: str,
 ) -> StateTarget:
     if bool(stack) == bool(terraform_key):
-        _fail("give exactly one of --stack (Pulumi) or --terraform-key (Terraform)")
+        raise UsageError("give exactly one of --stack (Pulumi) or --terraform-key (Terraform)")
     if terraform_key:
-        return _run(lambda: terraform_target(terraform_key, workspace, workspace_key_prefix))
-    return _run(lambda: pulumi_target(client, backend, stack or "", project))
-
-
-def _run(action: Any) -> Any:
-    try:
-        return action()
-    except StateError as exc:
-        _fail(str(exc))
-
-
-def _fail(message: str) -> NoReturn:
-    _err.print(f"error: {message}", markup=False, highlight=False)
-    raise typer.Exit(EXIT_USAGE)
+        return terraform_target(terraform_key, workspace, workspace_key_prefix)
+    return pulumi_target(client, backend, stack or "", project)
 
 
 def _confirm(target: StateTarget, backend: Backend, version: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        _fail("restore changes the live state: pass --yes to confirm when running without a terminal")
+        raise UsageError("restore changes the live state and there is no terminal to confirm it",
+                         "pass --yes to confirm when running without a terminal")
     question = f"Make version {version} the current state of {target.label} in s3://{backend.bucket}/{target.key}?"
     if not typer.confirm(question, default=False):
-        _err.print("nothing changed", markup=False)
-        raise typer.Exit(EXIT_FINDING)
+        raise FindingError("not confirmed: nothing changed")
 
 
 def _undo_command(
@@ -316,8 +273,9 @@ def _print_checks(backend: Backend, results: list[CheckResult]) -> None:
     table.add_column("verdict")
     table.add_column("detail", overflow="fold")
     for result in results:
-        table.add_row(result.name, "[green]ok[/]" if result.ok else "[red]FAIL[/]", _plain(result.detail))
-    _wide_console().print(table)
+        table.add_row(result.name, Text("ok", style="green") if result.ok else Text("FAIL", style="red"),
+                      result.detail)
+    output.console().print(table)
 
 
 def _print_versions(target: StateTarget, found: list[StateVersion]) -> None:
@@ -335,23 +293,17 @@ def _print_versions(target: StateTarget, found: list[StateVersion]) -> None:
     table.add_column("note", overflow="fold", min_width=12)
     for version in found:
         table.add_row(*_version_row(target, version))
-    _wide_console().print(table)
+    output.console().print(table)
 
 
-def _wide_console() -> Console:
-    # Piped output has no terminal width; rich would assume 80 columns and squeeze the ids.
-    console = Console()
-    return console if console.is_terminal else Console(width=max(console.width, 160))
-
-
-def _version_row(target: StateTarget, version: StateVersion) -> list[str]:
+def _version_row(target: StateTarget, version: StateVersion) -> list[str | Text]:
     summary = version.summary
     written = version.last_modified.strftime("%Y-%m-%d %H:%M:%S")
     notes = ["current"] if version.is_latest else []
     if version.delete_marker:
         notes.append("delete marker")
     if version.error:
-        notes.append(f"[red]corrupt: {_plain(version.error)}[/]")
+        notes.append(f"corrupt: {version.error}")
     if summary and summary.pending_operations:
         notes.append(f"{summary.pending_operations} pending operation(s)")
     row = [
@@ -363,7 +315,7 @@ def _version_row(target: StateTarget, version: StateVersion) -> list[str]:
     ]
     if target.kind == "terraform":
         row.append(str(summary.serial) if summary else "-")
-    return [*row, ", ".join(notes)]
+    return [*row, Text(", ".join(notes), style="red" if version.error else "")]
 
 
 def _print_restore(backend: Backend, result: RestoreResult, undo: str) -> None:
@@ -394,7 +346,3 @@ def _confirm_steps(backend: Backend, target: StateTarget) -> list[str]:
         "pulumi refresh --preview-only   # shows how reality differs from the restored state",
     ]
 
-
-def _plain(text: str) -> str:
-    # Details carry user data (keys, server messages): never let them be read as rich markup.
-    return text.replace("[", "\\[")

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import json
 import os
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -14,10 +11,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+from rich.text import Text
 
-from vzkeep.cli.common import EXIT_FINDING, EXIT_OK, fail
+from vzkeep.cli import output
+from vzkeep.errors import ExitStatus, UsageError
 from vzkeep.pve import archive, localtime
-from vzkeep.pve.decompress import DecompressError
 from vzkeep.verify import (
     DEFAULT_STORAGE_CFG,
     ResultStore,
@@ -104,24 +102,24 @@ def verify_cmd(
     storages_cfg = _load_storage_cfg(storage_cfg, required=bool(storage))
     paths = _collect_paths(archives or [], directory or [], storage or [], storages_cfg)
     if not paths:
-        fail("nothing to verify: give ARCHIVE files, --dir DIR or --storage ID (see vzkeep verify --help)")
+        raise UsageError("nothing to verify: give ARCHIVE files, --dir DIR or --storage ID",
+                         "see 'vzkeep verify --help' for examples")
     store = _open_store(results)
-    console = Console(highlight=False, soft_wrap=True)
-    progress = _progress_bar() if not as_json and sys.stderr.isatty() else None
+    report = output.Reporter(as_json=as_json)
+    console = output.console(soft_wrap=True)
+    progress = _progress_bar(report)
     for scanned in _scanned_dirs(directory or [], storage or [], storages_cfg):
         store.forget_missing(scanned)  # archives pruned since the last run
     try:
         outcome = _run(paths, store, force, tz, volids_for(paths, storages_cfg), progress, console, as_json)
-    except DecompressError as exc:
-        fail(str(exc))
-    finally:
+    finally:  # DecompressError (a missing zstd/gzip/lzop) is a usage error: the handler says which tool
         if progress is not None:
             progress.stop()
     if as_json:
-        print(json.dumps(_document(outcome), indent=1))
+        output.emit_json(_document(outcome))
     else:
         _print_summary(console, outcome)
-    raise typer.Exit(EXIT_OK if all(r.ok for r in outcome) else EXIT_FINDING)
+    raise typer.Exit(ExitStatus.OK if all(r.ok for r in outcome) else ExitStatus.FINDING)
 
 
 # -- inputs ------------------------------------------------------------------------------------------------
@@ -133,7 +131,8 @@ def _check_tz(tz: str | None) -> None:
     try:
         localtime.LocalClock(tz)
     except ValueError as exc:
-        fail(f"--tz: {exc}")
+        raise UsageError(f"--tz: {exc}", "use the IANA zone of the node that wrote the archives, e.g. "
+                         "Europe/Paris") from None
 
 
 def _load_storage_cfg(path: Path, *, required: bool) -> dict:
@@ -142,9 +141,9 @@ def _load_storage_cfg(path: Path, *, required: bool) -> dict:
         return {}
     try:
         return load_storages(path)
-    except StorageConfigError as exc:
+    except StorageConfigError:
         if required:
-            fail(str(exc))
+            raise
         return {}
 
 
@@ -154,18 +153,18 @@ def _collect_paths(
     paths: list[str] = []
     for file in files:
         if not file.is_file():
-            fail(f"{file}: no such file (give a path to a vzdump archive)")
+            raise UsageError(f"{file}: no such file (give a path to a vzdump archive)")
         try:
             archive.parse(file.name)
         except ValueError:
-            fail(
+            raise UsageError(
                 f"{file}: not a vzdump archive name; expected vzdump-<qemu|lxc>-<vmid>-<YYYY_MM_DD-HH_MM_SS>"
-                ".<vma|tar>[.zst|.gz|.lzo]"
-            )
+                ".<vma|tar>[.zst|.gz|.lzo]", "PVE names every backup this way; rename a copied archive back"
+            ) from None
         paths.append(os.path.abspath(file))
     for directory in directories:
         if not directory.is_dir():
-            fail(f"--dir {directory}: no such directory")
+            raise UsageError(f"--dir {directory}: no such directory")
         paths += find_archives(directory)
     for storage_id in storage_ids:
         paths += _storage_archives(storage_id, storages)
@@ -179,13 +178,11 @@ def _scanned_dirs(directories: list[Path], storage_ids: list[str], storages: dic
 def _storage_archives(storage_id: str, storages: dict) -> list[str]:
     if storage_id not in storages:
         known = ", ".join(sorted(storages)) or "none"
-        fail(f"--storage {storage_id}: no such storage in the storage config (storages: {known})")
-    try:
-        dump = storages[storage_id].dump_dir()
-    except StorageConfigError as exc:
-        fail(str(exc))
+        raise UsageError(f"--storage {storage_id}: no such storage in the storage config (storages: {known})")
+    dump = storages[storage_id].dump_dir()  # StorageConfigError: exit 2, naming the storage
     if not dump.is_dir():
-        fail(f"--storage {storage_id}: its backup directory {dump} does not exist (is the storage mounted?)")
+        raise UsageError(f"--storage {storage_id}: its backup directory {dump} does not exist",
+                         "is the storage mounted?")
     return find_archives(dump)
 
 
@@ -197,18 +194,17 @@ def _open_store(path: Path | None) -> ResultStore:
             raise PermissionError(f"{store.path.parent} is not writable")
         store.load()
     except (OSError, ValueError) as exc:
-        fail(f"results store {store.path}: {exc}; pass --results FILE or set VZKEEP_STATE_DIR")
+        raise UsageError(f"results store {store.path}: {exc}",
+                         "pass --results FILE or set VZKEEP_STATE_DIR") from None
     return store
 
 
 # -- running -----------------------------------------------------------------------------------------------
 
 
-def _progress_bar() -> Progress:
-    return Progress(
-        "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
-    )
+def _progress_bar(report: output.Reporter) -> Progress | None:
+    return report.progress_bar(
+        "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
 
 
 def _run(
@@ -241,14 +237,13 @@ def _run(
 
 
 def _print_result(console: Console, result: VerifyResult) -> None:
-    status = "[green]OK[/green]     " if result.ok else "[bold red]CORRUPT[/bold red]"
-    detail = f"{_size(result.size)}  sha256 {result.sha256[:16]}"
+    status = Text("OK     ", style="green") if result.ok else Text("CORRUPT", style="bold red")
+    detail = f"{output.human_size(result.size)}  sha256 {result.sha256[:16]}"
     if result.cached:
-        detail += f"  (unchanged since verified {_local(result.verified_at)})"
-    console.print(f"{status} ", end="")
-    console.print(f"{result.path}  {detail}", markup=False)
+        detail += f"  (unchanged since verified {output.format_time(result.verified_at, seconds=False)})"
+    console.print(Text.assemble(status, " ", f"{result.path}  {detail}"))
     for problem in result.problems:
-        console.print(f"  - {problem}", markup=False)
+        console.print(f"  - {problem}")
 
 
 def _print_summary(console: Console, results: list[VerifyResult]) -> None:
@@ -272,14 +267,3 @@ def _document(results: list[VerifyResult]) -> dict[str, object]:
         },
     }
 
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
-
-
-def _local(t: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
+from vzkeep.errors import UsageError
+
 # reference/pve.md §1.2 decompressor_info, vma column (`zcat` is `gzip -d -c`, `bzcat -q` `bzip2 -q -d -c`).
 DECOMPRESSORS: dict[str, tuple[str, ...]] = {
     "zst": ("zstd", "-q", "-d", "-c"),
@@ -67,7 +69,7 @@ _MEANINGS: tuple[tuple[str, str], ...] = (
 )
 
 
-class DecompressError(Exception):
+class DecompressError(UsageError):
     """The compression layer cannot be checked at all (a tool is missing or an unknown compression)."""
 
 

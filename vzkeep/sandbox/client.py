@@ -13,13 +13,14 @@ from typing import Any
 import requests
 
 from vzkeep.connection import FingerprintAdapter
+from vzkeep.errors import ExitStatus, VzkeepError
 
 
-class ControlError(Exception):
+class ControlError(VzkeepError):
     """A control call failed; `usage` is True when the request itself was wrong (400/401/403)."""
 
     def __init__(self, message: str, usage: bool = False) -> None:
-        super().__init__(message)
+        super().__init__(message, status=ExitStatus.USAGE if usage else ExitStatus.FINDING)
         self.usage = usage
 
 

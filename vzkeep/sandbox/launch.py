@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vzkeep.errors import UsageError
 from vzkeep.sandbox.engine import STATE_FILE, Sandbox
 from vzkeep.sandbox.seed import DEFAULT_SEED, Seed, SeedError, create_jobs, from_stacks, load_seed
 from vzkeep.sandbox.server import CONNECTION_FILE, SandboxError, SandboxServer, make_app, serve_app
 
 
-class LaunchError(Exception):
+class LaunchError(UsageError):
     """Why the sandbox could not start, phrased for the user (bad seed, busy port, bad state)."""
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
+from vzkeep.errors import UsageError
 from vzkeep.pve import retention
 from vzkeep.sandbox.api.errors import ApiError
 from vzkeep.sandbox.diskdata import scaled_size
 from vzkeep.sandbox.model import Cluster, Guest, Node, Pool, Storage
+from vzkeep.yamlfile import YamlFileError, load_yaml
 
 LINE = "__line__"
 SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|K|KB|KiB|M|MB|MiB|G|GB|GiB|T|TB|TiB)?\s*$", re.IGNORECASE)
@@ -32,7 +32,7 @@ SECTIONS = ("cluster", "nodes", "storages", "pools", "guests", "jobs")
 DEFAULT_SEED = Path(__file__).with_name("seeds") / "default.yaml"
 
 
-class SeedError(ValueError):
+class SeedError(UsageError, ValueError):
     """A seed problem, already phrased for the user: ``file line N: key: problem``."""
 
 
@@ -41,19 +41,6 @@ class Seed:
     cluster: Cluster
     jobs: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (line, POST params)
     source: str = "seed"
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader that remembers the line of every mapping (as key ``__line__``)."""
-
-
-def _mapping_with_line(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    mapping = loader.construct_mapping(node, deep=True)
-    mapping[LINE] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
 
 
 def parse_size(text: Any) -> int:
@@ -94,14 +81,10 @@ class _Reader:
 
 
 def _load_document(path: Path) -> dict[str, Any]:
-    try:
-        doc = yaml.load(path.read_text(), Loader=_LineLoader)  # a SafeLoader subclass: no arbitrary objects
-    except FileNotFoundError:
-        raise SeedError(f"{path}: seed file not found") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else "?"
-        raise SeedError(f"{path} line {line}: not valid YAML: {exc.problem or exc.context}") from None
+    try:  # YAML 1.2 like the stack files, bounded, no aliases or duplicate keys; each mapping gets its line
+        doc = load_yaml(path, line_key=LINE).data
+    except YamlFileError as exc:
+        raise SeedError(exc.message) from None
     if not isinstance(doc, dict):
         raise SeedError(f"{path} line 1: a seed is a mapping with the sections {', '.join(SECTIONS)}")
     return doc

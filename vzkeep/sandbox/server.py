@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from vzkeep.errors import UsageError
 from vzkeep.sandbox.api import build_router
 from vzkeep.sandbox.api.access import AuthFailed, Credentials, authenticate
 from vzkeep.sandbox.api.errors import ApiError, die
@@ -32,7 +33,7 @@ CREDENTIALS_FILE = "credentials.json"
 CONNECTION_FILE = "sandbox.json"
 
 
-class SandboxError(Exception):
+class SandboxError(UsageError):
     """A problem starting the sandbox that the user can fix (busy port, unreadable state)."""
 
 

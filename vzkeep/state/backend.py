@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from vzkeep.errors import UsageError
+
 BACKEND_ENV = "PULUMI_BACKEND_URL"
 DEFAULT_REGION = "us-east-1"
 
@@ -50,7 +52,7 @@ _KNOWN = {
 }
 
 
-class BackendURLError(ValueError):
+class BackendURLError(UsageError, ValueError):
     """The backend URL cannot be used; the message names the part and what is allowed."""
 
 

@@ -24,6 +24,7 @@ import certifi
 import urllib3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from vzkeep.errors import FindingError, UsageError
 from vzkeep.state.backend import Backend
 from vzkeep.state.checkpoint import CorruptStateError, Kind, StateSummary, parse_state
 
@@ -33,11 +34,11 @@ DEFAULT_WORKSPACE_KEY_PREFIX = "env:"
 _READ_WORKERS = 16
 
 
-class StateError(Exception):
+class StateError(UsageError):
     """A problem the user must fix (exit 2): unreachable server, wrong credentials, unknown version..."""
 
 
-class RestoreRefused(Exception):
+class RestoreRefused(FindingError):
     """The restore would be unsafe (exit 1): a lock, a corrupt version, no versioning."""
 
 
