@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.s3server import running_s3_server
 from tests.test_state import pulumi_checkpoint, stack_key
 from vzkeep.state import list_versions, make_client, parse_backend_url, pulumi_target
-from vzkeep.state.store import SummaryCache
+from vzkeep.state.versions import SummaryCache
 
 VERSIONS = 1000
 TARGET_SECONDS = 2.0

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vzkeep.connection import ConnectionOptions, connect
+from vzkeep.connection import ConnectionOptions, connect, connect_client
 from vzkeep.net import free_port
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running, launch
 from vzkeep.sandbox.server import SandboxApp
+
+BACKUP_READER_PRIVILEGES = "Datastore.AllocateSpace,VM.Backup"
 
 
 @dataclass
@@ -78,8 +80,22 @@ class RunningSandbox:
         """A proxmoxer client (admin token, or the auditor's with ``read_only``), fingerprint pinned."""
         return connect(ConnectionOptions(sandbox=self.sandbox_json, read_only=read_only))
 
+    def client(self, read_only: bool = False) -> Any:
+        """vzkeep's typed PVE client (``vzkeep.pve.client.PveClient``), as the runtime commands use it."""
+        return connect_client(ConnectionOptions(sandbox=self.sandbox_json, read_only=read_only))
+
     def advance(self, seconds: float) -> list[str]:
         return self.sandbox.advance(seconds)
+
+    def grant_backup_listing(self) -> None:
+        """Let the auditor (PVEAuditor on /) also see backups: PVE lists a backup volume only to whoever has
+        ``Datastore.Allocate`` on its storage, or ``Datastore.AllocateSpace`` there and ``VM.Backup`` on its guest
+        (pve-storage ``src/PVE/Storage.pm`` ``check_volume_access``). User and privilege-separated token both
+        get the extra role, the way an admin sets up a monitoring identity."""
+        auditor = self.info["tokens"]["auditor"]
+        self.app.call("POST", "/access/roles", {"roleid": "BackupReader", "privs": BACKUP_READER_PRIVILEGES})
+        self.app.call("PUT", "/access/acl", {"path": "/", "roles": "BackupReader", "users": auditor["user"],
+                                             "tokens": f"{auditor['user']}!{auditor['token_name']}"})
 
 
 @contextmanager

@@ -60,6 +60,7 @@ def _failures(tmp: Path) -> list[Failure]:
         Failure("monitoring", ["monitoring", "render", "--stack", "nope", "--root", str(ROOT)], ExitStatus.USAGE,
                 "stack file not found"),
         Failure("state", ["state", "versions", "--stack", "prod"], ExitStatus.USAGE, "no backend URL"),
+        Failure("task", ["task", "stop", "UPID:pve1:nope"], ExitStatus.USAGE, "is not a PVE task id"),
         Failure("bad option", ["schedule", "next", "daily", "--count", "0"], ExitStatus.USAGE, "--count"),
         Failure("unknown command", ["scedule"], ExitStatus.USAGE, "Did you mean 'schedule'"),
     ]
@@ -70,7 +71,7 @@ def test_every_top_level_command_has_a_failure_case(tmp_path: Path) -> None:
     assert set(COMMANDS) <= covered
 
 
-@pytest.mark.parametrize("index", range(15))
+@pytest.mark.parametrize("index", range(16))
 def test_each_command_fails_with_one_message_line_and_one_hint_line(tmp_path: Path, index: int) -> None:
     case = _failures(tmp_path)[index]
     result = runner.invoke(app, case.args, env=NO_CONNECTION)

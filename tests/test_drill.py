@@ -14,6 +14,7 @@ from tests.restore_fixtures import ClockPump, invoke, sandbox_cli, with_backups
 from tests.sandbox_fixtures import RunningSandbox, running_sandbox
 from vzkeep.backups import collect
 from vzkeep.drill import DRILL_TAG, DrillResult, DrillResultStore, isolate_network
+from vzkeep.follow import Wait
 from vzkeep.restore import RestoreOptions, execute, plan_restore
 
 SCRATCH = range(9000, 9100)
@@ -54,13 +55,13 @@ def test_drill_restores_starts_measures_destroys_and_never_touches_the_originals
 def test_scratch_guest_gets_new_macs_links_down_and_the_drill_tag(tmp_path: Path) -> None:
     with running_sandbox(tmp_path) as sb:
         with_backups(sb)
-        api = sb.api()
-        plan = plan_restore(collect(api, {}), RestoreOptions("101", vmid=9000, unique=True, pool=""))
+        client = sb.client()
+        plan = plan_restore(collect(client, {}), RestoreOptions("101", vmid=9000, unique=True, pool=""))
         with ClockPump(sb):
-            execute(api, plan)
-        changed = isolate_network(api, "pve1", "qemu", 9000)
-        config = api.nodes("pve1").qemu(9000).config.get()
-        original = api.nodes("pve1").qemu(101).config.get()
+            execute(client, plan, Wait(60))
+        changed = isolate_network(client, "pve1", "qemu", 9000)
+        config = client.get("nodes/pve1/qemu/9000/config")
+        original = client.get("nodes/pve1/qemu/101/config")
         mac = re.compile(r"=([0-9A-F:]{17})")
         assert changed == ["net0"] and config["net0"].endswith(",link_down=1")
         assert mac.search(config["net0"]).group(1) != mac.search(original["net0"]).group(1)
@@ -83,7 +84,7 @@ def test_drill_refuses_to_start_a_guest_whose_links_cannot_be_taken_down(tmp_pat
 def test_failed_drill_on_a_corrupt_backup_is_recorded(tmp_path: Path) -> None:
     with running_sandbox(tmp_path) as sb:
         with_backups(sb)
-        (newest,) = sb.api().nodes("pve1").storage("backup-monitoring").content.get(vmid=301)
+        (newest,) = sb.client().get("nodes/pve1/storage/backup-monitoring/content", vmid=301)
         sb.sandbox.corrupt(newest["volid"], "flip")
         result = drill(sb, tmp_path, "--guest", "grafana")
         assert result.exit_code == 1
@@ -94,18 +95,18 @@ def test_failed_drill_on_a_corrupt_backup_is_recorded(tmp_path: Path) -> None:
 def test_interrupted_drill_leaves_nothing_behind_on_the_next_run(tmp_path: Path) -> None:
     with running_sandbox(tmp_path) as sb:
         with_backups(sb)
-        api = sb.api()
-        inventory = collect(api, {})
+        client = sb.client()
+        inventory = collect(client, {})
         store = DrillResultStore(tmp_path / "state" / "drills.json")
         # a drill killed right after PVE restored its scratch guest (before tagging it)
         store.begin(9000, vmid=201, node="pve2", type="lxc")
         with ClockPump(sb):
-            execute(api, plan_restore(inventory, RestoreOptions("201", vmid=9000, unique=True, pool="")))
+            execute(client, plan_restore(inventory, RestoreOptions("201", vmid=9000, unique=True, pool="")), Wait(60))
             # one killed after tagging, whose pending entry was lost; and a guest that is not ours
-            execute(api, plan_restore(inventory, RestoreOptions("200", vmid=9001, unique=True, pool="")))
-            isolate_network(api, "pve2", "qemu", 9001)
+            execute(client, plan_restore(inventory, RestoreOptions("200", vmid=9001, unique=True, pool="")), Wait(60))
+            isolate_network(client, "pve2", "qemu", 9001)
             sb.sandbox.cluster.guests[9001].status = "running"
-            execute(api, plan_restore(inventory, RestoreOptions("200", vmid=9050, unique=True, pool="")))
+            execute(client, plan_restore(inventory, RestoreOptions("200", vmid=9050, unique=True, pool="")), Wait(60))
         assert scratch_guests(sb) == [9000, 9001, 9050]
         result = drill(sb, tmp_path, "--guest", "201")
         doc = json.loads(result.stdout)

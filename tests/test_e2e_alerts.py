@@ -103,7 +103,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
     server = serve_app(make_app(sb, state), state, "127.0.0.1", free_port())
     running = Running(server, sb, state, True)
     try:
-        yield RunningSandbox(running)
+        sandbox = RunningSandbox(running)
+        sandbox.grant_backup_listing()  # PVEAuditor alone sees no backup volume (Storage.pm check_volume_access)
+        yield sandbox
     finally:
         running.stop()
 

@@ -87,6 +87,7 @@ def value(found: dict[str, dict[frozenset[tuple[str, str]], float]], metric: str
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
     with running_sandbox(tmp_path_factory.mktemp("exporter-collect")) as sb:
+        sb.grant_backup_listing()  # PVEAuditor alone sees no backup volume (Storage.pm check_volume_access)
         sb.sandbox.lock_guest(LOCKED, "backup")
         sb.advance(DAY)
         yield sb
@@ -284,7 +285,8 @@ def test_each_task_log_is_read_once_across_polls(scenario: RunningSandbox, polle
 
 
 def test_the_exporter_needs_only_the_auditor_token(polled: dict[str, Any]) -> None:
-    # The fixture polled with the PVEAuditor token: every part succeeded.
+    # The fixture polled with the auditor token (PVEAuditor plus the backup-listing privileges): every part
+    # succeeded.
     assert polled["snapshot"].failed_parts == ()
 
 
@@ -322,9 +324,11 @@ def _add_guests(sb: RunningSandbox, count: int) -> None:
 
 def test_api_calls_per_poll_do_not_grow_with_guests(tmp_path: Path) -> None:
     with running_sandbox(tmp_path / "few") as sb:
+        sb.grant_backup_listing()
         guests_before = len(sb.sandbox.cluster.guests)
         few = _steady_calls(sb)
     with running_sandbox(tmp_path / "many") as sb:
+        sb.grant_backup_listing()
         _add_guests(sb, 40)
         assert len(sb.sandbox.cluster.guests) == guests_before + 40
         many = _steady_calls(sb)

@@ -17,6 +17,7 @@ import pytest
 from tests.restore_fixtures import invoke, sandbox_cli, with_backups
 from tests.sandbox_fixtures import RunningSandbox, running_sandbox
 from vzkeep.backups import Backup
+from vzkeep.errors import ExitStatus
 from vzkeep.restore import RestoreError, backup_stamp, choose_backup, node_timezone, parse_time
 
 RESTORE_TASKS = ("qmrestore", "vzrestore")
@@ -29,7 +30,7 @@ def restore_tasks(sb: RunningSandbox) -> list[str]:
 
 def backups_of(sb: RunningSandbox, storage: str, vmid: int) -> list[dict]:
     """Newest first, as PVE lists them."""
-    items = sb.api().nodes("pve1").storage(storage).content.get(content="backup", vmid=vmid)
+    items = sb.client().get(f"nodes/pve1/storage/{storage}/content", content="backup", vmid=vmid)
     return sorted(items, key=lambda i: i["ctime"], reverse=True)
 
 
@@ -243,7 +244,7 @@ def test_choose_backup(source: str, expected: str) -> None:
 def test_choose_backup_refuses(source: str) -> None:
     with pytest.raises(RestoreError) as err:
         choose_backup(NEWEST_FIRST, source, 101)
-    assert err.value.code == 2
+    assert err.value.status == ExitStatus.USAGE
 
 
 def test_parse_time_and_stamp_agree() -> None:

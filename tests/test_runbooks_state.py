@@ -11,7 +11,7 @@ import pytest
 
 from tests.runbook_runner import code_blocks, run_runbook
 from tests.s3server import S3Server, running_s3_server
-from tests.test_state import new_bucket, pulumi_checkpoint, put_versions, stack_key
+from tests.test_state import new_bucket, pulumi_checkpoint, pulumi_lock, pulumi_lock_key, put_versions, stack_key
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "docs" / "runbooks"
 VENV_BIN = Path(sys.executable).parent
@@ -51,7 +51,20 @@ def test_restore_version_runbook_restores_the_previous_checkpoint(s3: S3Server, 
     outputs = run_runbook(RUNBOOKS / "state-restore-version.md", cwd=tmp_path, env=runbook_env(s3, bucket))
     current = s3.client().get_object(Bucket=bucket, Key=stack_key("prod"))["Body"].read()
     assert current == pulumi_checkpoint("prod", 2)
-    assert "undo: vzkeep state restore --stack prod" in outputs[2]
+    assert "no lock on prod" in outputs[0]
+    assert "undo: vzkeep state restore --stack prod" in outputs[3]
+
+
+def test_restore_version_runbook_stops_at_a_pulumi_lock_and_names_it(s3: S3Server, tmp_path: Path) -> None:
+    bucket = healthy_bucket(s3)
+    s3.client().put_object(Bucket=bucket, Key=pulumi_lock_key(lock_id="1f0c"), Body=pulumi_lock("erin", "ci-7"))
+    with pytest.raises(AssertionError) as stopped:
+        run_runbook(RUNBOOKS / "state-restore-version.md", cwd=tmp_path, env=runbook_env(s3, bucket))
+    said = str(stopped.value)
+    assert "block 1/" in said and "vzkeep state locks --stack prod" in said
+    assert ".pulumi/locks/organization/vzkeep/prod/1f0c.json: created by erin@ci-7 (pid 4242)" in said
+    current = s3.client().get_object(Bucket=bucket, Key=stack_key("prod"))["Body"].read()
+    assert current == pulumi_checkpoint("prod", 3)  # nothing restored
 
 
 def test_new_workstation_runbook_checks_lists_and_exports_everything(s3: S3Server, tmp_path: Path) -> None:

@@ -93,11 +93,11 @@ STRINGIFIED = "400 Parameter verification failed."
     ("put unknown id: 500", "PUT", "/cluster/backup/nope", {"mode": "stop"}, 500, "no such vzdump job\n"),
     ("duplicate id: 500", "POST", "/cluster/backup", {"id": "vzkeep-prod", "schedule": "daily", "all": "1"},
      500, "Job 'vzkeep-prod' already exists\n"),
-    ("all + vmid: stringified 500", "POST", "/cluster/backup", {"id": "x", "schedule": "daily", "all": "1",
+    ("all + vmid: stringified 500", "POST", "/cluster/backup", {"id": "jx", "schedule": "daily", "all": "1",
      "vmid": "100"}, 500, f"{STRINGIFIED}\nall: option conflicts with option 'vmid'\n"),
-    ("nothing selected: stringified 500", "POST", "/cluster/backup", {"id": "x", "schedule": "daily"}, 500,
+    ("nothing selected: stringified 500", "POST", "/cluster/backup", {"id": "jx", "schedule": "daily"}, 500,
      f"{STRINGIFIED}\nvmid: property is missing\n"),
-    ("no schedule: real 400", "POST", "/cluster/backup", {"id": "x", "all": "1"}, 400,
+    ("no schedule: real 400", "POST", "/cluster/backup", {"id": "jx", "all": "1"}, 400,
      {"schedule": "neither 'starttime' nor 'schedule' were set"}),
     ("unknown parameter: real 400", "POST", "/cluster/backup", {"schedule": "daily", "all": "1", "colour": "red"},
      400, {"colour": "property is not defined in schema and the schema does not allow additional properties"}),
@@ -127,10 +127,13 @@ def test_bad_schedule_is_a_real_400_with_pve_text(sb) -> None:
 
 
 def test_job_crud_with_pve_booleans_and_json_body(sb) -> None:
+    # The API takes booleans as 1/0 or JSON true/false; "yes" is for the CLI only (JSONSchema.pm check_type).
     assert call(sb, "POST", "/cluster/backup", json_body=True, id="crud", schedule="sun 05:00", vmid="900",
-                storage="local", enabled="yes")[0] == 200
+                storage="local", enabled="yes")[2]["errors"] == {"enabled": "type check ('boolean') failed - got 'yes'"}
+    assert call(sb, "POST", "/cluster/backup", json_body=True, id="crud", schedule="sun 05:00", vmid="900",
+                storage="local", enabled=True)[0] == 200
     assert call(sb, "GET", "/cluster/backup/crud")[2]["data"]["enabled"] == 1
-    assert call(sb, "PUT", "/cluster/backup/crud", all="on")[0] == 200
+    assert call(sb, "PUT", "/cluster/backup/crud", all="1")[0] == 200
     job = call(sb, "GET", "/cluster/backup/crud")[2]["data"]
     assert job["all"] == 1 and "vmid" not in job  # setting all drops vmid (Backup.pm update)
     assert call(sb, "DELETE", "/cluster/backup/crud")[0] == 200

@@ -42,7 +42,7 @@ def test_proxmoxer_password_login_uses_ticket_and_csrf(sandbox) -> None:
 
     pw = sandbox.info["password"]
     api = ProxmoxAPI(sandbox.host, port=sandbox.port, user=pw["user"], password=pw["password"], verify_ssl=False)
-    assert api.version.get()["release"] == "8.3"
+    assert api.version.get()["release"] == "9.1"  # a sandbox is PVE 9.1.3 unless --pve-version 8
     # A write needs the CSRFPreventionToken header, which proxmoxer sends with the cookie.
     api.cluster.backup.post(id="ticket-job", schedule="sat 04:00", vmid="900", storage="local")
     assert api.cluster.backup("ticket-job").get()["vmid"] == "900"
@@ -92,6 +92,6 @@ def test_prometheus_pve_exporter_sees_guests_storages_and_not_backed_up(sandbox,
     assert 'pve_not_backed_up_info{id="qemu/900"} 1.0' in text
     assert 'pve_not_backed_up_total{id="cluster/homelab"} 1.0' in text
     assert 'pve_up{id="node/pve1"} 1.0' in text
-    assert 'pve_version_info{release="8.3"' in text
+    assert 'pve_version_info{release="9.1"' in text
     assert 'pve_cluster_info{id="cluster/homelab",nodes="2",quorate="1",version="2"} 1.0' in text
     assert 'pve_subscription_status{id="node/pve1",status="notfound"} 1.0' in text

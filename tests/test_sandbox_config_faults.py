@@ -108,19 +108,21 @@ def test_digest_guards_against_concurrent_changes(sb) -> None:
      "Configuration file 'nodes/pve1/lxc/201.conf' does not exist"),
     ("nothing to do", "pve1", "qemu", 101, {}, 500, "no options specified"),
     ("unknown key in a device", "pve1", "qemu", 101, {"net0": "virtio,colour=red"}, 400,
-     {"net0": "invalid format - invalid key in comma-separated list property: colour"}),
+     {"net0": "invalid format - invalid key in comma-separated list property: colour\n"}),
     ("lxc device without its name", "pve1", "lxc", 100, {"net0": "bridge=vmbr0"}, 400,
-     {"net0": "invalid format - format error\nnet0.name: property is missing and it is not optional"}),
+     {"net0": "invalid format - format error\nnet0.name: property is missing and it is not optional\n"}),
     ("multicast MAC", "pve1", "qemu", 101, {"net0": "virtio=01:00:5E:00:00:01"}, 400,
      {"net0": "invalid format - format error\n"
-              "net0.macaddr: invalid format - value does not look like a valid unicast MAC address"}),
+              "net0.macaddr: invalid format - value does not look like a valid unicast MAC address\n\n"}),
     ("bad tag", "pve1", "qemu", 101, {"tags": "ok;not/ok"}, 400,
-     {"tags": "invalid format - invalid characters in tag"}),
+     {"tags": "invalid format - invalid characters in tag\n"}),
     ("set and delete one key", "pve1", "qemu", 101, {"tags": "x", "delete": "tags"}, 400,
      {"delete": "you can't use '-tags' and -delete tags' at the same time"}),
     ("delete an unknown option", "pve1", "qemu", 101, {"delete": "colour"}, 400, {"delete": "unknown option 'colour'"}),
-    ("a key the sandbox does not keep", "pve1", "qemu", 101, {"memory": "8192"}, 400,
-     {"memory": "property is not defined in schema and the schema does not allow additional properties"}),
+    ("a key PVE's schema does not have", "pve1", "qemu", 101, {"colour": "red"}, 400,
+     {"colour": "property is not defined in schema and the schema does not allow additional properties"}),
+    ("a memory size below the schema's minimum", "pve1", "qemu", 101, {"memory": "8"}, 400,
+     {"memory": "invalid format - format error\nmemory.current: value must have a minimum value of 16\n"}),
     ("skiplock with a token", "pve1", "qemu", 101, {"tags": "x", "skiplock": "1"}, 400,
      {"skiplock": "Only root may use this option."}),
 ])
@@ -310,9 +312,12 @@ def test_a_fresh_node_sees_shared_and_unrestricted_storages_and_runs_jobs(tmp_pa
                                 "storages": ["everywhere", "nas"]}
         nodes = call(sb, "GET", "/nodes")[1]["data"]
         assert [(n["node"], n["status"]) for n in nodes] == [("pve1", "online"), ("pve2", "online")]
-        seen = {s["storage"] for s in call(sb, "GET", "/nodes/pve2/storage")[1]["data"]}
-        assert seen == {"everywhere", "nas"}
-        assert call(sb, "GET", "/nodes/pve2/storage/local-pve1/status")[0] != 200
+        # Status.pm index lists every storage; one configured for other nodes only is not enabled here
+        listed = call(sb, "GET", "/nodes/pve2/storage")[1]["data"]
+        assert {s["storage"] for s in listed if s["enabled"]} == {"everywhere", "nas"}
+        assert {s["storage"]: s["active"] for s in listed if not s["enabled"]} == {"local-pve1": 0}
+        elsewhere = call(sb, "GET", "/nodes/pve2/storage/local-pve1/status")[1]["data"]
+        assert (elsewhere["enabled"], elsewhere["active"], elsewhere["total"]) == (0, 0, 0)
         # a guest on the new node is backed up by its pool's job, from that node
         assert call(sb, "POST", "/_sandbox/guests", vmid=150, name="immich", type="qemu", node="pve2",
                     pool="prod", disk_gb=1)[0] == 200

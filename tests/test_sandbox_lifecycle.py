@@ -41,7 +41,7 @@ def test_busy_port_gives_a_clear_message(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "text", "expect"), [
     ("yaml syntax", "nodes:\n  - {name: pve1\n", r"line 3: not valid YAML"),
-    ("unknown section", "nodes: [{name: pve1}]\nvms: []\n", r"line 1: vms: unknown section"),
+    ("unknown section", "nodes: [{name: pve1}]\nvms: []\n", r"line 2: vms: unknown section"),
     ("bad vmid", "nodes: [{name: pve1}]\nguests:\n  - {vmid: 12, name: a, type: qemu, node: pve1}\n",
      r"line 3: guests\[0\].vmid: must be an integer 100..999999999, got 12"),
     ("unknown node", "nodes: [{name: pve1}]\nguests:\n\n  - {vmid: 100, name: a, type: lxc, node: pve7}\n",
@@ -49,8 +49,11 @@ def test_busy_port_gives_a_clear_message(tmp_path: Path) -> None:
     ("bad size", "nodes: [{name: pve1}]\nstorages:\n  - {id: s1, capacity: lots}\n",
      r"line 3: storages\[0\].capacity: 'lots' is not a size"),
     ("bad time zone", "nodes:\n  - name: pve1\n    timezone: Mars/Olympus\n",
-     r"line 2: nodes\[0\].timezone: unknown time zone"),
-    ("job PVE rejects", "nodes: [{name: pve1}]\njobs:\n  - {id: j, schedule: 'daily 02:00', all: 1}\n",
+     r"line 3: nodes\[0\].timezone: unknown time zone"),
+    ("unknown PVE version", "pve_version: 7\nnodes: [{name: pve1}]\n", r"line 1: pve_version: unknown PVE version '7'"),
+    ("job on an unknown node", "nodes: [{name: pve1}]\njobs:\n  - id: j1\n    node: pve7\n",
+     r"line 4: jobs\[0\].node: unknown node 'pve7'"),
+    ("job PVE rejects", "nodes: [{name: pve1}]\njobs:\n  - {id: j1, schedule: 'daily 02:00', all: 1}\n",
      r"line 3: jobs: PVE rejects this job: schedule: invalid format - invalid calendar event"),
 ])
 def test_malformed_seed_names_the_line(tmp_path: Path, name: str, text: str, expect: str) -> None:
@@ -78,7 +81,7 @@ def test_fingerprint_pin_is_enforced(tmp_path: Path) -> None:
         token_file.write_text(sb.auditor_token + "\n")
         good = ConnectionOptions(endpoint=f"https://127.0.0.1:{sb.port}", token_file=token_file,
                                  fingerprint=sb.fingerprint.lower())
-        assert connect(good).version.get()["release"] == "8.3"
+        assert connect(good).version.get()["release"] == "9.1"
         wrong = ConnectionOptions(endpoint=f"https://127.0.0.1:{sb.port}", token_file=token_file,
                                   fingerprint="AA:" * 31 + "AA")
         with pytest.raises(Exception, match=r"(?i)fingerprint"):

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import getpass
 import gzip
 import hashlib
 import json
+import os
+import threading
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
 import zstandard
+from botocore.exceptions import ClientError
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -22,6 +27,7 @@ from vzkeep.cli.state import app
 from vzkeep.state import (
     CorruptStateError,
     RestoreRefused,
+    StateError,
     StateTarget,
     make_client,
     parse_backend_url,
@@ -29,8 +35,9 @@ from vzkeep.state import (
     pulumi_target,
     restore_version,
     state_metrics,
+    terraform_target,
 )
-from vzkeep.state.store import SummaryCache
+from vzkeep.state.versions import SummaryCache
 
 PULUMI_CLI = "v3.200.0"
 
@@ -115,8 +122,19 @@ def terraform_state(serial: int, instances: int, lineage: str = "5f2c8a6e-0d1b-4
     ).encode()
 
 
-def pulumi_lock(user: str = "alice", host: str = "laptop") -> bytes:
-    return json.dumps({"pid": 4242, "username": user, "hostname": host, "timestamp": "2026-11-26T20:00:00Z"}).encode()
+def pulumi_lock(user: str = "alice", host: str = "laptop", pid: int = 4242) -> bytes:
+    """A lock file byte for byte as `pulumi up` writes it: Go's `json.Marshal(lockContent)` (pulumi
+    `pkg/backend/diy/lock.go`): no spaces, no newline, `time.Now()` as RFC 3339 with nanoseconds and offset."""
+    return (
+        b'{"pid":%d,"username":"%s","hostname":"%s","timestamp":"2026-11-26T21:14:07.318274912+01:00"}'
+        % (pid, user.encode(), host.encode())
+    )
+
+
+def pulumi_lock_key(stack: str = "prod", project: str = "vzkeep", lock_id: str = "") -> str:
+    """Where Pulumi's DIY backend in project mode writes a stack's lock: `.pulumi/locks/organization/<project>/
+    <stack>/<uuid>.json` (pulumi `diy/lock.go` lockPath → stackLockDir(FullyQualifiedName))."""
+    return f".pulumi/locks/organization/{project}/{stack}/{lock_id or uuid.uuid4()}.json"
 
 
 # --- fixtures ------------------------------------------------------------------------------------------
@@ -180,6 +198,13 @@ def cli(s3: S3Server, bucket: str, *args: str, secret: str | None = None) -> Any
     if secret is not None:
         env["AWS_SECRET_ACCESS_KEY"] = secret
     return CliRunner().invoke(app, list(args), env=env)
+
+
+def state_client(s3: S3Server, bucket: str) -> tuple[Any, Any]:
+    """vzkeep's own client for the bucket, built from its backend URL as the CLI builds it."""
+    backend = parse_backend_url(s3.backend_url(bucket))
+    with mock.patch.dict(os.environ, s3.env()):
+        return make_client(backend), backend
 
 
 def history(s3: S3Server, bucket: str, stack: str = "prod", jobs: tuple[int, ...] = (1, 2, 3)) -> list[str]:
@@ -410,7 +435,7 @@ def test_restore_refuses_and_leaves_the_state_untouched(
     ids = history(s3, bucket)
     chosen, flags = ids[0], ["--yes"]
     if setup == "lock":
-        s3.client().put_object(Bucket=bucket, Key=".pulumi/locks/vzkeep/prod/7d3c.json", Body=pulumi_lock())
+        s3.client().put_object(Bucket=bucket, Key=pulumi_lock_key(), Body=pulumi_lock())
     elif setup in {"corrupt", "export"}:
         body = (
             pulumi_checkpoint("prod", 9)[:-3]
@@ -429,31 +454,181 @@ def test_restore_refuses_and_leaves_the_state_untouched(
     assert (current_bytes(s3, bucket, stack_key("prod")), version_count(s3, bucket, stack_key("prod"))) == before
 
 
-def test_restore_names_who_holds_the_pulumi_lock(s3: S3Server) -> None:
+def test_restore_refuses_a_lock_pulumi_wrote_at_its_real_path_and_says_whose_and_since_when(s3: S3Server) -> None:
     bucket = new_bucket(s3)
     ids = history(s3, bucket)
-    s3.client().put_object(Bucket=bucket, Key=".pulumi/locks/vzkeep/prod/1.json", Body=pulumi_lock("bob", "ci"))
+    key = pulumi_lock_key(lock_id="0b5e6a3e-9f1c-4a52-8f0e-6f3d2c1b0a99")
+    s3.client().put_object(Bucket=bucket, Key=key, Body=pulumi_lock("bob", "ci", pid=48213))
     result = cli(s3, bucket, "restore", "--stack", "prod", "--version", ids[0], "--yes")
-    assert "created by bob@ci (pid 4242)" in " ".join(result.output.split())
-    assert "pulumi cancel" in result.output
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert key in said
+    assert "created by bob@ci (pid 48213) at 2026-11-26T21:14:07+01:00" in said
+    assert "lock object written" in said and "pulumi cancel" in said
+    assert current_bytes(s3, bucket, stack_key("prod")) == pulumi_checkpoint("prod", 3)
 
 
-def test_restore_rechecks_the_lock_right_before_the_copy(s3: S3Server) -> None:
+def test_restore_finds_the_lock_of_a_legacy_layout_stack(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    # No .pulumi/meta.yaml and a top-level stack file: the legacy layout (pulumi `diy/meta.go`).
+    ids = put_versions(s3, bucket, ".pulumi/stacks/prod.json", [pulumi_checkpoint("prod", n) for n in (1, 2)])
+    s3.client().put_object(Bucket=bucket, Key=".pulumi/locks/prod/5c1d.json", Body=pulumi_lock("dave", "nas"))
+    result = cli(s3, bucket, "restore", "--stack", "prod", "--version", ids[0], "--yes")
+    assert result.exit_code == 1, result.output
+    assert "created by dave@nas (pid 4242)" in " ".join(result.output.split())
+    assert current_bytes(s3, bucket, ".pulumi/stacks/prod.json") == pulumi_checkpoint("prod", 2)
+
+
+def test_meta_yaml_decides_the_layout_as_pulumi_does(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    client, backend = state_client(s3, bucket)
+    s3.client().put_object(Bucket=bucket, Key=".pulumi/stacks/prod.json", Body=pulumi_checkpoint("prod", 1))
+    legacy = pulumi_target(client, backend, "prod")
+    assert (legacy.key, legacy.lock_dirs[0]) == (".pulumi/stacks/prod.json", ".pulumi/locks/prod/")
+    s3.client().put_object(Bucket=bucket, Key=".pulumi/meta.yaml", Body=b"version: 1\n")
+    project = pulumi_target(client, backend, "prod")
+    assert project.key == ".pulumi/stacks/vzkeep/prod.json"
+    assert project.lock_dirs[0] == ".pulumi/locks/organization/vzkeep/prod/"
+    s3.client().put_object(Bucket=bucket, Key=".pulumi/meta.yaml", Body=b"version: 7\n")
+    with pytest.raises(StateError, match="version 7"):
+        pulumi_target(client, backend, "prod")
+
+
+def pulumi_would_refuse(client: Any, bucket: str, stack: str = "prod", project: str = "vzkeep") -> str | None:
+    """What `pulumi up` does before it writes its lock (pulumi `diy/lock.go` checkForLock), in Python: list
+    the direct children of the stack's lock directory; any one of them makes it refuse with this text."""
+    directory = f".pulumi/locks/organization/{project}/{stack}"
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=directory + "/", Delimiter="/")
+            .get("Contents", [])]
+    if not keys:
+        return None
+    lines = [f"the stack is currently locked by {len(keys)} lock(s)."]
+    for key in keys:
+        lock = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())  # Go: json.Unmarshal
+        assert isinstance(lock["pid"], int) and datetime.fromisoformat(lock["timestamp"]).tzinfo is not None
+        lines.append(f"{key}: created by {lock['username']}@{lock['hostname']} (pid {lock['pid']})")
+    return "\n".join(lines)
+
+
+def test_a_pulumi_up_starting_during_the_restore_stops_on_our_lock(s3: S3Server) -> None:
     bucket = new_bucket(s3)
     ids = history(s3, bucket)
-    backend = parse_backend_url(s3.backend_url(bucket))
+    client, backend = state_client(s3, bucket)
+    seen: list[str | None] = []
+    restore_version(client, bucket, pulumi_target(client, backend, "prod"), ids[0],
+                    before_copy=lambda: seen.append(pulumi_would_refuse(s3.client(), bucket)))
+    (refusal,) = seen
+    assert refusal is not None and "locked by 1 lock(s)" in refusal
+    ours = ".pulumi/locks/organization/vzkeep/prod/vzkeep-state-restore.json"
+    assert f"{ours}: created by {getpass.getuser()}@" in refusal
+    assert pulumi_would_refuse(s3.client(), bucket) is None  # released once done
+    assert current_bytes(s3, bucket, stack_key("prod")) == pulumi_checkpoint("prod", 1)
 
-    def someone_starts_pulumi_up() -> None:
-        client.put_object(Bucket=bucket, Key=".pulumi/locks/vzkeep/prod/late.json", Body=pulumi_lock())
 
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in s3.env().items():
-            patch.setenv(name, value)
-        client = make_client(backend)
-        target = pulumi_target(client, backend, "prod")
-        with pytest.raises(RestoreRefused, match="locked"):
-            restore_version(client, bucket, target, ids[0], before_copy=someone_starts_pulumi_up)
+def test_a_terraform_apply_starting_during_the_restore_cannot_take_its_lock(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    key = "hcl/terraform.tfstate"
+    ids = put_versions(s3, bucket, key, [terraform_state(1, 1), terraform_state(2, 2)])
+    client, _ = state_client(s3, bucket)
+    refused: list[int] = []
+
+    def terraform_locks() -> None:
+        # Terraform >= 1.10 with use_lockfile: PutObject <key>.tflock with If-None-Match: * (s3/client.go).
+        try:
+            s3.client().put_object(Bucket=bucket, Key=key + ".tflock", Body=b"{}", IfNoneMatch="*")
+        except ClientError as exc:
+            refused.append(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+        held = json.loads(current_bytes(s3, bucket, key + ".tflock"))
+        assert set(held) == {"ID", "Operation", "Info", "Who", "Version", "Created", "Path"}
+        assert held["Operation"] == "vzkeep state restore" and held["Path"] == f"{bucket}/{key}"
+
+    restore_version(client, bucket, terraform_target(key), ids[0], before_copy=terraform_locks)
+    assert refused == [412]
+    assert current_bytes(s3, bucket, key) == terraform_state(1, 1)
+    assert "Contents" not in s3.client().list_objects_v2(Bucket=bucket, Prefix=key + ".tflock")
+
+
+def test_a_writer_without_a_lock_is_never_overwritten(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    ids = history(s3, bucket)
+    client, backend = state_client(s3, bucket)
+
+    def someone_writes() -> None:  # e.g. a script that copies a state in without taking any lock
+        s3.client().put_object(Bucket=bucket, Key=stack_key("prod"), Body=pulumi_checkpoint("prod", 7))
+
+    with pytest.raises(RestoreRefused, match="changed while the restore ran") as refused:
+        restore_version(client, bucket, pulumi_target(client, backend, "prod"), ids[0], before_copy=someone_writes)
+    assert f"version {ids[2]} was current at the start" in str(refused.value)
+    assert current_bytes(s3, bucket, stack_key("prod")) == pulumi_checkpoint("prod", 7)
+    assert version_count(s3, bucket, stack_key("prod")) == 4  # 3 + the writer's: nothing lost, nothing added
+
+
+def test_concurrent_restores_exactly_one_succeeds_and_no_version_is_lost(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    ids = history(s3, bucket, jobs=(1, 2, 3, 4, 5))
+    before = {v["VersionId"] for v in s3.client().list_object_versions(Bucket=bucket, Prefix=stack_key("prod"))
+              ["Versions"] if v["Key"] == stack_key("prod")}
+    contenders = ids[:4]
+    finished: list[str] = []
+    others_done = threading.Event()
+    outcomes: dict[str, object] = {}
+
+    def hold_until_the_others_have_tried() -> None:
+        # Only the holder of the restore lock gets here; keeping it makes the race real, not sequential.
+        others_done.wait(timeout=60)
+
+    def contend(version_id: str) -> None:
+        client, backend = state_client(s3, bucket)
+        try:
+            outcomes[version_id] = restore_version(client, bucket, pulumi_target(client, backend, "prod"),
+                                                   version_id, before_copy=hold_until_the_others_have_tried)
+        except RestoreRefused as exc:
+            outcomes[version_id] = exc
+        finished.append(version_id)
+        if len(finished) == len(contenders) - 1:
+            others_done.set()
+
+    threads = [threading.Thread(target=contend, args=(v,)) for v in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    winners = [v for v, o in outcomes.items() if not isinstance(o, Exception)]
+    losers = [o for o in outcomes.values() if isinstance(o, RestoreRefused)]
+    assert len(winners) == 1 and len(losers) == len(contenders) - 1, outcomes
+    for loser in losers:
+        assert "vzkeep-state-restore.json" in str(loser) and "created by" in str(loser), loser
+    (winner,) = winners
+    assert current_bytes(s3, bucket, stack_key("prod")) == pulumi_checkpoint("prod", ids.index(winner) + 1)
+    after = [v for v in s3.client().list_object_versions(Bucket=bucket, Prefix=stack_key("prod"))["Versions"]
+             if v["Key"] == stack_key("prod")]
+    assert before < {v["VersionId"] for v in after} and len(after) == len(before) + 1
+    assert pulumi_would_refuse(s3.client(), bucket) is None
+
+
+class ConditionsIgnored:
+    """A client whose server ignores If-None-Match (as some S3 servers do): the condition is dropped."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def put_object(self, **kwargs: Any) -> Any:
+        kwargs.pop("IfNoneMatch", None)
+        return self.inner.put_object(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_restore_refuses_on_a_server_that_ignores_conditional_writes(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    ids = history(s3, bucket)
+    client, backend = state_client(s3, bucket)
+    target = pulumi_target(client, backend, "prod")
+    with pytest.raises(RestoreRefused, match="ignores conditional writes"):
+        restore_version(ConditionsIgnored(client), bucket, target, ids[0])
     assert current_bytes(s3, bucket, stack_key("prod")) == pulumi_checkpoint("prod", 3)
+    assert pulumi_would_refuse(s3.client(), bucket) is None  # our lock is gone
 
 
 def test_restore_refuses_on_a_bucket_without_versioning(s3: S3Server) -> None:
@@ -504,6 +679,24 @@ def test_terraform_lock_file_blocks_a_restore(s3: S3Server) -> None:
     assert current_bytes(s3, bucket, key) == terraform_state(2, 2)
 
 
+def test_locks_shows_terraforms_lock_with_whose_and_since_when(s3: S3Server) -> None:
+    bucket = new_bucket(s3)
+    key = "hcl/terraform.tfstate"
+    put_versions(s3, bucket, key, [terraform_state(1, 1)])
+    assert cli(s3, bucket, "locks", "--terraform-key", key).exit_code == 0
+    # Terraform's LockInfo as `json.Marshal` writes it (statemgr/locker.go): Created is UTC with nanoseconds.
+    s3.client().put_object(Bucket=bucket, Key=key + ".tflock", Body=(
+        b'{"ID":"a0e3c1d2-5b4f-4e6a-9c8d-7f6e5d4c3b2a","Operation":"OperationTypeApply","Info":"",'
+        b'"Who":"carol@desk","Version":"1.10.5","Created":"2026-11-26T20:14:07.318274912Z",'
+        b'"Path":"' + bucket.encode() + b'/hcl/terraform.tfstate"}'))
+    result = cli(s3, bucket, "locks", "--terraform-key", key, "--json")
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 1 and doc["locked"]
+    (lock,) = doc["locks"]
+    assert lock["key"] == key + ".tflock" and lock["since"] == "2026-11-26T20:14:07Z"
+    assert lock["owner"] == "carol@desk for OperationTypeApply (lock ID a0e3c1d2-5b4f-4e6a-9c8d-7f6e5d4c3b2a)"
+
+
 # --- export --------------------------------------------------------------------------------------------
 
 
@@ -526,6 +719,10 @@ def test_export_copies_every_version_and_a_current_tree_pulumi_can_log_into(s3: 
         body = s3.client().get_object(Bucket=bucket, Key=entry["name"], VersionId=entry["version_id"])["Body"]
         assert entry["sha256"] == hashlib.sha256(body.read()).hexdigest()
     assert "stack vzkeep/lab.json" in result.stdout and "stack vzkeep/prod.json" in result.stdout
+    # State holds secrets (Terraform's in clear): every exported file is private, no temp file is left.
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and {p.stat().st_mode & 0o777 for p in files} == {0o600}
+    assert not [p for p in files if p.name.endswith(".tmp")]
 
 
 def test_export_refuses_a_non_empty_directory(s3: S3Server, tmp_path: Path) -> None:
@@ -650,7 +847,7 @@ def test_any_checkpoint_written_in_dependency_order_counts_every_resource(kinds:
 
 def test_bulk_reader_returns_each_versions_bytes_and_reports_s3_errors_like_boto3(s3: S3Server) -> None:
     from vzkeep.state import make_client, parse_backend_url
-    from vzkeep.state.store import StateError, _VersionReader
+    from vzkeep.state.versions import _VersionReader
 
     bucket = new_bucket(s3)
     bodies = [pulumi_checkpoint("prod", n) for n in (1, 2)]

@@ -18,8 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxmoxer.core import ResourceException
-
+from vzkeep.pve.client import PveApiError, PveClient
 from vzkeep.verify import VerifyResult, load_results
 
 _NOTES_ENV_RE = re.compile(r"\benv[ =:]+([A-Za-z0-9][A-Za-z0-9_.-]*)")
@@ -123,9 +122,9 @@ def node_from_notes(notes: str | None) -> str | None:
 # -- collecting -------------------------------------------------------------------------------------------
 
 
-def collect(api: Any, verify_results: dict[str, VerifyResult] | None = None) -> Inventory:
+def collect(api: PveClient, verify_results: dict[str, VerifyResult] | None = None) -> Inventory:
     """The whole inventory: 1 call for resources, then 1 listing per storage (per node if not shared)."""
-    resources = api.cluster.resources.get()
+    resources = api.get("cluster/resources")
     guests = {int(r["vmid"]): r for r in resources if r.get("type") in ("qemu", "lxc")}
     nodes = {r["node"]: r.get("status") == "online" for r in resources if r.get("type") == "node"}
     storages = _storage_views(resources)
@@ -168,10 +167,10 @@ def _nodes_to_list(storage: StorageView, nodes: dict[str, bool], warnings: list[
     return online
 
 
-def _list_content(api: Any, node: str, storage: str, warnings: list[str]) -> list[dict[str, Any]]:
+def _list_content(api: PveClient, node: str, storage: str, warnings: list[str]) -> list[dict[str, Any]]:
     try:
-        return api.nodes(node).storage(storage).content.get(content="backup")
-    except ResourceException as exc:
+        return api.get(f"nodes/{node}/storage/{storage}/content", content="backup")
+    except PveApiError as exc:
         warnings.append(f"storage '{storage}' on node '{node}' could not be listed: {pve_message(exc)}")
         return []
 
@@ -239,10 +238,6 @@ def select(backups: Iterable[Backup], env: str | None = None, guest: str | None 
             and (storage is None or b.storage == storage)]
 
 
-def pve_message(exc: ResourceException) -> str:
+def pve_message(exc: PveApiError) -> str:
     """PVE's own words for a failed call: the reason phrase (its first line), plus parameter errors."""
-    text = str(exc.content or exc.status_message or "").strip()
-    if exc.errors:
-        errors = exc.errors if isinstance(exc.errors, dict) else {"": exc.errors}
-        text += "".join(f"; {k}: {v}" if k else f"; {v}" for k, v in errors.items())
-    return f"{text} (HTTP {exc.status_code})"
+    return exc.pve_words()

@@ -15,10 +15,13 @@ to its signature and hands it a :class:`ConnectionOptions` as ``conn``::
     @app.command()
     @with_connection
     def list_guests(conn: ConnectionOptions, as_json: bool = False) -> None:
-        api = connect(conn)
-        ...
+        pve = connect_client(conn)        # a vzkeep.pve.client.PveClient
+        for guest in pve.get("cluster/resources", type="vm"):
+            ...
 
 The token secret is read from a file (never a flag: flags end up in shell history and ``ps``).
+``connect_client`` is the runtime's way in (typed, PVE's errors as ``PveApiError``); ``connect`` gives
+the bare ``proxmoxer.ProxmoxAPI`` it wraps, for code that speaks proxmoxer's dialect.
 """
 
 from __future__ import annotations
@@ -34,10 +37,10 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from requests.adapters import HTTPAdapter
 
 from vzkeep.errors import UsageError
-from vzkeep.sandbox.tls import normalize_fingerprint
+from vzkeep.fingerprint import FingerprintAdapter, normalize_fingerprint
+from vzkeep.pve.client import PveApiError, PveClient, PveUnreachable, api_path
 
 TOKEN_HELP = "file holding the API token as USER@REALM!TOKENID=SECRET (e.g. monitoring@pve!exporter=…)"
 
@@ -109,26 +112,38 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
 
 def with_connection(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add the connection options to a typer command; it receives them as ``conn: ConnectionOptions``."""
-    signature = inspect.signature(func)
-    # Resolve string annotations (`from __future__ import annotations`) in the command's module: typer
-    # reads the signature, and with a bare string it would lose every option name and help text.
-    resolved = _type_hints(func)
-    kept = [p.replace(annotation=resolved.get(name, p.annotation))
-            for name, p in signature.parameters.items() if name != "conn"]
-    added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-             for name, (annotation, default) in _OPTIONS.items()]
+    return with_option_group("conn", ConnectionOptions, _OPTIONS)(func)
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        conn = ConnectionOptions(**{name: kwargs.pop(name) for name in _OPTIONS})
-        return func(*args, conn=conn, **kwargs)
 
-    wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
-    hints = {k: v for k, v in resolved.items() if k != "conn"}
-    hints.update({name: annotation for name, (annotation, _) in _OPTIONS.items()})
-    wrapper.__annotations__ = hints
-    del wrapper.__wrapped__  # typer must see the new signature, not the wrapped one
-    return wrapper
+def with_option_group(param: str, factory: Callable[..., Any], options: dict[str, tuple[Any, Any]]
+                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator adding ``options`` (name → (annotated type, default)) to a typer command's signature;
+    the command receives them together as ``param=factory(**values)``. One definition of a group of
+    options shared by several commands (the connection here, the state target in ``vzkeep state``)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(func)
+        # Resolve string annotations (`from __future__ import annotations`) in the command's module: typer
+        # reads the signature, and with a bare string it would lose every option name and help text.
+        resolved = _type_hints(func)
+        kept = [p.replace(annotation=resolved.get(name, p.annotation))
+                for name, p in signature.parameters.items() if name != param]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+                 for name, (annotation, default) in options.items()]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            group = factory(**{name: kwargs.pop(name) for name in options})
+            return func(*args, **{param: group}, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+        hints = {k: v for k, v in resolved.items() if k != param}
+        hints.update({name: annotation for name, (annotation, _) in options.items()})
+        wrapper.__annotations__ = hints
+        del wrapper.__wrapped__  # typer must see the new signature, not the wrapped one
+        return wrapper
+
+    return decorate
 
 
 def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
@@ -198,18 +213,6 @@ def resolve(opts: ConnectionOptions) -> Target:
 # -- connecting -----------------------------------------------------------------------------------------
 
 
-class FingerprintAdapter(HTTPAdapter):
-    """Accept exactly the certificate whose SHA-256 is pinned (urllib3 ``assert_fingerprint``)."""
-
-    def __init__(self, fingerprint: str, **kwargs: Any) -> None:
-        self.fingerprint = fingerprint.replace(":", "").lower()
-        super().__init__(**kwargs)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["assert_fingerprint"] = self.fingerprint
-        super().init_poolmanager(*args, **kwargs)
-
-
 def connect(opts: ConnectionOptions | Target) -> Any:
     """A ``proxmoxer.ProxmoxAPI`` for the options; a pinned fingerprint is enforced on every connection."""
     from proxmoxer import ProxmoxAPI
@@ -226,3 +229,56 @@ def connect(opts: ConnectionOptions | Target) -> Any:
         # urllib3's "unverified request" warning would only be noise.
         warnings.filterwarnings("ignore", message="Unverified HTTPS request")
     return api
+
+
+def connect_client(opts: ConnectionOptions | Target) -> PveClient:
+    """The runtime's typed PVE client for the options (see :class:`ProxmoxerClient`)."""
+    target = opts if isinstance(opts, Target) else resolve(opts)
+    return ProxmoxerClient(connect(opts), f"{target.host}:{target.port}")
+
+
+class ProxmoxerClient:
+    """A :class:`vzkeep.pve.client.PveClient` over ``proxmoxer.ProxmoxAPI``.
+
+    proxmoxer already speaks in paths (``api.get("nodes/pve1/tasks")``); this adds the seam's error
+    contract: PVE's error answers become ``PveApiError`` with PVE's words, a request that got no answer
+    becomes ``PveUnreachable``. Nothing is retried here: the caller knows whether a call is safe to repeat.
+    """
+
+    def __init__(self, proxmox: Any, where: str = "the PVE API") -> None:
+        self.proxmox = proxmox  # a proxmoxer.ProxmoxAPI (untyped upstream)
+        self.where = where
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self._call("GET", path, params)
+
+    def post(self, path: str, **params: Any) -> Any:
+        return self._call("POST", path, params)
+
+    def put(self, path: str, **params: Any) -> Any:
+        return self._call("PUT", path, params)
+
+    def delete(self, path: str, **params: Any) -> Any:
+        return self._call("DELETE", path, params)
+
+    def _call(self, method: str, path: str, params: dict[str, Any]) -> Any:
+        import requests
+        from proxmoxer.core import ResourceException
+
+        path = api_path(path)
+        try:
+            return getattr(self.proxmox, method.lower())(path, **params)
+        except ResourceException as exc:
+            errors = exc.errors if isinstance(exc.errors, dict) else ({"": str(exc.errors)} if exc.errors else {})
+            raise PveApiError(int(exc.status_code), str(exc.content or exc.status_message or ""),
+                              {str(k): str(v) for k, v in errors.items()}, method=method, path=path) from None
+        except requests.RequestException as exc:
+            raise PveUnreachable(f"{method} /{path}: no answer from {self.where} ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    # requests nests the cause (MaxRetryError → NewConnectionError …); its innermost text is the useful one.
+    inner: BaseException = exc
+    while inner.__context__ is not None and inner.__context__ is not inner:
+        inner = inner.__context__
+    return str(inner) or type(exc).__name__

@@ -20,14 +20,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from vzkeep.config import load_stack_file, stack_file, stack_names
-from vzkeep.connection import ConnectionOptions, connect
-from vzkeep.exporter.collect import Poller, Snapshot, proxmoxer_get
+from vzkeep.connection import ConnectionOptions, connect_client
+from vzkeep.exporter.collect import Poller, Snapshot
 from vzkeep.exporter.server import Exporter
 from vzkeep.monitoring.alert_preview import Alert, PrometheusMissing, evaluate_alerts
 from vzkeep.monitoring.render import RenderOptions, monitoring_texts
 from vzkeep.net import free_port
 from vzkeep.plan import plan_stack
 from vzkeep.pve import archive
+from vzkeep.pve.client import PveClient
 from vzkeep.pve.tasklog import parse_task_log
 from vzkeep.sandbox.client import control
 from vzkeep.sandbox.launch import launch
@@ -69,7 +70,7 @@ def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS,
     running = launch(state_dir, stacks_root=root, port=free_port(), stepped=True, start_epoch=start_epoch)
     try:
         sandbox_json = state_dir / CONNECTION_FILE
-        api = connect(ConnectionOptions(sandbox=sandbox_json))
+        api = connect_client(ConnectionOptions(sandbox=sandbox_json))
         seen: dict[str, set[str]] = defaultdict(set)  # storage -> every volid ever listed
         tasks = 0
         for day in range(1, days + 1):
@@ -86,7 +87,7 @@ def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS,
         environments = _report(api, seen, _timezones(root))
         now = control(sandbox_json, "GET", "/status")["now"]
         progress("the exporter polls the sandbox; Prometheus evaluates the generated rules")
-        with Exporter(Poller(proxmoxer_get(api)), listen=f"127.0.0.1:{free_port()}", interval=3600) as exporter:
+        with Exporter(Poller(api.get), listen=f"127.0.0.1:{free_port()}", interval=3600) as exporter:
             snapshot = _first_snapshot(exporter)
             alerts = _alerts(root, exporter.address)
         return DemoResult(environments=environments, snapshot=snapshot, alerts=alerts, days=days,
@@ -116,21 +117,21 @@ def _alerts(root: Path, exporter_address: str) -> list[Alert] | str:
         return str(err)
 
 
-def _storages(api: Any) -> dict[str, str]:
+def _storages(api: PveClient) -> dict[str, str]:
     """Backup storage -> one node that sees it (a shared storage is listed once)."""
     found: dict[str, str] = {}
-    for item in api.cluster.resources.get(type="storage"):
+    for item in api.get("cluster/resources", type="storage"):
         if "backup" in str(item.get("content", "")).split(",") and item.get("status") == "available":
             found.setdefault(item["storage"], item["node"])
     return found
 
 
-def _volids(api: Any) -> dict[str, set[str]]:
+def _volids(api: PveClient) -> dict[str, set[str]]:
     return {storage: {v["volid"] for v in _content(api, storage, node)} for storage, node in _storages(api).items()}
 
 
-def _content(api: Any, storage: str, node: str) -> list[dict[str, Any]]:
-    return api.nodes(node).storage(storage).content.get(content="backup")
+def _content(api: PveClient, storage: str, node: str) -> list[dict[str, Any]]:
+    return api.get(f"nodes/{node}/storage/{storage}/content", content="backup")
 
 
 def _timezones(root: Path) -> dict[str, str]:
@@ -138,8 +139,8 @@ def _timezones(root: Path) -> dict[str, str]:
     return {name: load_stack_file(stack_file(name, root)).environment.timezone for name in stack_names(root)}
 
 
-def _report(api: Any, seen: dict[str, set[str]], zones: dict[str, str]) -> dict[str, EnvironmentReport]:
-    guests = api.cluster.resources.get(type="vm")
+def _report(api: PveClient, seen: dict[str, set[str]], zones: dict[str, str]) -> dict[str, EnvironmentReport]:
+    guests = api.get("cluster/resources", type="vm")
     env_of = {int(g["vmid"]): g.get("pool") or "none" for g in guests}
     reports: dict[str, EnvironmentReport] = {}
     for g in sorted(guests, key=lambda g: int(g["vmid"])):
@@ -160,14 +161,14 @@ def _report(api: Any, seen: dict[str, set[str]], zones: dict[str, str]) -> dict[
     return dict(sorted(reports.items()))
 
 
-def _failures(api: Any, env_of: dict[int, str], zones: dict[str, str]) -> list[tuple[str, str]]:
+def _failures(api: PveClient, env_of: dict[int, str], zones: dict[str, str]) -> list[tuple[str, str]]:
     """Every guest backup that failed, from the vzdump task logs of every node (PVE's own words)."""
     found = []
-    for node in api.nodes.get():
+    for node in api.get("nodes"):
         if node.get("status") != "online":
             continue
-        for task in api.nodes(node["node"]).tasks.get(typefilter="vzdump", errors=1, limit=500):
-            lines = [entry["t"] for entry in api.nodes(node["node"]).tasks(task["upid"]).log.get(limit=0)]
+        for task in api.get(f"nodes/{node['node']}/tasks", typefilter="vzdump", errors=1, limit=500):
+            lines = [entry["t"] for entry in api.get(f"nodes/{node['node']}/tasks/{task['upid']}/log", limit=0)]
             for outcome in parse_task_log(lines).outcomes:
                 if not outcome.ok:
                     env = env_of.get(outcome.vmid, "none")

@@ -1,10 +1,13 @@
 """Restore drills: prove a backup restores, without touching anything in production.
 
 A drill restores a guest's newest backup into a scratch VMID (default 9000-9099) with ``unique=1`` (new
-MAC addresses, reference/pve.md §4.8), takes every network link down (``link_down=1`` on each ``netN``,
-set by a config update right after the restore and before the start), tags it ``vzkeep-drill``, starts
-it, waits until PVE reports it running, measures the time, and destroys it. The original guest is
-never addressed by any call.
+MAC addresses: qemu-server ``src/PVE/API2/Qemu.pm`` ``create_vm``, pve-container ``src/PVE/API2/LXC.pm``),
+takes every network link down (``link_down=1`` on each ``netN``, qemu-server
+``src/PVE/QemuServer/Network.pm``, set by a config update right after the restore and before the start),
+tags it ``vzkeep-drill``, starts it, waits until PVE reports it running, measures the time, and destroys
+it. The original guest is never addressed by any call. Every wait is bounded by the drill's ``Wait``
+(one per guest): when it runs out, or on Ctrl-C, the drill stops, records the failure, leaves the scratch
+guest pending (its task is still running) and the error names the task.
 
 Interruptions: before asking PVE to restore, the scratch VMID is written to the results store as
 *pending*; the next drill run first destroys every scratch-range guest that is pending or tagged
@@ -29,15 +32,16 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from proxmoxer.core import ResourceException
-
 from vzkeep.atomic import write_atomic
-from vzkeep.backups import Backup, Inventory, pve_message
+from vzkeep.backups import Backup, Inventory
+from vzkeep.errors import ExitStatus
+from vzkeep.follow import Task, TaskInterrupted, TaskStillRunning, Wait, follow_task
+from vzkeep.pve.client import PveApiError, PveClient
 from vzkeep.restore import (
+    CLEANUP_TIMEOUT,
     RestoreError,
     RestoreOptions,
     execute,
-    follow_task,
     plan_restore,
     precheck,
     start_and_wait,
@@ -79,7 +83,6 @@ class DrillOptions:
     scratch: tuple[int, int] = DEFAULT_SCRATCH
     node: str | None = None
     storage: str | None = None
-    start_timeout: float = 600.0
 
 
 # -- the results store ------------------------------------------------------------------------------------
@@ -179,29 +182,31 @@ def free_scratch_vmid(inventory: Inventory, scratch: tuple[int, int], taken: set
 # -- cleaning up after interrupted drills ------------------------------------------------------------------
 
 
-def clean_leftovers(api: Any, store: DrillResultStore, scratch: tuple[int, int],
+def clean_leftovers(client: PveClient, store: DrillResultStore, scratch: tuple[int, int], wait: Wait,
                     say: Callable[[str], None] = lambda _line: None) -> list[int]:
     """Destroy scratch-range guests left by earlier drills (pending in the store or tagged); their VMIDs."""
     pending = store.pending()
     removed = []
-    for entry in api.cluster.resources.get(type="vm"):
+    for entry in client.get("cluster/resources", type="vm"):
         vmid = int(entry["vmid"])
         if not scratch[0] <= vmid <= scratch[1] or (vmid not in pending and DRILL_TAG not in _tags(entry)):
             continue
         say(f"removing scratch guest {vmid} left by an interrupted drill")
-        destroy_scratch(api, entry["node"], entry["type"], vmid)
+        destroy_scratch(client, entry["node"], entry["type"], vmid, wait)
         removed.append(vmid)
     for vmid in pending:
         store.end(vmid)
     return removed
 
 
-def destroy_scratch(api: Any, node: str, guest_type: str, vmid: int) -> None:
+def destroy_scratch(client: PveClient, node: str, guest_type: str, vmid: int, wait: Wait) -> None:
     """Stop (if running) and destroy a scratch guest with its disks."""
-    guest = api.nodes(node)(guest_type)(vmid)
-    if guest.status.current.get().get("status") == "running":
-        follow_task(api, node, guest.status.stop.post())
-    status, _ = follow_task(api, node, guest.delete(purge=1, **{"destroy-unreferenced-disks": 1}))
+    path = f"nodes/{node}/{guest_type}/{vmid}"
+    if client.get(f"{path}/status/current").get("status") == "running":
+        follow_task(client, Task(node, str(client.post(f"{path}/status/stop")), f"stop of scratch guest {vmid}"),
+                    wait)
+    upid = client.delete(path, purge=1, **{"destroy-unreferenced-disks": 1})
+    status, _ = follow_task(client, Task(node, str(upid), f"removal of scratch guest {vmid}"), wait)
     if status != "OK":
         raise RestoreError(f"could not destroy scratch guest {vmid} on node '{node}': {status}")
 
@@ -209,29 +214,33 @@ def destroy_scratch(api: Any, node: str, guest_type: str, vmid: int) -> None:
 # -- one drill --------------------------------------------------------------------------------------------
 
 
-def isolate_network(api: Any, node: str, guest_type: str, vmid: int) -> list[str]:
+def isolate_network(client: PveClient, node: str, guest_type: str, vmid: int) -> list[str]:
     """``link_down=1`` on every network device, and the drill tag; returns the devices changed."""
-    guest = api.nodes(node)(guest_type)(vmid)
-    config = guest.config.get()
+    path = f"nodes/{node}/{guest_type}/{vmid}/config"
+    config = client.get(path)
     update: dict[str, Any] = {"tags": ";".join(sorted({*_tags(config), DRILL_TAG}))}
     for key, value in config.items():
         if _NET_RE.match(key) and "link_down=1" not in str(value).split(","):
             update[key] = f"{value},link_down=1"
     try:
-        guest.config.put(**update)
-    except ResourceException as exc:
-        raise RestoreError(f"PVE did not take the scratch guest's network links down: {pve_message(exc)}") from None
-    after = guest.config.get()
+        client.put(path, **update)
+    except PveApiError as exc:
+        raise RestoreError(f"PVE did not take the scratch guest's network links down: {exc}") from None
+    after = client.get(path)
     still_up = [k for k in after if _NET_RE.match(k) and "link_down=1" not in str(after[k]).split(",")]
     if still_up:
         raise RestoreError(f"network links still up after the config update: {', '.join(still_up)}")
     return sorted(k for k in update if _NET_RE.match(k))
 
 
-def run_drill(api: Any, inventory: Inventory, backup: Backup, scratch_vmid: int, store: DrillResultStore,
-              options: DrillOptions = DrillOptions(), verify_store: ResultStore | None = None,
+def run_drill(client: PveClient, inventory: Inventory, backup: Backup, scratch_vmid: int, store: DrillResultStore,
+              wait: Wait, options: DrillOptions = DrillOptions(), verify_store: ResultStore | None = None,
               say: Callable[[str], None] = lambda _line: None) -> DrillResult:
-    """Restore ``backup`` as ``scratch_vmid``, isolate, start, wait, measure, destroy; record the result."""
+    """Restore ``backup`` as ``scratch_vmid``, isolate, start, wait, measure, destroy; record the result.
+
+    A wait that ends first (``TaskStillRunning``, ``TaskInterrupted``) is recorded as a failed drill and
+    raised again: the scratch guest stays pending (its task is still running) for the next run to remove.
+    """
     started_at = time.time()
     began = time.monotonic()
     result = DrillResult(started_at, 0.0, False, "", backup.vmid, scratch_vmid, None, backup.env or "",
@@ -241,36 +250,43 @@ def run_drill(api: Any, inventory: Inventory, backup: Backup, scratch_vmid: int,
         plan = plan_restore(inventory, RestoreOptions(str(backup.vmid), backup.volid, options.node, options.storage,
                                                       scratch_vmid, unique=True, pool=""))
         result.node = plan.node
-        check = precheck(api, backup, plan.node, verify_store)
+        check = precheck(client, backup, plan.node, verify_store)
         if not check.ok:
             raise RestoreError(f"{backup.volid} is corrupt: {'; '.join(check.problems)}")
         store.begin(scratch_vmid, vmid=backup.vmid, node=plan.node, type=plan.guest_type, volid=backup.volid)
         say(f"drill {backup.name or backup.vmid} ({backup.vmid}): restore {backup.volid} as {scratch_vmid} "
             f"on {plan.node}")
         created = True
-        execute(api, plan)
-        isolate_network(api, plan.node, plan.guest_type, scratch_vmid)
-        start_and_wait(api, plan.node, plan.guest_type, scratch_vmid, timeout=options.start_timeout)
+        execute(client, plan, wait)
+        isolate_network(client, plan.node, plan.guest_type, scratch_vmid)
+        start_and_wait(client, plan.node, plan.guest_type, scratch_vmid, wait)
         result.duration_seconds = round(time.monotonic() - began, 3)
         result.ok = True
         result.message = f"restored and running in {result.duration_seconds:.1f} s"
     except RestoreError as exc:
         result.duration_seconds = round(time.monotonic() - began, 3)
         result.message = exc.message
-    finally:
-        if created:
-            result.message += _destroy_quietly(api, plan.node, plan.guest_type, scratch_vmid, store)
+        if exc.status == ExitStatus.INTERRUPTED:  # PVE may be restoring still: the guest stays pending
+            store.record(result)
+            raise
+    except (TaskStillRunning, TaskInterrupted) as exc:
+        result.duration_seconds = round(time.monotonic() - began, 3)
+        result.message = f"{exc.message}; scratch guest {scratch_vmid} stays pending: the next drill removes it"
+        store.record(result)
+        raise
+    if created:
+        result.message += _destroy_quietly(client, scratch_vmid, store, wait.bounded(CLEANUP_TIMEOUT))
     store.record(result)
     return result
 
 
-def _destroy_quietly(api: Any, node: str, guest_type: str, vmid: int, store: DrillResultStore) -> str:
+def _destroy_quietly(client: PveClient, vmid: int, store: DrillResultStore, wait: Wait) -> str:
     """Destroy the scratch guest if it exists; '' when all is clean, else what is left (stays pending)."""
     try:
-        entry = next((e for e in api.cluster.resources.get(type="vm") if int(e["vmid"]) == vmid), None)
+        entry = next((e for e in client.get("cluster/resources", type="vm") if int(e["vmid"]) == vmid), None)
         if entry is not None:
-            destroy_scratch(api, entry["node"], entry["type"], vmid)
-    except (RestoreError, ResourceException) as exc:
+            destroy_scratch(client, entry["node"], entry["type"], vmid, wait)
+    except (RestoreError, PveApiError, TaskStillRunning) as exc:
         return f"; scratch guest {vmid} could NOT be destroyed ({exc}); the next drill run retries"
     store.end(vmid)
     return ""

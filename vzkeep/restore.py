@@ -8,11 +8,14 @@ The steps, each a function so ``vzkeep restore``, ``vzkeep drill`` and the tests
 2. ``precheck``: when the archive file is readable from here (PVE reports its path; in the sandbox, or
    on the node or on a NAS mount, it is), ``vzkeep.verify`` reads it once. A corrupt archive stops
    everything before PVE is asked to write; ``next_good_backup`` finds the one to offer instead.
-3. ``execute``: ``POST /nodes/{node}/qemu`` (``archive``) or ``/lxc`` (``ostemplate`` + ``restore=1``)
-   (reference/pve.md §4.8), then the task is followed (``/tasks/{upid}/status`` and ``/log``, §4.5).
-   When PVE fails, its own message is reported and a guest that PVE left behind, and that did not
-   exist before, is destroyed: never a half-made guest of ours.
+3. ``execute``: ``POST /nodes/{node}/qemu`` with ``archive`` (qemu-server ``src/PVE/API2/Qemu.pm``
+   ``create_vm``) or ``/lxc`` with ``ostemplate`` + ``restore=1`` (pve-container ``src/PVE/API2/LXC.pm``
+   ``create_vm``), then the task is followed to its end (``vzkeep.follow``: bounded by the command's
+   ``Wait``, Ctrl-C and lost connections handled). When PVE fails, its own message is reported and a
+   guest that PVE left behind, and that did not exist before, is destroyed: never a half-made guest of ours.
 4. ``start_and_wait``: start the guest and wait until PVE reports it running.
+
+Every call to PVE goes through ``vzkeep.pve.client.PveClient``.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from proxmoxer.core import ResourceException
-
-from vzkeep.backups import Backup, Inventory, name_from_notes, pve_message
+from vzkeep.backups import Backup, Inventory, name_from_notes
 from vzkeep.errors import ExitStatus, VzkeepError
+from vzkeep.follow import Task, Wait, follow_task, poll_until
+from vzkeep.pve.client import PveApiError, PveClient
 from vzkeep.pve.decompress import DecompressError
 from vzkeep.verify import ResultStore, verify_archive
+
+CLEANUP_TIMEOUT = 300.0  # removing a half-made guest gets its own bound, even after the command's ran out
 
 _STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
@@ -43,11 +48,14 @@ _OK_STATUS_RE = re.compile(r"^(OK|WARNINGS: \d+)$")
 
 
 class RestoreError(VzkeepError):
-    """A refusal or a failure, phrased for the user: what, why, what next; ``code`` is the exit status."""
+    """A refusal (exit 2: nothing was done) or a failure (``ExitStatus.FINDING``), phrased for the user.
 
-    def __init__(self, message: str, code: ExitStatus = ExitStatus.USAGE, details: dict[str, Any] | None = None):
-        super().__init__(message, status=code)
-        self.code = code
+    ``details`` carries what a ``--json`` document reports beside the message (task, log tail, cleanup).
+    """
+
+    def __init__(self, message: str, status: ExitStatus = ExitStatus.USAGE, details: dict[str, Any] | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint, status=status)
         self.details = details or {}
 
 
@@ -147,7 +155,7 @@ def resolve_guest(inventory: Inventory, ref: str) -> int:
 
 
 def backup_stamp(backup: Backup) -> datetime:
-    """The backup time as the node wrote it in the name (node-local, reference §1.2)."""
+    """The backup time as the node wrote it in the name: its local time (pve-manager ``PVE/VZDump.pm``)."""
     match = _STAMP_RE.search(backup.filename)
     if match:
         return datetime(*map(int, match.groups()))  # type: ignore[misc]
@@ -210,7 +218,8 @@ def plan_restore(inventory: Inventory, options: RestoreOptions) -> RestorePlan:
 
 
 def _check_target(inventory: Inventory, vmid: int, guest_type: str, options: RestoreOptions) -> dict[str, Any] | None:
-    """The guest holding ``vmid``, allowed only with ``force`` and when PVE could overwrite it (§4.8)."""
+    """The guest holding ``vmid``, allowed only with ``force`` and when PVE could overwrite it (qemu-server
+    ``src/PVE/API2/Qemu.pm`` and pve-container ``src/PVE/API2/LXC.pm`` ``create_vm``: same type, same node)."""
     existing = inventory.guests.get(vmid)
     if existing is None:
         return None
@@ -298,7 +307,7 @@ def _check_target_storage(inventory: Inventory, storage: str | None, node: str) 
 
 def _pool(inventory: Inventory, backup: Backup, target: int, vmid: int, existing: dict[str, Any] | None,
           options: RestoreOptions) -> str | None:
-    """Put the guest back into its environment's pool so its backup job covers it again (EF-001);
+    """Put the guest back into its environment's pool so its backup job covers it again;
     a copy beside the original (another VMID) or a replaced guest (PVE keeps its pool) gets none."""
     if options.pool is not None:
         if options.pool and options.pool not in inventory.pools:
@@ -311,7 +320,8 @@ def _pool(inventory: Inventory, backup: Backup, target: int, vmid: int, existing
 
 def restore_params(guest_type: str, vmid: int, volid: str, options: RestoreOptions, pool: str | None
                    ) -> dict[str, Any]:
-    """The body of ``POST /nodes/{node}/qemu`` or ``/lxc`` for a restore (reference §4.8)."""
+    """The body of ``POST /nodes/{node}/qemu`` or ``/lxc`` for a restore (``create_vm`` in qemu-server
+    ``src/PVE/API2/Qemu.pm``: ``archive``; pve-container ``src/PVE/API2/LXC.pm``: ``ostemplate`` + ``restore``)."""
     params: dict[str, Any] = {"vmid": vmid}
     if guest_type == "qemu":
         params["archive"] = volid
@@ -331,18 +341,20 @@ def restore_params(guest_type: str, vmid: int, volid: str, options: RestoreOptio
 # -- 2. pre-check ---------------------------------------------------------------------------------------
 
 
-def archive_path(api: Any, node: str, backup: Backup) -> str | None:
-    """The archive's file as PVE names it (``GET …/content/{volume}``, §4.6)."""
+def archive_path(client: PveClient, node: str, backup: Backup) -> str | None:
+    """The archive's file as PVE names it (``GET /nodes/{node}/storage/{storage}/content/{volume}``,
+    pve-storage ``src/PVE/API2/Storage/Content.pm`` ``info``)."""
     try:
-        info = api.nodes(node).storage(backup.storage).content(backup.volid).get()
-    except ResourceException:
+        info = client.get(f"nodes/{node}/storage/{backup.storage}/content/{backup.volid}")
+    except PveApiError:
         return None
     return info.get("path") if isinstance(info, dict) else None
 
 
 def node_timezone(backup: Backup) -> str | None:
-    """The node's UTC offset when the backup was written, from PVE's own reading of the name (§1.5:
-    ``ctime`` is the name's local time converted with the node's zone), as a fixed-offset zone."""
+    """The node's UTC offset when the backup was written, from PVE's own reading of the name (pve-storage
+    ``src/PVE/Storage.pm`` ``archive_info``: ``ctime`` is ``timelocal`` of the name's stamp), as a fixed-offset
+    zone."""
     match = _STAMP_RE.search(backup.filename)
     if not match:
         return None
@@ -353,9 +365,9 @@ def node_timezone(backup: Backup) -> str | None:
     return "UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"  # POSIX sign: Etc/GMT-2 is UTC+2
 
 
-def precheck(api: Any, backup: Backup, node: str, store: ResultStore | None = None) -> Precheck:
+def precheck(client: PveClient, backup: Backup, node: str, store: ResultStore | None = None) -> Precheck:
     """Verify the archive when this machine can read it; record the result for `backups list` and the exporter."""
-    path = archive_path(api, node, backup)
+    path = archive_path(client, node, backup)
     if not path:
         return Precheck(False, True, "pre-check skipped: PVE did not report the archive's path")
     if not os.path.isfile(path) or os.path.getsize(path) != backup.size:
@@ -380,14 +392,14 @@ def _record(store: ResultStore | None, result: Any) -> None:
         store.save([result])
 
 
-def next_good_backup(api: Any, inventory: Inventory, plan: RestorePlan, store: ResultStore | None = None
-                     ) -> tuple[Backup, Precheck] | None:
+def next_good_backup(client: PveClient, inventory: Inventory, plan: RestorePlan,
+                     store: ResultStore | None = None) -> tuple[Backup, Precheck] | None:
     """The newest older backup that passes the pre-check (or that cannot be checked from here)."""
     for older in plan.older:
         if not older.nodes:
             continue
         node = plan.node if plan.node in older.nodes else older.nodes[0]
-        check = precheck(api, older, node, store)
+        check = precheck(client, older, node, store)
         if check.ok:
             return older, check
     return None
@@ -396,51 +408,38 @@ def next_good_backup(api: Any, inventory: Inventory, plan: RestorePlan, store: R
 # -- 3. restoring ---------------------------------------------------------------------------------------
 
 
-def follow_task(api: Any, node: str, upid: str, on_line: Callable[[str], None] | None = None,
-                poll: float = 0.1, max_poll: float = 1.0) -> tuple[str, list[str]]:
-    """Wait until the task has stopped; hand every new log line to ``on_line``; (exitstatus, log)."""
-    task = api.nodes(node).tasks(upid)
-    lines: list[str] = []
-    delay = poll
-    while True:
-        status = task.status.get()
-        _read_new_lines(task, lines, on_line)
-        if status.get("status") == "stopped":
-            _read_new_lines(task, lines, on_line)
-            return str(status.get("exitstatus", "unexpected status")), lines
-        time.sleep(delay)
-        delay = min(max_poll, delay * 1.5)
-
-
-def _read_new_lines(task: Any, lines: list[str], on_line: Callable[[str], None] | None) -> None:
-    for entry in task.log.get(start=len(lines), limit=0):
-        if entry.get("t") == "no content" and not lines and entry.get("n") == 1:
-            continue
-        lines.append(str(entry.get("t", "")))
-        if on_line is not None:
-            on_line(lines[-1])
-
-
 def progress_percent(line: str) -> int | None:
     match = _PROGRESS_RE.search(line)
     return int(match.group(1)) if match else None
 
 
-def execute(api: Any, plan: RestorePlan, on_line: Callable[[str], None] | None = None,
-            poll: float = 0.1) -> TaskResult:
-    """Ask PVE to restore and follow the task; on failure remove a guest PVE left that was not there before."""
+def execute(client: PveClient, plan: RestorePlan, wait: Wait,
+            on_line: Callable[[str], None] | None = None) -> TaskResult:
+    """Ask PVE to restore and follow the task; on failure remove a guest PVE left that was not there before.
+
+    A wait that ends before the task (``TaskStillRunning``, ``TaskInterrupted``) propagates as it is: the
+    task is still running, so nothing is cleaned up, and the error names the task.
+    """
     existed_before = plan.existing is not None
     started = time.monotonic()
     try:
-        upid = api.nodes(plan.node)(plan.guest_type).post(**plan.params)
-    except ResourceException as exc:
-        cleanup = None if existed_before else remove_half_made(api, plan.vmid, poll)
-        raise RestoreError(f"PVE refused to restore {plan.label} from {plan.backup.volid}: {pve_message(exc)}",
+        upid = client.post(plan.create_path, **plan.params)
+    except PveApiError as exc:
+        cleanup = None if existed_before else remove_half_made(client, plan.vmid, wait.bounded(CLEANUP_TIMEOUT))
+        raise RestoreError(f"PVE refused to restore {plan.label} from {plan.backup.volid}: {exc}",
                            ExitStatus.FINDING, {"cleanup": cleanup}) from None
-    exitstatus, log = follow_task(api, plan.node, upid, on_line, poll)
-    result = TaskResult(upid, exitstatus, log, time.monotonic() - started)
+    except KeyboardInterrupt:
+        kind = "qmrestore" if plan.guest_type == "qemu" else "vzrestore"
+        raise RestoreError(
+            f"interrupted while asking PVE to restore {plan.label}: PVE may have started the restore anyway",
+            ExitStatus.INTERRUPTED, hint=f"look for a {kind} task of {plan.vmid} on node {plan.node} (on the "
+            f"node: pvenode task list --typefilter {kind})",
+        ) from None
+    task = Task(plan.node, str(upid), f"restore of {plan.label}")
+    exitstatus, log = follow_task(client, task, wait, on_line)
+    result = TaskResult(str(upid), exitstatus, log, time.monotonic() - started)
     if not result.ok:
-        cleanup = None if existed_before else remove_half_made(api, plan.vmid, poll)
+        cleanup = None if existed_before else remove_half_made(client, plan.vmid, wait.bounded(CLEANUP_TIMEOUT))
         raise RestoreError(
             f"PVE's restore task failed: {exitstatus}", ExitStatus.FINDING,
             {"upid": upid, "exitstatus": exitstatus, "log_tail": log[-10:], "cleanup": cleanup,
@@ -448,27 +447,28 @@ def execute(api: Any, plan: RestorePlan, on_line: Callable[[str], None] | None =
     return result
 
 
-def guest_resource(api: Any, vmid: int) -> dict[str, Any] | None:
-    for entry in api.cluster.resources.get(type="vm"):
+def guest_resource(client: PveClient, vmid: int) -> dict[str, Any] | None:
+    for entry in client.get("cluster/resources", type="vm"):
         if int(entry.get("vmid", -1)) == vmid:
             return entry
     return None
 
 
-def remove_half_made(api: Any, vmid: int, poll: float = 0.1) -> str:
+def remove_half_made(client: PveClient, vmid: int, wait: Wait) -> str:
     """Destroy guest ``vmid`` if PVE left one behind; say what happened (the caller made sure it is ours)."""
-    guest = guest_resource(api, vmid)
+    guest = guest_resource(client, vmid)
     if guest is None:
         return "no guest was left behind"
     node, kind = guest["node"], guest["type"]
     label = f"{'VM' if kind == 'qemu' else 'CT'} {vmid}"
-    manual = (f"remove it by hand on node '{node}': {'qm' if kind == 'qemu' else 'pct'} unlock {vmid} && "
-              f"{'qm' if kind == 'qemu' else 'pct'} destroy {vmid} --purge")
+    tool = "qm" if kind == "qemu" else "pct"
+    manual = f"remove it by hand on node '{node}': {tool} unlock {vmid} && {tool} destroy {vmid} --purge"
     try:
-        upid = api.nodes(node)(kind)(vmid).delete(purge=1, **{"destroy-unreferenced-disks": 1})
-        status, _ = follow_task(api, node, upid, None, poll)
-    except ResourceException as exc:
-        return f"the half-made {label} could NOT be removed ({pve_message(exc)}); {manual}"
+        # DELETE /nodes/{node}/qemu/{vmid} (qemu-server Qemu.pm destroy_vm; pve-container LXC.pm destroy_vm)
+        upid = client.delete(f"nodes/{node}/{kind}/{vmid}", purge=1, **{"destroy-unreferenced-disks": 1})
+        status, _ = follow_task(client, Task(node, str(upid), f"removal of the half-made {label}"), wait)
+    except PveApiError as exc:
+        return f"the half-made {label} could NOT be removed ({exc}); {manual}"
     if not _OK_STATUS_RE.match(status):
         return f"the half-made {label} could NOT be removed ({status}); {manual}"
     return f"removed the half-made {label} that the failed restore left on node '{node}'"
@@ -477,22 +477,18 @@ def remove_half_made(api: Any, vmid: int, poll: float = 0.1) -> str:
 # -- 4. starting ----------------------------------------------------------------------------------------
 
 
-def start_and_wait(api: Any, node: str, guest_type: str, vmid: int, timeout: float = 300.0,
-                   poll: float = 0.1) -> float:
+def start_and_wait(client: PveClient, node: str, guest_type: str, vmid: int, wait: Wait) -> float:
     """Start the guest and wait until PVE reports it running; returns the seconds it took."""
     began = time.monotonic()
-    guest = api.nodes(node)(guest_type)(vmid)
+    path = f"nodes/{node}/{guest_type}/{vmid}"
     try:
-        upid = guest.status.start.post()
-    except ResourceException as exc:
-        raise RestoreError(f"PVE refused to start {guest_type}/{vmid}: {pve_message(exc)}",
-                           ExitStatus.FINDING) from None
-    status, _ = follow_task(api, node, upid, None, poll)
+        upid = client.post(f"{path}/status/start")
+    except PveApiError as exc:
+        raise RestoreError(f"PVE refused to start {guest_type}/{vmid}: {exc}", ExitStatus.FINDING) from None
+    task = Task(node, str(upid), f"start of {guest_type}/{vmid}")
+    status, _ = follow_task(client, task, wait)
     if not _OK_STATUS_RE.match(status):
         raise RestoreError(f"starting {guest_type}/{vmid} failed: {status}", ExitStatus.FINDING)
-    while guest.status.current.get().get("status") != "running":
-        if time.monotonic() - began > timeout:
-            raise RestoreError(f"{guest_type}/{vmid} was started but is not running after {timeout:.0f} s",
-                               ExitStatus.FINDING)
-        time.sleep(poll)
+    poll_until(lambda: client.get(f"{path}/status/current").get("status") == "running", task, wait,
+               f"{guest_type}/{vmid} to be running (it was started)")
     return time.monotonic() - began

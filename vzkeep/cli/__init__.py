@@ -54,6 +54,8 @@ COMMANDS: dict[str, Entry] = {
                         "dashboard.", group=True),
     "state": Entry("vzkeep.cli.state", "The IaC state on a self-hosted, versioned S3 bucket (Pulumi DIY backend, "
                    "Terraform S3 backend).", group=True),
+    "task": Entry("vzkeep.cli.task", "Follow or stop a PVE task (by its UPID) that a vzkeep command stopped "
+                  "waiting for.", group=True),
 }
 
 

@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from proxmoxer.core import ResourceException
 from rich.table import Table
 from rich.text import Text
 
-from vzkeep.backups import Backup, all_verify_results, collect, pve_message, select
+from vzkeep.backups import Backup, all_verify_results, collect, select
 from vzkeep.cli import output
 from vzkeep.cli.common import sub_app
-from vzkeep.connection import ConnectionOptions, connect, with_connection
+from vzkeep.connection import ConnectionOptions, connect_client, with_connection
 from vzkeep.errors import UsageError
+from vzkeep.pve.client import PveApiError, PveUnreachable
 
 app = sub_app("Backup archives across every storage and node.")
 _STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
@@ -56,11 +56,10 @@ def list_backups(
 
         vzkeep backups list --guest postgres --json | jq '.backups[0].volid'
     """
-    api = connect(conn)
     try:
-        inventory = collect(api, all_verify_results(str(results) if results else None))
-    except ResourceException as exc:
-        raise UsageError(f"cannot read the cluster: {pve_message(exc)}",
+        inventory = collect(connect_client(conn), all_verify_results(str(results) if results else None))
+    except (PveApiError, PveUnreachable) as exc:
+        raise UsageError(f"cannot read the cluster: {exc}",
                          "check that the token may read /storage and /nodes (PVEAuditor on /)") from None
     chosen = select(inventory.backups, env=env, guest=guest, storage=storage)
     if as_json:

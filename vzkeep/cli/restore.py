@@ -5,19 +5,20 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
-from proxmoxer.core import ResourceException
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from vzkeep.backups import collect, pve_message
+from vzkeep.backups import Inventory, collect
 from vzkeep.cli import output
-from vzkeep.connection import ConnectionOptions, connect, with_connection
-from vzkeep.errors import ExitStatus, VzkeepError
+from vzkeep.cli.waits import AdvanceOpt, make_wait, timeout_option
+from vzkeep.connection import ConnectionOptions, connect_client, with_connection
+from vzkeep.errors import ExitStatus, Interrupted, VzkeepError
+from vzkeep.follow import Wait
+from vzkeep.pve.client import PveClient
 from vzkeep.restore import (
     Precheck,
-    RestoreError,
     RestoreOptions,
     RestorePlan,
     execute,
@@ -28,6 +29,8 @@ from vzkeep.restore import (
     start_and_wait,
 )
 from vzkeep.verify import ResultStore, default_results_path
+
+DEFAULT_TIMEOUT = 6 * 3600.0  # a restore of a large guest from a NAS takes hours; it must still end
 
 
 def register(app: typer.Typer) -> None:
@@ -44,14 +47,25 @@ class Reporter(output.Reporter):
     def say(self, text: str) -> None:
         self.progress(text)
 
-    def finish(self, code: int, error: str | None = None) -> None:
-        """End the command: the JSON document (with --json), then the error through the CLI's handler."""
+    def finish(self, status: int, error: str | None = None, hint: str | None = None) -> NoReturn:
+        """End the command: with an error, raise it (``restore_cmd`` records it with ``fail``); else the
+        JSON document (with --json) and the exit status."""
         if error is not None:
-            self.doc["error"] = error
+            raise VzkeepError(error, hint, status=ExitStatus(status))
         self.result_json(self.doc)
-        if error is not None:
-            raise VzkeepError(error, status=ExitStatus(code))
-        raise typer.Exit(code)
+        raise typer.Exit(int(status))
+
+    def fail(self, exc: VzkeepError) -> NoReturn:
+        """Record the error (and the task it left running) in the JSON document, then raise it to the handler."""
+        task = getattr(exc, "task", None)
+        if task is not None:
+            self.doc["task"] = {"upid": task.upid, "node": task.node, "what": task.what}
+        self.doc.update(getattr(exc, "details", {}))
+        self.doc["error"] = exc.message
+        if exc.hint:
+            self.doc["hint"] = exc.hint
+        self.result_json(self.doc)
+        raise exc
 
 
 @with_connection
@@ -74,6 +88,9 @@ def restore_cmd(
     results: Annotated[Path | None, typer.Option(
         "--results", help="verify results store (default $VZKEEP_STATE_DIR/verify.json)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout for scripts")] = False,
+    timeout: Annotated[float, timeout_option(DEFAULT_TIMEOUT, "in all (restore, and start with --start)")
+                       ] = DEFAULT_TIMEOUT,
+    advance: AdvanceOpt = False,
 ) -> None:
     """Restore a VM or container from its newest backup (or the one --from names).
 
@@ -84,8 +101,14 @@ def restore_cmd(
     --force is given AND confirmed (--yes; without a terminal and without --yes it refuses). If PVE
     fails, its message is shown and a half-made guest it left behind is removed.
 
+    Every wait ends: after --timeout, or on Ctrl-C, the command stops and names the PVE task still
+    running, with the commands to follow it (vzkeep task follow UPID) or stop it. Lost connections while
+    following the task are retried. On a sandbox whose clock is stepped, a task ends only when the clock
+    moves: --advance moves it while waiting; without it the command says so within seconds.
+
     Exit codes: 0 restored, 1 corrupt archive or PVE failure, 2 refused (usage, unknown guest, VMID in
-    use, node cannot see the storage, confirmation needed).
+    use, node cannot see the storage, confirmation needed), 3 the wait ended before PVE's task (timeout,
+    stepped sandbox), 130 interrupted.
 
     Examples:
 
@@ -96,28 +119,46 @@ def restore_cmd(
         vzkeep restore 101 --vmid 9101 --unique --dry-run
 
         vzkeep restore 101 --force --yes --json
+
+        vzkeep restore 101 --vmid 5101 --sandbox .sandbox/sandbox.json --advance
     """
     out = Reporter(as_json)
-    began = time.monotonic()
-    store = ResultStore(results or default_results_path())
-    api = connect(conn)
     try:
-        inventory = collect(api)
-        plan = plan_restore(inventory, RestoreOptions(guest, source, node, storage, vmid, force, unique))
-    except RestoreError as exc:
-        out.finish(exc.code, exc.message)
-    except ResourceException as exc:
-        out.finish(ExitStatus.USAGE, f"cannot read the cluster: {pve_message(exc)}")
+        _run(out, conn, RestoreOptions(guest, source, node, storage, vmid, force, unique), start, dry_run, yes,
+             ResultStore(results or default_results_path()), timeout, advance)
+    except VzkeepError as exc:  # refusals, PVE's failures, and waits that ended (they name the task)
+        out.fail(exc)
+    except KeyboardInterrupt:
+        after = "upid" in out.doc  # execute() turns a Ctrl-C while PVE works into TaskInterrupted
+        out.fail(Interrupted("interrupted (Ctrl-C) " + (
+            f"after PVE's restore task {out.doc['upid']} ended" if after else
+            "before PVE was asked to restore: nothing changed")))
+
+
+def _run(out: Reporter, conn: ConnectionOptions, options: RestoreOptions, start: bool, dry_run: bool, yes: bool,
+         store: ResultStore, timeout: float, advance: bool) -> None:
+    began = time.monotonic()
+    wait = make_wait(conn, timeout, advance, out.say)
+    client = connect_client(conn)
+    inventory = _read_cluster(client)
+    plan = plan_restore(inventory, options)
     _describe(out, plan)
     if dry_run:
         _dry_run(out, plan, start)
     _confirm_overwrite(out, plan, yes)
-    check = precheck(api, plan.backup, plan.node, store)
+    check = precheck(client, plan.backup, plan.node, store)
     out.doc["precheck"] = check.to_json()
     out.say(check.summary)
     if not check.ok:
-        _stop_on_corruption(out, api, inventory, plan, check, store, guest)
-    _restore(out, api, plan, start, began)
+        _stop_on_corruption(out, client, inventory, plan, check, store, options.guest)
+    _restore(out, client, plan, start, began, wait)
+
+
+def _read_cluster(client: PveClient) -> Inventory:
+    try:
+        return collect(client)
+    except VzkeepError as exc:
+        raise VzkeepError(f"cannot read the cluster: {exc}", exc.hint, status=ExitStatus.USAGE) from None
 
 
 def _describe(out: Reporter, plan: RestorePlan) -> None:
@@ -138,7 +179,7 @@ def _dry_run(out: Reporter, plan: RestorePlan, start: bool) -> None:
     out.say("dry run: nothing changed; the calls would be:")
     for call in calls:
         out.result(f"  {call}")
-    out.finish(0)
+    out.finish(ExitStatus.OK)
 
 
 def _confirm_overwrite(out: Reporter, plan: RestorePlan, yes: bool) -> None:
@@ -147,17 +188,17 @@ def _confirm_overwrite(out: Reporter, plan: RestorePlan, yes: bool) -> None:
     question = (f"Replace {plan.label} ({plan.existing.get('name', '?')}) on node {plan.node} with "
                 f"{plan.backup.volid}? Its current disks will be lost")
     if not sys.stdin.isatty():
-        out.finish(ExitStatus.USAGE, f"refusing to replace {plan.label} without confirmation, and there is no terminal "
-                               "to ask: re-run with --yes")
+        out.finish(ExitStatus.USAGE, f"refusing to replace {plan.label} without confirmation, and there is no "
+                                     "terminal to ask: re-run with --yes")
     if not typer.confirm(question, default=False):
         out.finish(ExitStatus.USAGE, "not confirmed: nothing was changed")
 
 
-def _stop_on_corruption(out: Reporter, api: Any, inventory: Any, plan: RestorePlan, check: Precheck,
+def _stop_on_corruption(out: Reporter, client: PveClient, inventory: Inventory, plan: RestorePlan, check: Precheck,
                         store: ResultStore, guest: str) -> None:
     for problem in check.problems:
         out.say(f"  {problem}")
-    found = next_good_backup(api, inventory, plan, store)
+    found = next_good_backup(client, inventory, plan, store)
     message = (f"{plan.backup.volid} is corrupt ({'; '.join(check.problems)}); PVE was not asked to restore "
                "anything")
     if found is None:
@@ -171,31 +212,30 @@ def _stop_on_corruption(out: Reporter, api: Any, inventory: Any, plan: RestorePl
     out.finish(ExitStatus.FINDING, message)
 
 
-def _restore(out: Reporter, api: Any, plan: RestorePlan, start: bool, began: float) -> None:
+def _restore(out: Reporter, client: PveClient, plan: RestorePlan, start: bool, began: float, wait: Wait) -> None:
     progress = _progress(out)
     try:
-        result = execute(api, plan, on_line=_line_sink(out, progress))
-    except RestoreError as exc:
+        result = execute(client, plan, wait, on_line=_line_sink(out, progress))
+    except VzkeepError as exc:
         _stop(progress)
-        out.doc.update(exc.details)
-        for line in exc.details.get("log_tail", []) if not out.as_json else []:
+        details = getattr(exc, "details", {})
+        for line in details.get("log_tail", []) if not out.as_json else []:
             out.say(f"  pve: {line}")
-        cleanup = exc.details.get("cleanup")
-        out.finish(exc.code, exc.message + (f"; {cleanup}" if cleanup else ""))
+        cleanup = details.get("cleanup")
+        if cleanup:
+            exc.message += f"; {cleanup}"
+        raise  # restore_cmd records it in the JSON document and hands it to the CLI's handler
     _stop(progress)
     out.doc.update(upid=result.upid, exitstatus=result.exitstatus, task_seconds=round(result.wall_seconds, 3))
     out.say(f"PVE task {result.upid} ended: {result.exitstatus}")
     if start:
-        try:
-            waited = start_and_wait(api, plan.node, plan.guest_type, plan.vmid)
-        except RestoreError as exc:
-            out.finish(exc.code, exc.message)
+        waited = start_and_wait(client, plan.node, plan.guest_type, plan.vmid, wait)
         out.doc["start_seconds"] = round(waited, 3)
         out.say(f"{plan.label} is running")
     elapsed = time.monotonic() - began
     out.doc.update(ok=True, started=start, elapsed_seconds=round(elapsed, 3))
     out.say(f"restored {plan.label} on node {plan.node} in {elapsed:.1f} s")
-    out.finish(0)
+    out.finish(ExitStatus.OK)
 
 
 def _progress(out: Reporter) -> Progress | None:

@@ -54,6 +54,9 @@ def serve(
     stepped: Annotated[bool, typer.Option("--stepped", help="the clock moves only with `advance`")] = False,
     auth_delay: Annotated[float, typer.Option(
         "--auth-delay", help="seconds to wait before a 401, as PVE does (3); 0 = answer at once")] = 0.0,
+    pve_version: Annotated[str | None, typer.Option(
+        "--pve-version", help="the PVE a new sandbox plays: 9 (9.1.3, the default) or 8 (8.4.0); "
+        "overrides the seed's pve_version")] = None,
 ) -> None:
     """Start a sandbox and serve the PVE API until Ctrl-C.
 
@@ -64,6 +67,7 @@ def serve(
 
         vzkeep sandbox serve --state .sandbox --stepped
         vzkeep sandbox serve --from-stacks --speed 600 --port 8443
+        vzkeep sandbox serve --state .sandbox-pve8 --pve-version 8
     """
     from vzkeep.sandbox.launch import launch
 
@@ -75,7 +79,8 @@ def serve(
         raise UsageError(f"--host {host}: the sandbox only listens on the loopback interface (127.0.0.1)",
                          "use --host 127.0.0.1 (the default), localhost or ::1")
     running = launch(state, seed=seed, stacks_root=stacks_dir if from_stacks else None, host=host,
-                     port=port, speed=speed, stepped=stepped, auth_failure_delay=auth_delay)  # LaunchError: exit 2
+                     port=port, speed=speed, stepped=stepped, auth_failure_delay=auth_delay,
+                     pve_version=pve_version)  # LaunchError: exit 2
     _print_banner(running.info, running.created, state)
     try:
         while True:
@@ -166,7 +171,7 @@ def _print_banner(info: dict[str, Any], created: bool, state: Path) -> None:
     admin = info["tokens"]["admin"]
     token = f"{admin['user']}!{admin['token_name']}={admin['token_value']}"
     _out().print(output.styled(("vzkeep sandbox", "bold"), f" {'created' if created else 'reopened'} in {state}"))
-    _out().print(f"  endpoint     {info['url']}")
+    _out().print(f"  endpoint     {info['url']} (PVE {info.get('pve_version', '?')})")
     _out().print(f"  fingerprint  {info['fingerprint']}")
     _out().print(f"  admin token  {token}")
     _out().print(f"  connection   {state / 'sandbox.json'} (mode 0600; auditor token inside)")

@@ -1,8 +1,9 @@
-"""`vzkeep state`: IaC state on a versioned S3 bucket: check, versions, restore, export."""
+"""`vzkeep state`: IaC state on a versioned S3 bucket: check, versions, locks, restore, export."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from rich.text import Text
 
 from vzkeep.cli import output
 from vzkeep.cli.common import sub_app
+from vzkeep.connection import with_option_group
 from vzkeep.errors import ExitStatus, FindingError, UsageError
 from vzkeep.state.backend import (
     Backend,
@@ -19,22 +21,18 @@ from vzkeep.state.backend import (
     make_client,
     parse_backend_url,
 )
-from vzkeep.state.store import (
+from vzkeep.state.check import CheckResult, check_backend
+from vzkeep.state.export import export_backend
+from vzkeep.state.locks import find_locks
+from vzkeep.state.restore import RestoreResult, restore_version
+from vzkeep.state.targets import (
     DEFAULT_PROJECT,
     DEFAULT_WORKSPACE_KEY_PREFIX,
-    CheckResult,
-    RestoreResult,
     StateTarget,
-    StateVersion,
-    SummaryCache,
-    check_backend,
-    default_cache_dir,
-    export_backend,
-    list_versions,
     pulumi_target,
-    restore_version,
     terraform_target,
 )
+from vzkeep.state.versions import StateVersion, SummaryCache, default_cache_dir, list_versions
 
 app = sub_app(
     "The IaC state on a self-hosted, versioned S3 bucket (Pulumi DIY backend, Terraform S3 backend).\n\n"
@@ -66,6 +64,29 @@ WorkspacePrefixOption = Annotated[
     typer.Option("--workspace-key-prefix", help="Terraform `workspace_key_prefix` (with --terraform-key)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+@dataclass(frozen=True)
+class Where:
+    """Which state object a command works on: a Pulumi stack, or a Terraform key (and workspace)."""
+
+    stack: str | None = None
+    terraform_key: str | None = None
+    workspace: str = "default"
+    workspace_key_prefix: str = DEFAULT_WORKSPACE_KEY_PREFIX
+    project: str = DEFAULT_PROJECT
+    backend: str | None = None
+
+
+# The options that say which state object: defined once, added to each command by `with_where`.
+with_where = with_option_group("where", Where, {
+    "stack": (StackOption, None),
+    "terraform_key": (TerraformKeyOption, None),
+    "workspace": (WorkspaceOption, "default"),
+    "workspace_key_prefix": (WorkspacePrefixOption, DEFAULT_WORKSPACE_KEY_PREFIX),
+    "project": (ProjectOption, DEFAULT_PROJECT),
+    "backend": (BackendOption, None),
+})
 
 
 @app.callback()
@@ -103,14 +124,10 @@ def check(ctx: typer.Context, backend: BackendOption = None, as_json: JsonOption
 
 
 @app.command()
+@with_where
 def versions(
     ctx: typer.Context,
-    stack: StackOption = None,
-    terraform_key: TerraformKeyOption = None,
-    workspace: WorkspaceOption = "default",
-    workspace_key_prefix: WorkspacePrefixOption = DEFAULT_WORKSPACE_KEY_PREFIX,
-    project: ProjectOption = DEFAULT_PROJECT,
-    backend: BackendOption = None,
+    where: Where,
     as_json: JsonOption = False,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Download every version again instead of reusing summaries.")
@@ -128,8 +145,8 @@ def versions(
 
         vzkeep state versions --terraform-key hcl/terraform.tfstate --workspace lab --json
     """
-    parsed, client = _connect(ctx, backend)
-    target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
+    parsed, client = _connect(ctx, where.backend)
+    target = _target(client, parsed, where)
     cache = None if no_cache else SummaryCache.for_target(default_cache_dir(), parsed.endpoint, parsed.bucket, target)
     found = list_versions(client, parsed.bucket, target, cache=cache)
     if as_json:
@@ -143,22 +160,23 @@ def versions(
 
 
 @app.command()
+@with_where
 def restore(
     ctx: typer.Context,
     version: Annotated[str, typer.Option("--version", help="Version id to restore (from `versions`).")],
-    stack: StackOption = None,
-    terraform_key: TerraformKeyOption = None,
-    workspace: WorkspaceOption = "default",
-    workspace_key_prefix: WorkspacePrefixOption = DEFAULT_WORKSPACE_KEY_PREFIX,
-    project: ProjectOption = DEFAULT_PROJECT,
-    backend: BackendOption = None,
+    where: Where,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; required without a terminal.")] = False,
 ) -> None:
     """Make an older version of a stack's state current again, safely.
 
-    Refuses while a Pulumi lock (or Terraform's KEY.tflock) exists, when the bucket is not versioned, and
-    when the chosen version is not a valid state. The chosen version is copied over the current one, so
-    the restore is itself a new version: undo it by restoring the version that was current before.
+    Refuses while anyone holds a lock: Pulumi's (any object in .pulumi/locks/organization/PROJECT/STACK/,
+    or .pulumi/locks/STACK/ in the legacy layout) or Terraform's KEY.tflock; it names whose it is and
+    since when. Refuses too when the bucket is not versioned or the chosen version is not a valid state.
+    While it works it holds a lock of its own where Pulumi and Terraform look for one, so no `pulumi up`,
+    `terraform apply` or second restore can start meanwhile, and it copies only if the state is still the
+    version that was current when it started (If-Match): a concurrent writer is never overwritten.
+    The chosen version is copied over the current one, so the restore is itself a new version: undo it by
+    restoring the version that was current before.
 
     Examples:
 
@@ -168,11 +186,52 @@ def restore(
 
         vzkeep state restore --terraform-key hcl/terraform.tfstate --version 3HL4kqtJ... --yes
     """
-    parsed, client = _connect(ctx, backend)
-    target = _target(client, parsed, stack, terraform_key, workspace, workspace_key_prefix, project)
+    parsed, client = _connect(ctx, where.backend)
+    target = _target(client, parsed, where)
     _confirm(target, parsed, version, yes)
     result = restore_version(client, parsed.bucket, target, version)  # RestoreRefused: exit 1, the handler says why
-    _print_restore(parsed, result, _undo_command(target, stack, terraform_key, workspace, project))
+    _print_restore(parsed, result, _undo_command(target, where))
+
+
+@app.command("locks")
+@with_where
+def locks_cmd(
+    ctx: typer.Context,
+    where: Where,
+    as_json: JsonOption = False,
+) -> None:
+    """Show who holds a lock on a stack's state now, and since when; exit 1 while any lock is held.
+
+    Looks where the tools write their locks: Pulumi's lock directory for the bucket's layout
+    (.pulumi/locks/organization/PROJECT/STACK/, or .pulumi/locks/STACK/ in the legacy layout; the other
+    one is checked too), or Terraform's KEY.tflock (use_lockfile). Each lock is shown with its owner
+    (user@host and pid, or Terraform's Who and lock ID), the time it gives, and when it was written.
+    A Terraform lock kept in a DynamoDB table is not in the bucket and cannot be seen from here.
+
+    Examples:
+
+        vzkeep state locks --stack prod
+
+        vzkeep state locks --terraform-key hcl/terraform.tfstate --json
+    """
+    parsed, client = _connect(ctx, where.backend)
+    target = _target(client, parsed, where)
+    held = find_locks(client, parsed.bucket, target)
+    if as_json:
+        output.emit_json({
+            "key": target.key, "kind": target.kind, "layout": target.layout, "locked": bool(held),
+            "locks": [{"key": lock.key, "owner": lock.owner, "since": lock.since,
+                       "written": lock.written.isoformat() if lock.written else None, "content": lock.content}
+                      for lock in held],
+        })
+    elif not held:
+        typer.echo(f"no lock on {target.label} ({target.key})")
+    else:
+        typer.echo(f"{target.label} is locked by {len(held)} lock(s):")
+        for lock in held:
+            typer.echo(f"  {lock.key}: {lock.description}")
+    if held:
+        raise typer.Exit(ExitStatus.FINDING)
 
 
 @app.command("export")
@@ -214,20 +273,12 @@ def _connect(ctx: typer.Context, backend: str | None) -> tuple[Backend, Any]:
     return parsed, make_client(parsed)
 
 
-def _target(
-    client: Any,
-    backend: Backend,
-    stack: str | None,
-    terraform_key: str | None,
-    workspace: str,
-    workspace_key_prefix: str,
-    project: str,
-) -> StateTarget:
-    if bool(stack) == bool(terraform_key):
+def _target(client: Any, backend: Backend, where: Where) -> StateTarget:
+    if bool(where.stack) == bool(where.terraform_key):
         raise UsageError("give exactly one of --stack (Pulumi) or --terraform-key (Terraform)")
-    if terraform_key:
-        return terraform_target(terraform_key, workspace, workspace_key_prefix)
-    return pulumi_target(client, backend, stack or "", project)
+    if where.terraform_key:
+        return terraform_target(where.terraform_key, where.workspace, where.workspace_key_prefix)
+    return pulumi_target(client, backend, where.stack or "", where.project)
 
 
 def _confirm(target: StateTarget, backend: Backend, version: str, yes: bool) -> None:
@@ -241,14 +292,12 @@ def _confirm(target: StateTarget, backend: Backend, version: str, yes: bool) -> 
         raise FindingError("not confirmed: nothing changed")
 
 
-def _undo_command(
-    target: StateTarget, stack: str | None, terraform_key: str | None, workspace: str, project: str
-) -> str:
+def _undo_command(target: StateTarget, where: Where) -> str:
     if target.kind == "terraform":
-        ws = f" --workspace {workspace}" if workspace != "default" else ""
-        return f"vzkeep state restore --terraform-key {terraform_key}{ws} --version {{version}} --yes"
-    proj = f" --project {project}" if project != DEFAULT_PROJECT else ""
-    return f"vzkeep state restore --stack {stack}{proj} --version {{version}} --yes"
+        ws = f" --workspace {where.workspace}" if where.workspace != "default" else ""
+        return f"vzkeep state restore --terraform-key {where.terraform_key}{ws} --version {{version}} --yes"
+    proj = f" --project {where.project}" if where.project != DEFAULT_PROJECT else ""
+    return f"vzkeep state restore --stack {where.stack}{proj} --version {{version}} --yes"
 
 
 def _version_document(version: StateVersion) -> dict[str, Any]:

@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from vzkeep.pve.client import ApiGet, PveClient
 from vzkeep.pve.selection import GuestRef, covered_by_enabled_jobs, is_enabled
 from vzkeep.pve.tasklog import GuestOutcome, local_offset, parse_task_log, status_ok
 
@@ -43,13 +44,7 @@ CACHE_SLACK_SECONDS = 86400
 HEAD_LINES = 5
 
 
-class ApiGet(Protocol):
-    """``get("nodes/pve1/tasks", typefilter="vzdump")`` → the ``data`` of PVE's answer (proxmoxer's shape)."""
-
-    def __call__(self, path: str, **params: Any) -> Any: ...
-
-
-def proxmoxer_get(api: Any) -> ApiGet:
+def proxmoxer_get(api: PveClient) -> ApiGet:
     """The read seam over a ``proxmoxer.ProxmoxAPI`` (``vzkeep.connection.connect``)."""
 
     def get(path: str, **params: Any) -> Any:

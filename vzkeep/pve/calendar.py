@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from vzkeep.pve.localtime import civil_from_days, days_from_civil
+from vzkeep.pve.values import load_zone
 
 __all__ = ["MAX_LENGTH", "CalendarEvent", "CalendarEventError", "Value", "check_zone", "parse"]
 
@@ -586,12 +587,7 @@ _SYSTEM_CLOCK = _SystemClock()
 def _zone_clock(name: str) -> _Clock:
     if name in ("UTC", "Etc/UTC"):
         return _UTC_CLOCK
-    try:
-        return _ZoneClock(ZoneInfo(name))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(
-            f"unknown time zone '{name}' - use an IANA name such as 'Europe/Vienna' or 'UTC'"
-        ) from exc
+    return _ZoneClock(load_zone(name))
 
 
 def _clock_for(tz: str | None) -> _Clock:

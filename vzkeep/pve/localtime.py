@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
+
+from vzkeep.pve.values import load_zone
 
 _SECS_PER_HOUR = 3600
 _SECS_PER_DAY = 86400
@@ -114,12 +116,7 @@ def timegm(year: int, month: int, mday: int, hour: int, minute: int, sec: int) -
 
 
 def _load_zone(tz: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(
-            f"unknown time zone '{tz}' (use an IANA name such as 'Europe/Paris' or 'UTC')"
-        ) from exc
+    return load_zone(tz)
 
 
 def _is_leap_year(year: int) -> bool:

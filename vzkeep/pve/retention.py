@@ -17,6 +17,7 @@ from typing import Any
 
 from vzkeep.pve import archive
 from vzkeep.pve.localtime import LocalClock
+from vzkeep.pve.values import parse_boolean
 
 # Canonical PVE order: the order of $prune_backups_format, which is also the order the rules apply.
 KEEP_OPTIONS = (
@@ -25,9 +26,7 @@ KEEP_OPTIONS = (
 COUNT_OPTIONS = KEEP_OPTIONS[1:]
 MARKS = ("keep", "remove", "protected", "renamed")
 
-# pve-common JSONSchema.pm parse_boolean; Perl's integer check accepts an optional sign.
-_TRUE = {"1", "on", "yes", "true"}
-_FALSE = {"0", "off", "no", "false"}
+# Perl's integer check accepts an optional sign.
 _INTEGER_RE = re.compile(r"^[+-]?\d+$", re.ASCII)
 
 _SECS_PER_HOUR = 3600
@@ -282,13 +281,9 @@ def _parse_count(key: str, item: Any) -> int:
 
 
 def _parse_boolean(key: str, item: Any) -> bool:
-    if isinstance(item, bool):
-        return item
-    text = str(item).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
+    parsed = parse_boolean(item)
+    if parsed is not None:
+        return parsed
     raise ValueError(
         f"prune-backups: {key}={item!r} is not a boolean (allowed: 1, 0, yes, no, on, off, true, false)"
     )

@@ -17,10 +17,9 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vzkeep.pve.values import parse_boolean
+
 GUEST_TYPES = ("qemu", "lxc")
-# pve-common JSONSchema.pm parse_boolean.
-_TRUE = {"1", "on", "yes", "true"}
-_FALSE = {"0", "off", "no", "false", ""}
 
 
 @dataclass(frozen=True)
@@ -156,11 +155,9 @@ def _boolean(value: Any, key: str, job: Mapping[str, Any]) -> bool:
         return bool(value)
     if isinstance(value, int):
         return value != 0
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
+    parsed = parse_boolean(value) if str(value).strip() else False  # an empty value is unset: false
+    if parsed is not None:
+        return parsed
     raise ValueError(f"job '{_job_id(job)}': {key}={value!r} is not a boolean (allowed: 0, 1, true, false)")
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import requests
 
-from vzkeep.connection import FingerprintAdapter
 from vzkeep.errors import ExitStatus, VzkeepError
+from vzkeep.fingerprint import FingerprintAdapter
 
 
 class ControlError(VzkeepError):

@@ -51,17 +51,37 @@ def _seed(state_dir: Path, seed: Path | None, stacks_root: Path | None) -> Seed:
     return load_seed(seed or DEFAULT_SEED, state_dir)
 
 
+def _requested_version(pve_version: str | None) -> str | None:
+    """``--pve-version`` as a major version (9, 8), or a clear error."""
+    if pve_version is None:
+        return None
+    from vzkeep.sandbox.api.versions import UnknownVersion, get
+
+    try:
+        return get(pve_version).major
+    except UnknownVersion as exc:
+        raise LaunchError(f"--pve-version: {exc}") from None
+
+
 def open_or_create(state_dir: Path, seed: Path | None = None, stacks_root: Path | None = None,
                    speed: float | None = None, stepped: bool = False,
-                   start_epoch: float | None = None) -> tuple[Sandbox, bool]:
+                   start_epoch: float | None = None, pve_version: str | None = None) -> tuple[Sandbox, bool]:
     """The sandbox of ``state_dir``: reopened if it exists (seed ignored), else created and seeded,
-    its clock starting at ``start_epoch`` (default now)."""
+    its clock starting at ``start_epoch`` (default now). ``pve_version`` (9 or 8) overrides the seed's;
+    a sandbox keeps the version it was created with."""
+    wanted = _requested_version(pve_version)
     if (state_dir / STATE_FILE).exists():
-        return Sandbox.open(state_dir, speed=speed, stepped=stepped), False
+        sandbox = Sandbox.open(state_dir, speed=speed, stepped=stepped)
+        if wanted is not None and wanted != sandbox.cluster.pve_version:
+            raise LaunchError(f"{state_dir} holds a PVE {sandbox.cluster.pve_version} sandbox; it cannot become "
+                              f"PVE {wanted}: start a new one with another --state directory")
+        return sandbox, False
     try:
         plan = _seed(state_dir, seed, stacks_root)
     except SeedError as exc:
         raise LaunchError(str(exc)) from None
+    if wanted is not None:
+        plan.cluster.pve_version = wanted
     if start_epoch is not None:
         plan.cluster.clock_epoch = start_epoch
     sandbox = Sandbox.create(state_dir, plan.cluster, speed=speed, stepped=stepped)
@@ -75,10 +95,11 @@ def open_or_create(state_dir: Path, seed: Path | None = None, stacks_root: Path 
 
 def launch(state_dir: Path, seed: Path | None = None, stacks_root: Path | None = None, host: str = "127.0.0.1",
            port: int = 8006, speed: float | None = None, stepped: bool = False,
-           auth_failure_delay: float = 0.0, start_epoch: float | None = None) -> Running:
+           auth_failure_delay: float = 0.0, start_epoch: float | None = None,
+           pve_version: str | None = None) -> Running:
     """Open or create the sandbox and serve it; with a running clock, the scheduler ticks every second."""
     state_dir = Path(state_dir)
-    sandbox, created = open_or_create(state_dir, seed, stacks_root, speed, stepped, start_epoch)
+    sandbox, created = open_or_create(state_dir, seed, stacks_root, speed, stepped, start_epoch, pve_version)
     try:
         server = serve_app(make_app(sandbox, state_dir), state_dir, host, port, auth_failure_delay)
     except SandboxError as exc:

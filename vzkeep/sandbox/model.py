@@ -38,6 +38,9 @@ class Storage:
     server: str | None = None  # nfs only
     export: str | None = None  # nfs only
     prune_backups: str | None = None  # storage-level fallback retention (reference §2.1)
+    # The other storage.cfg properties, as PVE's API sets and returns them (``content-dirs``,
+    # ``max-protected-backups``…, and ``path`` as configured when the files live elsewhere).
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dump_dir(self) -> Path:
@@ -71,6 +74,7 @@ class Guest:
 class Pool:
     id: str
     comment: str = ""
+    storage: list[str] = field(default_factory=list)  # storages in the pool (user.cfg pool line)
 
 
 @dataclass
@@ -87,6 +91,7 @@ class Cluster:
     # Per-job scheduler state, like /var/lib/pve-manager/jobs/vzdump-<id>.json (reference §3.5).
     job_state: dict[str, dict[str, Any]] = field(default_factory=dict)
     clock_epoch: float | None = None  # the simulated time, persisted across restarts
+    pve_version: str = "9"  # the PVE major version the API plays (vzkeep.sandbox.api.versions)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -100,6 +105,7 @@ class Cluster:
             "jobs": self.jobs,
             "job_state": self.job_state,
             "clock_epoch": self.clock_epoch,
+            "pve_version": self.pve_version,
         }
 
     @classmethod
@@ -113,6 +119,7 @@ class Cluster:
             jobs=data.get("jobs", {}),
             job_state=data.get("job_state", {}),
             clock_epoch=data.get("clock_epoch"),
+            pve_version=str(data.get("pve_version", "9")),
         )
 
     def save(self, path: Path) -> None:

@@ -9,6 +9,7 @@ Errors name the file, the line and the key, and say what is allowed.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "
               "tib": 1024**4}
 NODE_RE = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
 STORAGE_RE = re.compile(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", re.IGNORECASE)
-SECTIONS = ("cluster", "nodes", "storages", "pools", "guests", "jobs")
+SECTIONS = ("cluster", "pve_version", "nodes", "storages", "pools", "guests", "jobs")
+KEY_LINES = "__key_lines__"
 DEFAULT_SEED = Path(__file__).with_name("seeds") / "default.yaml"
 
 
@@ -61,6 +63,8 @@ class _Reader:
 
     def fail(self, item: dict[str, Any] | None, key: str, problem: str) -> SeedError:
         line = item.get(LINE, "?") if isinstance(item, dict) else "?"
+        if isinstance(item, dict):
+            line = item.get(KEY_LINES, {}).get(key.rsplit(".", 1)[-1], line)
         return SeedError(f"{self.source} line {line}: {key}: {problem}")
 
     def items(self, doc: dict[str, Any], section: str) -> list[dict[str, Any]]:
@@ -76,18 +80,32 @@ class _Reader:
 
     def only(self, item: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
         for key in item:
-            if key != LINE and key not in allowed:
+            if key not in (LINE, KEY_LINES) and key not in allowed:
                 raise self.fail(item, f"{where}.{key}", f"unknown key; allowed: {', '.join(allowed)}")
 
 
 def _load_document(path: Path) -> dict[str, Any]:
     try:  # YAML 1.2 like the stack files, bounded, no aliases or duplicate keys; each mapping gets its line
-        doc = load_yaml(path, line_key=LINE).data
+        loaded = load_yaml(path, line_key=LINE)
     except YamlFileError as exc:
         raise SeedError(exc.message) from None
+    doc = loaded.data
     if not isinstance(doc, dict):
         raise SeedError(f"{path} line 1: a seed is a mapping with the sections {', '.join(SECTIONS)}")
+    _add_key_lines(doc, (), loaded.lines)
     return doc
+
+
+def _add_key_lines(value: Any, path: tuple[str | int, ...], lines: Mapping[tuple[str | int, ...], int]) -> None:
+    """Give every mapping the line of each of its keys (``KEY_LINES``), so a complaint names the key's line."""
+    if isinstance(value, dict):
+        keys = [key for key in value if key != LINE]
+        value[KEY_LINES] = {key: lines[(*path, key)] for key in keys if (*path, key) in lines}
+        for key in keys:
+            _add_key_lines(value[key], (*path, key), lines)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _add_key_lines(item, (*path, index), lines)
 
 
 def _nodes(r: _Reader, doc: dict[str, Any]) -> dict[str, Node]:
@@ -185,7 +203,7 @@ def _guest(r: _Reader, item: dict[str, Any], where: str, nodes: dict[str, Node],
         disk = parse_size(item.get("disk", "8GiB"))
     except ValueError as exc:
         raise r.fail(item, f"{where}.disk", str(exc)) from None
-    config = {str(k): str(v) for k, v in (item.get("config") or {}).items() if k != LINE}
+    config = {str(k): str(v) for k, v in (item.get("config") or {}).items() if k not in (LINE, KEY_LINES)}
     for key in ("memory", "cores"):
         if key in item:
             config[key] = str(item[key])
@@ -205,12 +223,25 @@ def _guests(r: _Reader, doc: dict[str, Any], nodes: dict[str, Node], pools: dict
     return guests
 
 
-def _jobs(r: _Reader, doc: dict[str, Any]) -> list[tuple[int, dict[str, str]]]:
+def _jobs(r: _Reader, doc: dict[str, Any], nodes: dict[str, Node]) -> list[tuple[int, dict[str, str]]]:
     jobs = []
-    for item in r.items(doc, "jobs"):
-        params = {str(k): _api_text(v) for k, v in item.items() if k != LINE}
+    for i, item in enumerate(r.items(doc, "jobs")):
+        if item.get("node") is not None and str(item["node"]) not in nodes:
+            raise r.fail(item, f"jobs[{i}].node", f"unknown node {item['node']!r}; nodes are {', '.join(nodes)}")
+        params = {str(k): _api_text(v) for k, v in item.items() if k not in (LINE, KEY_LINES)}
         jobs.append((int(item.get(LINE, 0)), params))
     return jobs
+
+
+def _pve_version(r: _Reader, doc: dict[str, Any]) -> str:
+    """The PVE major version the sandbox plays (``pve_version: 9`` or ``8``; default 9)."""
+    from vzkeep.sandbox.api.versions import UnknownVersion, get
+
+    value = doc.get("pve_version")
+    try:
+        return get(None if value is None else str(value)).major
+    except UnknownVersion as exc:
+        raise r.fail(doc, "pve_version", str(exc)) from None
 
 
 def _api_text(value: Any) -> str:
@@ -218,7 +249,7 @@ def _api_text(value: Any) -> str:
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, dict):
-        return ",".join(f"{k}={v}" for k, v in value.items() if k != LINE)
+        return ",".join(f"{k}={v}" for k, v in value.items() if k not in (LINE, KEY_LINES))
     return str(value)
 
 
@@ -227,15 +258,17 @@ def load_seed(path: Path, state_dir: Path) -> Seed:
     doc = _load_document(path)
     r = _Reader(str(path))
     for key in doc:
-        if key != LINE and key not in SECTIONS:
+        if key not in (LINE, KEY_LINES) and key not in SECTIONS:
             raise r.fail(doc, key, f"unknown section; allowed: {', '.join(SECTIONS)}")
+    version = _pve_version(r, doc)
     nodes = _nodes(r, doc)
     pools = _pools(r, doc)
     cluster = Cluster(
         name=str(doc.get("cluster", "vzkeep-sandbox")), nodes=nodes,
         storages=_storages(r, doc, nodes, state_dir), pools=pools, guests=_guests(r, doc, nodes, pools),
+        pve_version=version,
     )
-    return Seed(cluster=cluster, jobs=_jobs(r, doc), source=str(path))
+    return Seed(cluster=cluster, jobs=_jobs(r, doc, nodes), source=str(path))
 
 
 def create_jobs(app: Any, seed: Seed) -> list[str]:

@@ -1,36 +1,56 @@
 """The sandbox's HTTPS server: PVE's ``/api2/json`` on 127.0.0.1, plus the ``/_sandbox/`` control API.
 
-Wire behaviour follows pve-http-server and pve-manager ``PVE/HTTPServer.pm`` (reference/pve.md §4.1):
-query string for GET/DELETE, form or JSON bodies for POST/PUT, ``{"data": …}`` on success, PVE's
-error bodies, 401 with an empty body, 501 for paths PVE would not know. One thread per connection,
-HTTP/1.1 keep-alive, because proxmoxer and the exporter reuse their connections.
+Wire behaviour follows pve-http-server ``src/PVE/APIServer/AnyEvent.pm`` and
+``src/PVE/APIServer/Formatter/Standard.pm``, and pve-manager ``PVE/HTTPServer.pm``:
+- parameters: the query string for every method, plus a form (``decode_urlencoded``: ``&`` or ``;``
+  separated, a repeated key becomes a list) or JSON body for POST/PUT; query parameters win;
+- authentication reads headers only, before any body byte (``authenticate_and_handle_request``);
+- bodies: at most 512 KiB (``$limit_max_post``: 501 ``for data too large``), none on GET/DELETE
+  (501 ``Unexpected content for method``), no chunked encoding (501); a malformed or too deeply nested
+  JSON body dies in ``handle_api2_request`` (500, JSON::XS's text, ``max_depth`` 512);
+- replies: ``{"data": …}`` (plus ``total`` when set and non-zero), errors ``{"data": null, "message",
+  "errors"?}`` with the first line of the message as reason phrase; 401 with an empty body.
+A ``Content-Length`` that is not a number gets 400 and the connection is closed (RFC 9112 §6.3;
+PVE has no check of its own). Each reply is one write on a socket with ``TCP_NODELAY``, so a
+keep-alive request costs no Nagle/delayed-ACK wait.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import re
+import socket
 import ssl
 import threading
 import time
-from http.cookies import SimpleCookie
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
+from vzkeep.atomic import write_private
 from vzkeep.errors import UsageError
-from vzkeep.sandbox.api import build_router
-from vzkeep.sandbox.api.access import AuthFailed, Credentials, authenticate
+from vzkeep.sandbox.api import build_handlers
+from vzkeep.sandbox.api.access.auth import ROOT, AuthFailed, Credentials, Principal, authenticate
+from vzkeep.sandbox.api.access.rpcenv import PoolMembers, RpcEnv
+from vzkeep.sandbox.api.access.store import AccessStore
+from vzkeep.sandbox.api.dispatch import Dispatcher
 from vzkeep.sandbox.api.errors import ApiError, die
-from vzkeep.sandbox.api.router import ROOT, PagedResult, Principal, Request, Router
+from vzkeep.sandbox.api.router import PagedResult, Request, Router
 from vzkeep.sandbox.api.schema import validate
+from vzkeep.sandbox.api.versions import PveVersion
+from vzkeep.sandbox.api.versions import get as get_version
 from vzkeep.sandbox.tls import ensure_certificate, server_context
 
 API_PREFIX = "/api2/json"
 CONTROL_PREFIX = "/_sandbox"
 CREDENTIALS_FILE = "credentials.json"
 CONNECTION_FILE = "sandbox.json"
+MAX_BODY = 512 * 1024  # AnyEvent.pm $limit_max_post
+MAX_JSON_DEPTH = 512  # JSON::XS default max_depth, which decode_json uses
+IDLE_TIMEOUT = 60.0  # seconds a connection may sit idle or stall mid-request (PVE: 5 s idle)
+UNAUTHENTICATED = (("POST", "/access/ticket"), ("GET", "/access/ticket"), ("GET", "/access/domains"))
 
 
 class SandboxError(UsageError):
@@ -40,11 +60,15 @@ class SandboxError(UsageError):
 class SandboxApp:
     """The sandbox behind the HTTP layer: routes a request to its handler, in-process or over HTTPS."""
 
-    def __init__(self, sandbox: Any, credentials: Credentials, fingerprint: str = "") -> None:
+    def __init__(self, sandbox: Any, credentials: Credentials, fingerprint: str = "",
+                 access: AccessStore | None = None, verify_results: bool = False) -> None:
         self.sandbox = sandbox
         self.credentials = credentials
         self.fingerprint = fingerprint
-        self.api: Router = build_router()
+        self.version: PveVersion = get_version(getattr(sandbox.cluster, "pve_version", None))
+        state_dir = Path(getattr(sandbox, "state_dir", "."))
+        self.access = access or AccessStore.open(state_dir, self.version, credentials, self.now)
+        self.api = Dispatcher(self, build_handlers(), verify_results)
         from vzkeep.sandbox.control import build_control_router
 
         self.control: Router = build_control_router()
@@ -57,6 +81,24 @@ class SandboxApp:
     def local_node(self) -> str:
         """The node this endpoint "is": the first node by name, as if we talked to it directly."""
         return min(self.cluster.nodes)
+
+    def now(self) -> float:
+        clock = getattr(self.sandbox, "clock", None)
+        return float(clock.now()) if clock is not None else time.time()
+
+    def pools(self) -> dict[str, PoolMembers]:
+        """Pool members for permission checks (PVE reads them from user.cfg; the engine keeps them)."""
+        cluster = self.cluster
+        with cluster.lock:
+            vms: dict[str, set[int]] = {pid: set() for pid in cluster.pools}
+            for guest in cluster.guests.values():
+                if guest.pool in vms:
+                    vms[guest.pool].add(guest.vmid)
+            return {pid: PoolMembers(frozenset(vms[pid]), frozenset(getattr(pool, "storage", None) or ()))
+                    for pid, pool in cluster.pools.items()}
+
+    def rpcenv(self) -> RpcEnv:
+        return self.access.rpcenv(self.pools)
 
     def save(self) -> None:
         """Persist the cluster after a change, so the state survives a restart."""
@@ -71,8 +113,13 @@ class SandboxApp:
         router: Router | None = None,
     ) -> Any:
         """Run one API call in-process (raises ApiError like the HTTP layer would answer)."""
-        route, path_params = (router or self.api).resolve(method, path)
-        merged = {**(params or {}), **{k: unquote(v) for k, v in path_params.items()}}
+        if router is None or router is not self.control:
+            return self.api.call(method, path, dict(params or {}), principal)
+        return self._control_call(method, path, dict(params or {}), principal)
+
+    def _control_call(self, method: str, path: str, params: dict[str, Any], principal: Principal) -> Any:
+        route, path_params = self.control.resolve(method, path)
+        merged = {**params, **{k: unquote_text(v) for k, v in path_params.items()}}
         req = Request(self, method, path, merged, principal)
         if route.perm:
             acl_path, privilege = route.perm
@@ -84,27 +131,107 @@ class SandboxApp:
         return result
 
 
-# -- HTTP layer ---------------------------------------------------------------------------------
+# -- request parsing (AnyEvent.pm decode_urlencoded / extract_params) -------------------------------------
 
 
-def _parse_body(content_type: str, raw: bytes) -> dict[str, Any]:
-    if not raw:
-        return {}
-    if "application/json" in content_type:
-        data = json.loads(raw.decode("utf-8"))
-        if not isinstance(data, dict):
-            raise ValueError("JSON body must be an object")
-        return data
-    return _flatten(parse_qs(raw.decode("utf-8"), keep_blank_values=True))
+def unquote_text(text: str) -> str:
+    """Percent-decode text that http.server decoded as Latin-1 (raw bytes), then read it as UTF-8."""
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8")
+    return unquote_to_bytes(raw).decode("utf-8", "replace")
 
 
-def _flatten(multi: dict[str, list[str]]) -> dict[str, Any]:
-    return {k: (v[0] if len(v) == 1 else v) for k, v in multi.items()}
+def decode_urlencoded(data: str) -> dict[str, Any]:
+    """``decode_urlencoded``: pairs split on ``&``/``;``, ``+`` is a space, a repeated key collects a
+    list, a key without ``=`` is undefined (None). Like Perl's ``my ($k, $v) = split(/=/, $kv)``, a
+    value ends at its next ``=`` (clients percent-encode ``=`` inside values)."""
+    out: dict[str, Any] = {}
+    for pair in re.split(r"[&;]", data):
+        if pair == "":
+            continue
+        fields = pair.split("=")
+        key = unquote_text(fields[0].replace("+", " "))
+        value: Any = unquote_text(fields[1].replace("+", " ")) if len(fields) > 1 else None
+        if value is not None and key in out and out[key] is not None:
+            old = out[key]
+            value = [*old, value] if isinstance(old, list) else [old, value]
+        out[key] = value
+    return out
+
+
+class BodyError(Exception):
+    """A body PVE's ``extract_params`` dies on: HTTP 500 with JSON::XS's message."""
+
+
+def json_depth_ok(raw: bytes, limit: int = MAX_JSON_DEPTH) -> int | None:
+    """None when ``raw`` nests at most ``limit`` deep, else the offset where it goes deeper (strings skipped)."""
+    depth = 0
+    for match in re.finditer(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', raw):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return match.start()
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"malformed JSON string, neither tag, array, object, number, string or atom ('{name}')")
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    offset = json_depth_ok(raw)
+    if offset is not None:
+        snippet = raw[offset:offset + 10].decode("utf-8", "replace")
+        raise BodyError("json text or perl structure exceeds maximum nesting level (max_depth set too low?), "
+                        f"at character offset {offset} (before \"{snippet}\")")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BodyError(f"malformed JSON string: {exc}") from None
+    if not isinstance(data, dict):
+        raise BodyError("Not a HASH reference")  # extract_params then treats it as a hash
+    return data
+
+
+def extract_params(method: str, content_type: str, raw: bytes, query: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if method in ("PUT", "POST") and raw:
+        if content_type.split(";", 1)[0].strip().lower() == "application/json":
+            params = parse_json_body(raw)
+        else:
+            params = decode_urlencoded(raw.decode("latin-1"))
+    params.update(decode_urlencoded(query))
+    params.pop("_dc", None)  # "remove disable cache parameter"
+    return params
+
+
+def parse_content_length(value: str | None) -> int | None:
+    """The body length; None when absent; ValueError when it is not a plain non-negative number."""
+    if value is None or value.strip() == "":
+        return None
+    if not re.fullmatch(r"\s*\d{1,15}\s*", value):
+        raise ValueError(value)
+    return int(value)
+
+
+def safe_reason(text: str) -> str:
+    """A reason phrase the status line can carry: the first line, in Latin-1."""
+    first = text.split("\n", 1)[0].replace("\r", " ")
+    return first.encode("latin-1", "replace").decode("latin-1")
+
+
+# -- HTTP layer -------------------------------------------------------------------------------------------
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pve-api-daemon/3.0"
+    timeout = IDLE_TIMEOUT
     server: _TLSServer
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -124,70 +251,120 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("DELETE")
 
     def _handle(self, method: str) -> None:
-        app = self.server.app
-        url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
         try:
-            params = _flatten(parse_qs(url.query, keep_blank_values=True))
-            params.update(_parse_body(self.headers.get("Content-Type", ""), raw))
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._send_error(ApiError(400, f"unable to parse request body - {exc}"))
-            return
-        path = url.path
-        if path.startswith(API_PREFIX + "/"):
-            self._dispatch(method, path[len(API_PREFIX):], params, app.api)
-        elif path.startswith(CONTROL_PREFIX + "/"):
-            self._dispatch(method, path[len(CONTROL_PREFIX):], params, app.control)
-        else:
-            self._send_error(ApiError(501, f"Method '{method} {path}' not implemented"))
+            self._serve(method)
+        except (OSError, ssl.SSLError):
+            self.close_connection = True  # the client went away or stalled: nothing to answer
+        except Exception as exc:  # a bug of ours: PVE answers any die with 500, and so do we
+            self._send_error(die(str(exc) or type(exc).__name__))
 
-    def _dispatch(self, method: str, path: str, params: dict[str, Any], router: Router) -> None:
-        app = self.server.app
-        path = unquote(path)
+    def _serve(self, method: str) -> None:
+        url = urlsplit(self.path)
+        path = unquote_text(url.path)
+        if path.startswith(API_PREFIX + "/"):
+            rel, router = path[len(API_PREFIX):], None
+        elif path.startswith(CONTROL_PREFIX + "/"):
+            rel, router = path[len(CONTROL_PREFIX):], self.server.app.control
+        else:
+            if self.headers.get("Content-Length") not in (None, "", "0"):
+                self._discard_and_close()
+            self._send_error(ApiError(501, f"Method '{method} {path}' not implemented"))
+            return
+        encoding = self.headers.get("Transfer-Encoding")
+        if encoding:
+            self._discard_and_close()
+            text = ("chunked transfer encoding not supported" if encoding.strip().lower() == "chunked"
+                    else f"Unknown transfer encoding '{encoding}'")
+            self._send_plain(501, text)
+            return
         try:
-            principal = None
-            if not (method == "POST" and path == "/access/ticket" and router is app.api):
+            length = parse_content_length(self.headers.get("Content-Length"))
+        except ValueError:
+            self._discard_and_close()
+            self._send_plain(400, "invalid Content-Length")
+            return
+        try:
+            principal = ROOT
+            if router is not None or (method, rel) not in UNAUTHENTICATED:
                 principal = self._authenticate(method)
-            result = app.call(method, path, params, principal or ROOT, router=router)
         except AuthFailed as exc:
+            if length:
+                self._discard_and_close()
             self._send_unauthorized(str(exc))
             return
+        if length:
+            if method not in ("PUT", "POST"):
+                self._discard_and_close()
+                self._send_plain(501, f"Unexpected content for method '{method}'")
+                return
+            if length > MAX_BODY:
+                self._discard_and_close()
+                self._send_plain(501, "for data too large")
+                return
+        raw = self.rfile.read(length) if length else b""
+        try:
+            params = extract_params(method, self.headers.get("Content-Type", ""), raw, url.query)
+        except BodyError as exc:
+            self._send_plain(500, str(exc))
+            return
+        self._dispatch(method, rel, params, principal, router)
+
+    def _discard_and_close(self) -> None:
+        # The body (if any) stays unread: the connection cannot carry another request.
+        self.close_connection = True
+
+    def _dispatch(self, method: str, path: str, params: dict[str, Any], principal: Principal,
+                  router: Router | None) -> None:
+        app = self.server.app
+        try:
+            result = app.call(method, path, params, principal, router=router)
         except ApiError as exc:
             self._send_error(exc)
             return
-        except Exception as exc:  # a bug or an engine error: PVE answers any other die with 500
-            self._send_error(die(str(exc) or type(exc).__name__))
-            return
         body: dict[str, Any] = {"data": result}
         if isinstance(result, PagedResult):
-            body = {"data": result.items, "total": result.total}
+            body = {"data": result.items}
+            if result.total:
+                body["total"] = result.total
         self._send_json(200, "OK", body)
 
     def _authenticate(self, method: str) -> Principal:
-        cookies = {k: m.value for k, m in SimpleCookie(self.headers.get("Cookie", "")).items()}
-        return authenticate(self.server.app.credentials, method, self.headers, cookies)
+        try:
+            cookies = {k: m.value for k, m in SimpleCookie(self.headers.get("Cookie", "")).items()}
+        except CookieError:
+            cookies = {}
+        app = self.server.app
+        return authenticate(app.credentials, app.access, method, self.headers, cookies)
 
     def _send_unauthorized(self, reason: str) -> None:
         # PVE delays every unauthorized reply by 3 s to slow down guessing (AnyEvent.pm). The sandbox
         # only listens on 127.0.0.1, so by default it answers at once; tests would crawl otherwise.
         if self.server.auth_failure_delay:
             time.sleep(self.server.auth_failure_delay)
-        self.send_response(401, reason)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        self._send(401, reason, [], b"")
 
     def _send_error(self, exc: ApiError) -> None:
         self._send_json(exc.status, exc.reason, exc.body())
 
+    def _send_plain(self, status: int, text: str) -> None:
+        # AnyEvent.pm error(): the message is the reason phrase and the body, no content type
+        self._send(status, text, [], text.encode("utf-8", "replace"))
+
     def _send_json(self, status: int, reason: str, body: dict[str, Any]) -> None:
         payload = json.dumps(body, separators=(",", ":")).encode()
-        self.send_response(status, reason)
-        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self._send(status, reason, [("Content-Type", "application/json;charset=UTF-8"),
+                                    ("Cache-Control", "max-age=0")], payload)
+
+    def _send(self, status: int, reason: str, headers: list[tuple[str, str]], payload: bytes) -> None:
+        """Status line, headers and body in one write (no Nagle/delayed-ACK stall on keep-alive)."""
+        self.send_response(status, safe_reason(reason))
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Cache-Control", "max-age=0")
-        self.end_headers()
-        self.wfile.write(payload)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self._headers_buffer.append(b"\r\n" + payload)
+        self.flush_headers()
 
 
 class _TLSServer(ThreadingHTTPServer):
@@ -204,16 +381,22 @@ class _TLSServer(ThreadingHTTPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs here, in the connection's own thread, so a slow or rejecting
         # client never blocks the accept loop.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        request.settimeout(IDLE_TIMEOUT)
         try:
             tls = self.context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError):
             return
         try:
             super().finish_request(tls, client_address)
-        except (ssl.SSLError, ConnectionError):
-            pass
+        except (ssl.SSLError, OSError):
+            pass  # the client hung up, stalled past the timeout or spoke garbage: nothing to log
         finally:
             tls.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback here; a client can trigger it, so stay quiet.
+        return
 
 
 class SandboxServer:
@@ -248,7 +431,7 @@ class SandboxServer:
         self._thread.join(timeout=5)
 
 
-# -- state directory ------------------------------------------------------------------------------
+# -- state directory ------------------------------------------------------------------------------------------
 
 
 def load_or_create_credentials(state_dir: Path) -> Credentials:
@@ -261,12 +444,8 @@ def load_or_create_credentials(state_dir: Path) -> Credentials:
 
 
 def write_private_json(path: Path, data: dict[str, Any]) -> None:
-    """Write a file holding secrets with mode 0600 from the start (never world-readable)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-    os.replace(tmp, path)
+    """Write a file holding secrets: 0600 from creation, unique temp name, atomic (``vzkeep.atomic``)."""
+    write_private(path, json.dumps(data, indent=1))
 
 
 def connection_info(server: SandboxServer, creds: Credentials, fingerprint: str) -> dict[str, Any]:
@@ -276,18 +455,19 @@ def connection_info(server: SandboxServer, creds: Credentials, fingerprint: str)
         "port": server.port,
         "url": server.url,
         "fingerprint": fingerprint,
+        "pve_version": server.app.version.version,
         "tokens": {role: token.to_json() for role, token in creds.tokens.items()},
         "password": {"user": "root@pam", "password": creds.root_password},
     }
 
 
-def make_app(sandbox: Any, state_dir: Path) -> SandboxApp:
+def make_app(sandbox: Any, state_dir: Path, verify_results: bool = False) -> SandboxApp:
     """The API in front of ``sandbox``, with the state dir's credentials and certificate (made once)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     creds = load_or_create_credentials(state_dir)
     node = min(sandbox.cluster.nodes) if sandbox.cluster.nodes else "pve"
     _, _, fingerprint = ensure_certificate(state_dir, node)
-    return SandboxApp(sandbox, creds, fingerprint)
+    return SandboxApp(sandbox, creds, fingerprint, verify_results=verify_results)
 
 
 def serve_app(app: SandboxApp, state_dir: Path, host: str = "127.0.0.1", port: int = 8006,
@@ -304,3 +484,4 @@ def start_server(sandbox: Any, state_dir: Path, host: str = "127.0.0.1", port: i
                  auth_failure_delay: float = 0.0) -> SandboxServer:
     """``make_app`` + ``serve_app``."""
     return serve_app(make_app(sandbox, state_dir), state_dir, host, port, auth_failure_delay)
+

@@ -1,15 +1,12 @@
 """The sandbox's self-signed certificate, made once with ``cryptography`` and kept in the state dir.
 
-PVE shows a certificate's fingerprint as SHA-256 over the DER bytes, colon-separated upper-case
-hex (``pvenode cert info``, GUI "Fingerprint"); clients pin exactly that string.
+Its fingerprint is computed the way PVE shows it (``vzkeep.fingerprint``); clients pin exactly that string.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
-import os
 import ssl
 from pathlib import Path
 
@@ -18,21 +15,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from vzkeep.atomic import write_atomic, write_private
+from vzkeep.fingerprint import fingerprint_of_der, normalize_fingerprint
+
 CERT_NAME = "pve-ssl.pem"  # the names PVE uses in /etc/pve/nodes/<node>/
 KEY_NAME = "pve-ssl.key"
 
-
-def fingerprint_of_der(der: bytes) -> str:
-    """``AA:BB:…`` SHA-256 of a DER certificate, as PVE prints it."""
-    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
-
-
-def normalize_fingerprint(text: str) -> str:
-    """Accept ``aa:bb…``, ``AABB…`` or ``sha256:…`` and return PVE's ``AA:BB:…`` form."""
-    hexdigits = text.strip().lower().removeprefix("sha256:").replace(":", "").replace(" ", "")
-    if len(hexdigits) != 64 or any(c not in "0123456789abcdef" for c in hexdigits):
-        raise ValueError(f"not a SHA-256 fingerprint: {text!r} (expected 32 colon-separated hex bytes)")
-    return ":".join(hexdigits[i : i + 2] for i in range(0, 64, 2)).upper()
+__all__ = ["CERT_NAME", "KEY_NAME", "ensure_certificate", "fingerprint_of_der", "normalize_fingerprint",
+           "server_context"]
 
 
 def _make_certificate(common_name: str) -> tuple[bytes, bytes]:
@@ -68,10 +58,8 @@ def ensure_certificate(state_dir: Path, common_name: str) -> tuple[Path, Path, s
     cert_path, key_path = state_dir / CERT_NAME, state_dir / KEY_NAME
     if not (cert_path.exists() and key_path.exists()):
         cert_pem, key_pem = _make_certificate(common_name)
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key_pem)
-        cert_path.write_bytes(cert_pem)
+        write_private(key_path, key_pem)  # 0600 from creation, even over an older, wider file
+        write_atomic(cert_path, cert_pem)
     der = x509.load_pem_x509_certificate(cert_path.read_bytes()).public_bytes(serialization.Encoding.DER)
     return cert_path, key_path, fingerprint_of_der(der)
 

@@ -1,14 +1,14 @@
 """The Pulumi DIY backend URL (`s3://bucket/prefix?endpoint=...`) and the boto3 client built from it.
 
 The URL is parsed the way `pulumi login` does it, so the value the user already has in
-`PULUMI_BACKEND_URL` works unchanged (reference/pulumi.md §4.1):
+`PULUMI_BACKEND_URL` works unchanged (pulumi `pkg/backend/diy/backend.go`, gocloud `blob/s3blob`):
 
-- the host is the bucket; a path becomes a key prefix ending in `/` (pp: `pkg/backend/diy/backend.go`
+- the host is the bucket; a path becomes a key prefix ending in `/` (pulumi `pkg/backend/diy/backend.go`
   trims the leading `/` and adds the trailing one before `blob.PrefixedBucket`);
 - a `prefix=` query parameter is gocloud's generic prefix (gocloud `blob.go` `applyPrefixParam`); it is
   applied below the path prefix, so the final key is `<prefix param><path prefix><key>`;
 - the remaining parameters are those of gocloud's s3blob opener and `aws.V2ConfigFromURLParams`, after
-  Pulumi's own rewrite of the legacy SDK-v1 names (pp: `legacy_s3_params_test.go`): `disableSSL` means
+  Pulumi's own rewrite of the legacy SDK-v1 names (pulumi `legacy_s3_params_test.go`): `disableSSL` means
   `disable_https`, a bare `endpoint=host:port` gets `http://` when HTTPS is disabled and `https://`
   otherwise, and with an endpoint the request checksum mode defaults to `when_required` (third-party S3
   servers reject the newer default checksum headers) unless the URL or `AWS_REQUEST_CHECKSUM_CALCULATION`
@@ -161,7 +161,7 @@ def _endpoint(raw: str | None, disable_https: bool) -> str | None:
     if not raw:
         return None
     if "://" in raw:
-        # An explicit scheme wins, even with disableSSL (pp: "disableSSL translated" case).
+        # An explicit scheme wins, even with disableSSL (pulumi "disableSSL translated" case).
         return raw.rstrip("/")
     return f"{'http' if disable_https else 'https'}://{raw.rstrip('/')}"
 

@@ -1,7 +1,7 @@
 """Read Pulumi checkpoint files and Terraform state files: what they hold, or why they are unusable.
 
 A Pulumi DIY checkpoint is `{"version": N, "checkpoint": {"stack", "config", "latest": deployment}}`
-(reference/pulumi.md §4.4; pp: `sdk/go/common/apitype/core.go` VersionedCheckpoint / CheckpointV3), where the
+(pulumi `sdk/go/common/apitype/core.go` VersionedCheckpoint / CheckpointV3), where the
 deployment holds `manifest {time, magic, version}`, `secrets_providers`, `resources` and
 `pending_operations`. A stack that was created but never deployed has `latest: null`. Pulumi checks a
 snapshot's integrity when it loads it (parents, dependencies and providers must refer to resources listed
@@ -24,7 +24,7 @@ import zstandard
 Kind = Literal["pulumi", "terraform"]
 
 # VersionedCheckpoint versions Pulumi reads: 1 and 2 are upgraded on load, 3 is written today, 4 adds the
-# `features` list (pp: apitype DeploymentSchemaVersionCurrent/Latest).
+# `features` list (pulumi apitype DeploymentSchemaVersionCurrent/Latest).
 PULUMI_CHECKPOINT_VERSIONS = range(1, 5)
 TERRAFORM_STATE_VERSIONS = (3, 4)
 _MAX_DECOMPRESSED = 512 * 1024 * 1024
@@ -136,7 +136,7 @@ def _pulumi_resources(latest: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def verify_pulumi_integrity(resources: list[dict[str, Any]]) -> None:
-    """Pulumi's snapshot integrity rules (pp: `pkg/resource/deploy/snapshot.go` VerifyIntegrity, subset).
+    """Pulumi's snapshot integrity rules (pulumi `pkg/resource/deploy/snapshot.go` VerifyIntegrity, subset).
 
     References must point *backwards*: Pulumi writes resources in dependency order and refuses a
     snapshot where a parent, dependency or provider appears later or not at all.
@@ -164,7 +164,7 @@ def verify_pulumi_integrity(resources: list[dict[str, Any]]) -> None:
             live.add(urn)
         seen.add(urn)
         if resource["type"].startswith("pulumi:providers:") and resource.get("id"):
-            # A provider reference is "<urn>::<id>" (pp: `resource/deploy/providers/reference.go`).
+            # A provider reference is "<urn>::<id>" (pulumi `resource/deploy/providers/reference.go`).
             providers.add(f"{urn}::{resource['id']}")
 
 

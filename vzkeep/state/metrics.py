@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vzkeep.state.store import DEFAULT_PROJECT, PULUMI_STACK_SUFFIXES, paginate, versioning_status
+from vzkeep.state.s3 import paginate, versioning_status
+from vzkeep.state.targets import DEFAULT_PROJECT, PULUMI_STACK_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ def state_metrics(client: Any, bucket: str, prefix: str = "", project: str = DEF
     """Versioning status and, per stack of `project`, the time its checkpoint was last written.
 
     `prefix` is the backend's key prefix (`Backend.prefix`, "" for a bucket root). Raises
-    `vzkeep.state.store.StateError` when the bucket cannot be read; the exporter decides what to publish then.
+    `vzkeep.state.s3.StateError` when the bucket cannot be read; the exporter decides what to publish then.
     """
     enabled = versioning_status(client, bucket) == "Enabled"
     stacks_prefix = f"{prefix}.pulumi/stacks/{project}/"

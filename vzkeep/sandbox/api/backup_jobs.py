@@ -1,129 +1,126 @@
 """Backup jobs and manual backups: ``/cluster/backup`` (CRUD, ``included_volumes``),
 ``/cluster/backup-info/not-backed-up`` and ``POST /nodes/{node}/vzdump``.
 
-Sources: pve-manager ``PVE/API2/Backup.pm``, ``PVE/API2/VZDump.pm``, ``PVE/VZDump.pm``
-(``verify_vzdump_parameters``, ``get_included_guests``), ``PVE/API2/Cluster/BackupInfo.pm``;
-reference/pve.md §4.1 (error quirks), §4.3, §4.4. The quirk that matters to clients: schema errors
-are a real 400, but whatever ``/cluster/backup`` checks inside ``cfs_lock_file`` comes back as a
-500 whose text is a stringified 400.
+Sources: pve-manager ``PVE/API2/Backup.pm`` (``assert_param_permission_*``, ``$schedule_param_check``,
+``create_job``, ``update_job``, ``delete_job``, ``read_job``, ``index``), ``PVE/API2/VZDump.pm``,
+``PVE/VZDump.pm`` (``verify_vzdump_parameters``, ``get_included_guests``, ``exec_backup``),
+``PVE/API2/Cluster/BackupInfo.pm``. The schema checks names, types, formats (``prune-backups``,
+``fleecing``, ``performance`` with their validators) and ``requires``; what runs inside
+``cfs_lock_file('jobs.cfg')`` and is re-thrown with ``die "$@"`` comes back as a 500 whose text is the
+exception stringified (``400 Parameter verification failed.`` + ``param: message``).
 """
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-from vzkeep.pve import calendar, retention, selection
+from vzkeep.pve import calendar, selection
 from vzkeep.pve.selection import GuestRef
+from vzkeep.sandbox import configuration
 from vzkeep.sandbox.api.common import cluster_of, node_or_fail, now
-from vzkeep.sandbox.api.errors import ApiError, die, param_error, stringified_param_error
-from vzkeep.sandbox.api.router import Request, Router
-from vzkeep.sandbox.api.schema import (
-    NODE,
-    Param,
-    Schema,
-    split_vmid_list,
-    verify_node_name,
-    verify_storage_id,
-    verify_vmid_list,
-)
+from vzkeep.sandbox.api.errors import ApiError, die, param_error
+from vzkeep.sandbox.api.formats import FormatError, HashFormat, split_list
+from vzkeep.sandbox.api.router import Handlers, Request
+from vzkeep.sandbox.api.validation import print_property_string
 from vzkeep.sandbox.model import Cluster, Guest
 
-
-def _check_schedule(text: str) -> str | None:
-    try:
-        calendar.parse(text)
-    except calendar.CalendarEventError as exc:
-        return exc.pve_message
-    return None
-
-
-def _check_prune_backups(text: str) -> str | None:
-    try:
-        retention.parse_prune_backups(text)
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-# The vzdump option schema shared by jobs and manual runs (pve-guest-common PVE/VZDump/Common.pm, §4.3).
-VZDUMP_OPTIONS: Schema = {
-    "vmid": Param(format=verify_vmid_list),
-    "all": Param(type="boolean"),
-    "exclude": Param(format=verify_vmid_list),
-    "pool": Param(),
-    "node": Param(format=verify_node_name),
-    "storage": Param(format=verify_storage_id),
-    "dumpdir": Param(),
-    "tmpdir": Param(),
-    "mode": Param(enum=("snapshot", "suspend", "stop")),
-    "compress": Param(enum=("0", "1", "gzip", "lzo", "zstd")),
-    "pigz": Param(type="integer"),
-    "zstd": Param(type="integer"),
-    "bwlimit": Param(type="integer", minimum=0),
-    "ionice": Param(type="integer", minimum=0, maximum=8),
-    "lockwait": Param(type="integer", minimum=0),
-    "stopwait": Param(type="integer", minimum=0),
-    "stdexcludes": Param(type="boolean"),
-    "exclude-path": Param(),
-    "prune-backups": Param(format=_check_prune_backups),
-    "maxfiles": Param(type="integer", minimum=0),  # PVE 8 only, deprecated (reference §2.1)
-    "remove": Param(type="boolean"),
-    "notes-template": Param(max_length=1024),
-    "protected": Param(type="boolean"),
-    "mailto": Param(),
-    "mailnotification": Param(enum=("always", "failure")),
-    "notification-mode": Param(enum=("auto", "legacy-sendmail", "notification-system")),
-    "notification-policy": Param(enum=("always", "failure", "never")),
-    "notification-target": Param(),
-    "fleecing": Param(),
-    "performance": Param(),
-    "pbs-change-detection-mode": Param(enum=("legacy", "data", "metadata")),
-    "script": Param(),
-    "quiet": Param(type="boolean"),
-    "stop": Param(type="boolean"),
-    "size": Param(type="integer"),
-}
-JOB_OPTIONS: Schema = {
-    **VZDUMP_OPTIONS,
-    "id": Param(pattern=r"\S+", max_length=50),
-    "schedule": Param(max_length=128, format=_check_schedule),
-    "enabled": Param(type="boolean"),
-    "repeat-missed": Param(type="boolean"),
-    "comment": Param(max_length=512),
-    "starttime": Param(pattern=r"\d{1,2}:\d{1,2}"),
-    "dow": Param(pattern=r"(mon|tue|wed|thu|fri|sat|sun)(,(mon|tue|wed|thu|fri|sat|sun))*"),
-}
-PROPERTY_STRINGS = ("prune-backups", "fleecing", "performance")
+# pve-guest-common src/PVE/VZDump/Common.pm $PROPERTY_STRINGS
+PROPERTY_FORMATS = {"fleecing": "backup-fleecing", "performance": "backup-performance",
+                    "prune-backups": "prune-backups"}
+PROPERTY_STRINGS = tuple(PROPERTY_FORMATS)
 DELETABLE_EXTRA = ("comment", "repeat-missed")
 ALL_DAYS = "mon,tue,wed,thu,fri,sat,sun"
+ROOT = "root@pam"
 
-ParamRaiser = Callable[[str, str], ApiError]
+
+# -- checks shared by jobs and manual runs -------------------------------------------------------------------
 
 
-def verify_vzdump_parameters(params: dict[str, Any], check_missing: bool, raise_as: ParamRaiser) -> None:
-    """PVE/VZDump.pm ``verify_vzdump_parameters``, in PVE's order; mutates ``all`` like PVE does."""
+def assert_param_permission_common(req: Request, param: dict[str, Any], is_delete: bool = False) -> None:
+    """Backup.pm: root-only options, Sys.Modify for resource limits, the fleecing storage."""
+    if req.authid == ROOT:
+        return
+    for key in ("tmpdir", "dumpdir", "script", "job-id"):
+        if key in param:
+            raise param_error({key: "Only root may set this option."})
+    if any(param.get(k) is not None for k in ("bwlimit", "ionice", "performance")):
+        req.require("/", "Sys.Modify")
+    if param.get("fleecing") and not is_delete:
+        fleecing = req.version.checker.parse_property_string("backup-fleecing", str(param["fleecing"]), "fleecing")
+        if fleecing.get("storage"):
+            req.require(f"/storage/{fleecing['storage']}", "Datastore.AllocateSpace")
+
+
+def storage_param(param: dict[str, Any]) -> str | None:
+    """``get_storage_param``: none with ``dumpdir``, else the storage or ``local``."""
+    return None if param.get("dumpdir") else (param.get("storage") or "local")
+
+
+def verify_vzdump_parameters(req: Request, params: dict[str, Any], check_missing: bool) -> None:
+    """``PVE::VZDump::verify_vzdump_parameters``, in PVE's order; sets ``all`` like PVE does."""
     for other in ("all", "exclude", "pool"):
         if params.get(other) and params.get("vmid"):
-            raise raise_as(other, "option conflicts with option 'vmid'")
-    if params.get("prune-backups") is not None and params.get("maxfiles") is not None:
-        raise raise_as("prune-backups", "option conflicts with option 'maxfiles'")
-    if params.get("notes-template") and not params.get("storage"):
-        raise raise_as("notes-template", "'notes-template' requires option 'storage'")
-    if params.get("protected") and not params.get("storage"):
-        raise raise_as("protected", "'protected' requires option 'storage'")
+            raise param_error({other: "option conflicts with option 'vmid'"})
+    if req.version.vzdump_maxfiles_to_prune_backups:
+        # 8.x $parse_prune_backups_maxfiles: maxfiles becomes keep-last (or keep-all for 0)
+        if params.get("prune-backups") is not None and params.get("maxfiles") is not None:
+            raise param_error({"prune-backups": "option conflicts with option 'maxfiles'"})
+        maxfiles = params.pop("maxfiles", None)
+        if maxfiles is not None and params.get("prune-backups") is None:
+            params["prune-backups"] = f"keep-last={maxfiles}" if int(maxfiles) else "keep-all=1"
+    _canonical_property_strings(req, params)
+    if template := params.get("notes-template"):
+        problem = notes_template_problem(str(template))
+        if problem:
+            raise param_error({"notes-template": problem})
     if params.get("exclude") is not None and not params.get("pool"):
         params["all"] = 1
-    if check_missing and not any(params.get(k) for k in ("all", "stop", "pool", "vmid")):
-        raise raise_as("vmid", "property is missing")
+    if check_missing and not (params.get("all") or params.get("stop") or params.get("pool")) and not params.get("vmid"):
+        raise param_error({"vmid": "property is missing"})
 
 
-def _real_400(param: str, msg: str) -> ApiError:
-    return param_error({param: msg})
+def _canonical_property_strings(req: Request, params: dict[str, Any]) -> None:
+    """``parse_property_string`` of prune-backups/fleecing/performance (with their validators), kept as
+    PVE writes them back to jobs.cfg (``print_property_string``: ``keep-daily=0`` becomes ``keep-all=1``)."""
+    checker = req.version.checker
+    for key, fmt in PROPERTY_FORMATS.items():
+        value = params.get(key)
+        if not isinstance(value, str):
+            continue
+        try:
+            parsed = checker.parse_property_string(fmt, value, key)
+        except FormatError as exc:
+            raise param_error({key: "invalid format - " + exc.stringify()}) from None
+        registered = checker.formats.get(fmt)
+        assert isinstance(registered, HashFormat)
+        params[key] = print_property_string(parsed, registered.properties)
 
 
-# -- which guests a job covers (vzkeep.pve.selection = PVE/VZDump.pm get_included_guests) ----------
+def notes_template_problem(template: str) -> str | None:
+    """VZDump.pm ``$verify_notes_template``."""
+    if "\n" in template:
+        return "contains a line feed\n"
+    problems = [f"escape sequence '\\{m.group(1)}' at char {m.start()}" for m in re.finditer(r"\\(.)", template)
+                if m.group(1) not in ("n", "\\")]
+    problems += [f"variable '{m.group(1)}' at char {m.start(1)}" for m in re.finditer(r"\{\{([^\s{}]+)\}\}", template)
+                 if m.group(1) not in ("cluster", "guestname", "node", "vmid")]
+    return f"found unknown: {', '.join(problems)}\n" if problems else None
+
+
+def _check_pool(req: Request, params: dict[str, Any]) -> None:
+    if pool := params.get("pool"):
+        req.rpcenv.check_pool_exist(pool)
+        req.require(f"/pool/{pool}", "VM.Backup")
+
+
+def _stringified(exc: ApiError) -> ApiError:
+    """``die "$@"`` after ``cfs_lock_file``: an exception comes back as its text, HTTP 500."""
+    return exc if exc.plain else die(exc.stringify())
+
+
+# -- which guests a job covers (vzkeep.pve.selection = PVE/VZDump.pm get_included_guests) ----------------------
 
 
 def _refs(cluster: Cluster) -> list[GuestRef]:
@@ -145,7 +142,7 @@ def _not_backed_up(req: Request) -> list[dict[str, Any]]:
     return [{"vmid": g.vmid, "type": g.type, "name": g.name} for g in missing]
 
 
-# -- /cluster/backup ---------------------------------------------------------------------------------
+# -- /cluster/backup ------------------------------------------------------------------------------------------
 
 
 def _decode_value(key: str, value: Any) -> Any:
@@ -166,7 +163,7 @@ def _job_view(job_id: str, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _next_run(job: dict[str, Any], at: float, tz: str) -> int | None:
-    # Computed from now even for disabled jobs: jobs are cluster-wide (reference §4.3).
+    # "vzdump jobs are cluster wide, there maybe was no local run so simply calculate from now"
     try:
         return calendar.parse(job["schedule"]).next_after(int(at), tz)
     except (calendar.CalendarEventError, KeyError):
@@ -174,13 +171,14 @@ def _next_run(job: dict[str, Any], at: float, tz: str) -> int | None:
 
 
 def _list_jobs(req: Request) -> list[dict[str, Any]]:
+    """In jobs.cfg order (the order they were created), each with its next run."""
     cluster = cluster_of(req)
     tz = cluster.nodes[req.app.local_node].timezone
     at = now(req)
     out = []
-    for job_id in sorted(cluster.jobs):
-        view = _job_view(job_id, cluster.jobs[job_id])
-        nxt = _next_run(cluster.jobs[job_id], at, tz)
+    for job_id, job in cluster.jobs.items():
+        view = _job_view(job_id, job)
+        nxt = _next_run(job, at, tz)
         if nxt is not None:
             view["next-run"] = nxt
         out.append(view)
@@ -198,47 +196,51 @@ def _get_job(req: Request) -> dict[str, Any]:
     return _job_view(req.params["id"], _job_or_400(req))
 
 
-def _schedule_from_legacy(params: dict[str, Any]) -> None:
-    """Deprecated ``starttime`` + ``dow`` become ``schedule = "<dow> <starttime>"`` (Backup.pm)."""
-    starttime = params.pop("starttime", None)
-    dow = params.pop("dow", None)
-    if starttime and not params.get("schedule"):
-        params["schedule"] = f"{dow or ALL_DAYS} {starttime}"
-
-
-def _sync_job_states(req: Request) -> None:
-    """Let the scheduler see the change now (Jobs.pm ``synchronize_job_states_with_config``): a new
-    job starts "created" at this time; an edited schedule/enabled sets ``updated = now``, so an edit
-    never triggers an immediate run (reference §3.5). The scheduler owns ``Cluster.job_state``."""
-    req.app.sandbox.jobs_changed()
+def _schedule_param_check(params: dict[str, Any], required: bool) -> None:
+    """``$schedule_param_check``: ``schedule`` xor the legacy ``starttime`` (+ ``dow``)."""
+    if params.get("schedule") is not None:
+        if params.get("starttime") is not None:
+            raise param_error({"starttime": "'starttime' and 'schedule' cannot both be set"})
+    elif params.get("starttime") is None:
+        if required:
+            raise param_error({"schedule": "neither 'starttime' nor 'schedule' were set"})
+    else:
+        dow = ",".join(split_list(params.get("dow")))
+        starttime = str(params["starttime"])
+        params["schedule"] = starttime if not dow or dow == ALL_DAYS else f"{dow} {starttime}"
+    params.pop("starttime", None)
+    params.pop("dow", None)
 
 
 def _create_job(req: Request) -> None:
     params = dict(req.params)
-    if not params.get("schedule") and not params.get("starttime"):
-        raise param_error({"schedule": "neither 'starttime' nor 'schedule' were set"})  # before the lock
-    _schedule_from_legacy(params)
-    cluster = cluster_of(req)
-    with cluster.lock:  # everything below runs "inside cfs_lock_file": param errors become 500s
-        job_id = params.pop("id", None) or str(uuid.uuid4())
-        if job_id in cluster.jobs:
-            raise die(f"Job '{job_id}' already exists")
-        verify_vzdump_parameters(params, True, stringified_param_error)
-        params.setdefault("enabled", 1)
-        cluster.jobs[job_id] = params
-    _sync_job_states(req)
+    assert_param_permission_common(req, params)
+    if req.authid != ROOT and (storeid := storage_param(params)):
+        req.require(f"/storage/{storeid}", "Datastore.Allocate")
+    _check_pool(req, params)
+    _schedule_param_check(params, True)
+    params.setdefault("enabled", 1)
+    job_id = params.pop("id", None) or str(uuid.uuid4())
+    try:
+        with configuration.jobs(req.app.sandbox) as jobs:
+            if job_id in jobs:
+                raise die(f"Job '{job_id}' already exists\n")
+            verify_vzdump_parameters(req, params, True)
+            jobs[job_id] = params
+    except ApiError as exc:
+        raise _stringified(exc) from None
 
 
 def _apply_selection_rules(job: dict[str, Any], update: dict[str, Any]) -> None:
-    """Backup.pm update_job: a new vmid drops all/exclude/pool, a new all drops vmid/pool, a pool job
-    drops vmid/all/exclude."""
-    if "vmid" in update:
+    """update_job: a new vmid drops all/exclude/pool, a new all drops vmid/pool, a pool job drops
+    vmid/all/exclude."""
+    if update.get("vmid") is not None:
         for key in ("all", "exclude", "pool"):
             job.pop(key, None)
-    if "all" in update:
+    elif update.get("all"):
         for key in ("vmid", "pool"):
             job.pop(key, None)
-    if job.get("pool"):
+    elif job.get("pool"):
         for key in ("vmid", "all", "exclude"):
             job.pop(key, None)
 
@@ -246,35 +248,61 @@ def _apply_selection_rules(job: dict[str, Any], update: dict[str, Any]) -> None:
 def _update_job(req: Request) -> None:
     params = dict(req.params)
     job_id = params.pop("id")
-    delete = params.pop("delete", None)
-    _schedule_from_legacy(params)
-    cluster = cluster_of(req)
-    with cluster.lock:
-        job = cluster.jobs.get(job_id)
-        if job is None:
-            raise die("no such vzdump job")
-        updated = dict(job)
-        for key in filter(None, (k.strip() for k in (delete or "").split(","))):
-            if key not in VZDUMP_OPTIONS and key not in DELETABLE_EXTRA:
-                raise stringified_param_error("delete", f"unknown option '{key}'")
-            updated.pop(key, None)
-        if "pool" in params:  # a new pool replaces any other selection
-            for key in ("vmid", "all", "exclude"):
-                updated.pop(key, None)
-        updated.update(params)
-        _apply_selection_rules(updated, params)
-        verify_vzdump_parameters(updated, True, stringified_param_error)
-        cluster.jobs[job_id] = updated
-    _sync_job_states(req)
+    delete = {k: 1 for k in split_list(params.pop("delete", None))}
+    _assert_update_permissions(req, params, delete, None)
+    _check_pool(req, params)
+    _schedule_param_check(params, False)
+    vzdump_options = req.version.schema.get("POST", "/nodes/{node}/vzdump").properties
+    try:
+        with configuration.jobs(req.app.sandbox) as jobs:
+            if not params and not delete:
+                raise die("no options specified\n")
+            verify_vzdump_parameters(req, params, False)
+            job = jobs.get(job_id)
+            if job is None:
+                raise die("no such vzdump job\n")
+            _assert_update_permissions(req, params, delete, job)
+            for key in delete:
+                if key not in vzdump_options and key not in DELETABLE_EXTRA:
+                    raise param_error({"delete": f"unknown option '{key}'"})
+                job.pop(key, None)
+            job.update(params)
+            if job.get("exclude") is not None and job.get("pool") is None:
+                job["all"] = 1
+            _apply_selection_rules(job, params)
+            verify_vzdump_parameters(req, job, True)
+    except ApiError as exc:
+        raise _stringified(exc) from None
+
+
+def _assert_update_permissions(req: Request, update: dict[str, Any], delete: dict[str, Any],
+                               current: dict[str, Any] | None) -> None:
+    """Backup.pm ``assert_param_permission_update``: early (without the job), then against the job."""
+    if req.authid == ROOT:
+        return
+    assert_param_permission_common(req, update)
+    assert_param_permission_common(req, delete, is_delete=True)
+    if update.get("storage"):
+        req.require(f"/storage/{update['storage']}", "Datastore.Allocate")
+    elif delete.get("storage"):
+        req.require("/storage/local", "Datastore.Allocate")
+    if current is None:
+        return
+    if current.get("dumpdir"):
+        raise die("only root@pam may edit jobs with a 'dumpdir' option.")
+    if storeid := storage_param(current):
+        req.require(f"/storage/{storeid}", "Datastore.Allocate")
 
 
 def _delete_job(req: Request) -> None:
-    cluster = cluster_of(req)
-    with cluster.lock:
-        if req.params["id"] not in cluster.jobs:
-            raise stringified_param_error("id", f"No such job '{req.params['id']}'")
-        del cluster.jobs[req.params["id"]]
-    _sync_job_states(req)
+    job_id = req.params["id"]
+    try:
+        with configuration.jobs(req.app.sandbox) as jobs:
+            if job_id not in jobs:
+                raise param_error({"id": f"No such job '{job_id}'"})
+            del jobs[job_id]
+    except ApiError as exc:
+        raise _stringified(exc) from None
 
 
 def _volume_children(guest: Guest) -> list[dict[str, Any]]:
@@ -295,45 +323,55 @@ def _included_volumes(req: Request) -> dict[str, Any]:
     if job.get("vmid"):  # listed vmids that no longer exist show as type "unknown"
         known = {g.vmid for g in cluster.guests.values()}
         children += [{"id": int(v), "type": "unknown", "children": [], "leaf": 0}
-                     for v in split_vmid_list(str(job["vmid"])) if int(v) not in known]
+                     for v in split_list(str(job["vmid"])) if int(v) not in known]
     return {"children": children}
 
 
-# -- POST /nodes/{node}/vzdump -------------------------------------------------------------------------
+# -- POST /nodes/{node}/vzdump ----------------------------------------------------------------------------------
 
 
 def _vzdump(req: Request) -> str:
-    """A manual backup run: checks are real 400s here; returns a UPID or ``"OK"`` (reference §4.4)."""
+    """A manual backup run (API2/VZDump.pm): checks are real 400s here; a UPID or ``"OK"``."""
     node = req.params["node"]
-    # The path's {node} and vzdump's ``node`` option are one parameter in the API, so over HTTP a
-    # run always targets the node it is sent to; the engine gets the node separately.
-    params = {k: v for k, v in req.params.items() if k != "node"}
     node_or_fail(req, node)
-    verify_vzdump_parameters(params, True, _real_400)
-    for vmid in split_vmid_list(str(params.get("vmid") or "")):
-        req.require(f"/vms/{vmid}", "VM.Backup")
-    req.require(f"/storage/{params.get('storage', 'local')}", "Datastore.AllocateSpace")
-    job_id = params.pop("job-id", None)
-    if job_id is not None and req.principal.userid != "root@pam":
-        raise die("Only root may set job-id")  # root@pam only (reference §4.4)
-    if job_id is not None:
-        params["job-id"] = job_id
-    return req.app.sandbox.vzdump(node, params, req.principal.userid)
+    if req.params.get("stdout"):
+        raise param_error({"stdout": "option is only allowed on the command line interface."})
+    params = {k: v for k, v in req.params.items() if k != "node"}
+    if req.authid != ROOT:
+        assert_param_permission_common(req, params)
+        if params.get("prune-backups") is not None and (storeid := storage_param(params)):
+            req.require(f"/storage/{storeid}", "Datastore.Allocate")
+    verify_vzdump_parameters(req, params, True)
+    if storeid := storage_param(params):
+        req.require(f"/storage/{storeid}", "Datastore.AllocateSpace")
+    _guest_backup_permissions(req, params)
+    return req.app.sandbox.vzdump(node, params, req.authid)
 
 
-JOB_WRITE = ("/", "Sys.Modify")
-JOB_READ = ("/", "Sys.Audit")
-JOB_ID = {"id": Param(optional=False, max_length=50)}
+def _guest_backup_permissions(req: Request, params: dict[str, Any]) -> None:
+    """``exec_backup`` checks VM.Backup per guest: with ``all`` a guest you may not back up is skipped
+    (the sandbox adds it to ``exclude``); otherwise PVE's task dies on it, and the sandbox refuses
+    before starting the task, with the same text."""
+    if req.authid == ROOT:
+        return
+    cluster = cluster_of(req)
+    job = dict(params)
+    vmids = selection.included_vmids(job, _refs(cluster)) | {int(v) for v in split_list(params.get("vmid"))}
+    denied = sorted(v for v in vmids if not req.allowed(f"/vms/{v}", "VM.Backup"))
+    if not denied:
+        return
+    if params.get("all"):
+        params["exclude"] = ",".join(sorted({*split_list(params.get("exclude")), *map(str, denied)}))
+        return
+    req.require(f"/vms/{denied[0]}", "VM.Backup")
 
 
-def register(router: Router) -> None:
-    router.add("GET", "/cluster/backup", perm=JOB_READ)(_list_jobs)
-    router.add("POST", "/cluster/backup", JOB_OPTIONS, perm=JOB_WRITE)(_create_job)
-    router.add("GET", "/cluster/backup/{id}", JOB_ID, perm=JOB_READ)(_get_job)
-    router.add("PUT", "/cluster/backup/{id}", {**JOB_OPTIONS, **JOB_ID, "delete": Param(max_length=4096)},
-               perm=JOB_WRITE)(_update_job)
-    router.add("DELETE", "/cluster/backup/{id}", JOB_ID, perm=JOB_WRITE)(_delete_job)
-    router.add("GET", "/cluster/backup/{id}/included_volumes", JOB_ID, perm=JOB_READ)(_included_volumes)
-    router.add("GET", "/cluster/backup-info/not-backed-up", perm=JOB_READ)(_not_backed_up)
-    router.add("POST", "/nodes/{node}/vzdump", {**VZDUMP_OPTIONS, "node": NODE, "job-id": Param(),
-                                                 "stdout": Param(type="boolean")})(_vzdump)
+def register(handlers: Handlers) -> None:
+    handlers.add("GET", "/cluster/backup")(_list_jobs)
+    handlers.add("POST", "/cluster/backup")(_create_job)
+    handlers.add("GET", "/cluster/backup/{id}")(_get_job)
+    handlers.add("PUT", "/cluster/backup/{id}")(_update_job)
+    handlers.add("DELETE", "/cluster/backup/{id}")(_delete_job)
+    handlers.add("GET", "/cluster/backup/{id}/included_volumes")(_included_volumes)
+    handlers.add("GET", "/cluster/backup-info/not-backed-up")(_not_backed_up)
+    handlers.add("POST", "/nodes/{node}/vzdump")(_vzdump)

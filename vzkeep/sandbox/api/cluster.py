@@ -1,24 +1,25 @@
-"""Cluster-wide read endpoints: ``/version``, ``/cluster/status``, ``/cluster/resources``, ``/pools``,
-``/cluster/config/qdevice``, ``/cluster/jobs/schedule-analyze`` (reference §4.7, §3.5)."""
+"""Cluster-wide reads: ``/version``, ``/cluster/status``, ``/cluster/resources``,
+``/cluster/config/qdevice``, ``/cluster/jobs/schedule-analyze``.
+
+Sources: pve-manager ``PVE/API2/Version.pm``, ``PVE/API2/Cluster.pm`` (``get_status``, ``resources``),
+``PVE/API2Tools.pm`` (``extract_vm_stats``, ``extract_node_stats``, ``extract_storage_stats``),
+``PVE/API2/ClusterConfig.pm``, ``PVE/API2/Cluster/Jobs.pm``.
+"""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from vzkeep.pve import calendar
 from vzkeep.sandbox.api.common import cluster_of, guest_figures, guest_status, node_figures, now
-from vzkeep.sandbox.api.errors import param_error
-from vzkeep.sandbox.api.router import Request, Router
-from vzkeep.sandbox.api.schema import Param
+from vzkeep.sandbox.api.router import Handlers, Request
 from vzkeep.sandbox.api.storage import storage_usage
 from vzkeep.sandbox.model import Guest
 
-# What `GET /version` answers on PVE 8.3 (pve-manager PVE/API2/Version.pm: version, release, repoid).
-PVE_VERSION = {"version": "8.3.2", "release": "8.3", "repoid": "3e76eec21c4a14a7"}
-
 
 def _version(req: Request) -> dict[str, str]:
-    return dict(PVE_VERSION)
+    return req.version.version_info()
 
 
 def _cluster_status(req: Request) -> list[dict[str, Any]]:
@@ -37,113 +38,103 @@ def _cluster_status(req: Request) -> list[dict[str, Any]]:
     return entries
 
 
-def _vm_resource(guest: Guest, req: Request, at: float) -> dict[str, Any]:
+def vm_resource(guest: Guest, req: Request, at: float) -> dict[str, Any]:
+    """``extract_vm_stats``: id, vmid, node, type, status, then the RRD figures when the node reports."""
     node = cluster_of(req).nodes[guest.node]
-    entry: dict[str, Any] = {
-        "id": f"{guest.type}/{guest.vmid}", "vmid": guest.vmid, "node": guest.node, "type": guest.type,
-        "status": guest_status(guest, node), "name": guest.name, "template": 0,
-    }
+    entry: dict[str, Any] = {"id": f"{guest.type}/{guest.vmid}", "vmid": guest.vmid, "node": guest.node,
+                             "type": guest.type, "status": guest_status(guest, node)}
     if node.online:
-        entry.update(guest_figures(guest, node, at))
-    if guest.pool:
-        entry["pool"] = guest.pool
-    if guest.lock:
-        entry["lock"] = guest.lock
-    if guest.tags:
-        entry["tags"] = ";".join(guest.tags)  # PVE stores tags ';'-separated
+        figures = guest_figures(guest, node, at)
+        entry.update({"name": guest.name, "template": 0, **figures})
+    else:
+        entry["name"] = guest.name
     return entry
 
 
 def _storage_resources(req: Request) -> list[dict[str, Any]]:
-    """One entry per (storage, node) where the storage is enabled and visible (reference §4.7)."""
+    """One entry per (storage, node) where the storage is enabled and visible, for storages the caller
+    may audit (``Datastore.Audit`` on ``/storage/<id>``)."""
     cluster = cluster_of(req)
     entries = []
     usage_cache: dict[str, dict[str, int]] = {}
-    for node_name in sorted(cluster.nodes):
-        node = cluster.nodes[node_name]
-        for sid in sorted(cluster.storages):
-            storage = cluster.storages[sid]
+    for sid in sorted(cluster.storages):
+        if not req.allowed(f"/storage/{sid}", "Datastore.Audit"):
+            continue
+        storage = cluster.storages[sid]
+        for node_name in sorted(cluster.nodes):
+            node = cluster.nodes[node_name]
             if not storage.visible_from(node_name):
                 continue
-            entry = {
+            entry: dict[str, Any] = {
                 "id": f"storage/{node_name}/{sid}", "storage": sid, "node": node_name, "type": "storage",
-                "plugintype": storage.type, "status": "available" if node.online else "unknown",
-                "shared": int(storage.shared), "content": ",".join(sorted(storage.content)),
+                "plugintype": storage.type, "status": "unknown", "shared": int(storage.shared),
+                "content": ",".join(sorted(storage.content)),
             }
             if node.online:
                 # A shared storage has one usage seen from every node; compute it once per request.
                 key = sid if storage.shared else f"{sid}/{node_name}"
                 usage = usage_cache.get(key) or usage_cache.setdefault(key, storage_usage(req, storage, node_name))
-                entry.update({"maxdisk": usage["total"], "disk": usage["used"]})
+                entry.update({"maxdisk": usage["total"], "disk": usage["used"], "status": "available"})
             entries.append(entry)
     return entries
 
 
-def _node_resources(req: Request, at: float) -> list[dict[str, Any]]:
-    cluster = cluster_of(req)
-    entries = []
-    for name in sorted(cluster.nodes):
-        node = cluster.nodes[name]
-        entry = {"id": f"node/{name}", "node": name, "type": "node", "level": "",
-                 "status": "online" if node.online else "offline", "cgroup-mode": 2}
-        entry.update(node_figures(node, at))
-        entries.append(entry)
-    return entries
+def node_resource(req: Request, name: str, at: float) -> dict[str, Any]:
+    """``extract_node_stats``: figures only for callers with ``Sys.Audit`` on the node."""
+    node = cluster_of(req).nodes[name]
+    entry: dict[str, Any] = {"id": f"node/{name}", "node": name, "type": "node",
+                             "status": "online" if node.online else "offline"}
+    if node.online:
+        entry["level"] = ""
+    if req.allowed(f"/nodes/{name}", "Sys.Audit"):
+        figures = node_figures(node, at)
+        entry.update({k: figures[k] for k in ("uptime", "cpu", "mem", "disk", "maxcpu", "maxmem", "maxdisk")
+                      if k in figures})
+    return entry
 
 
 def _resources(req: Request) -> list[dict[str, Any]]:
+    """In PVE's order: pools, guests, nodes, storages; each filtered by what the caller may audit."""
     kind = req.params.get("type")
     at = now(req)
     cluster = cluster_of(req)
+    out: list[dict[str, Any]] = []
     with cluster.lock:
-        out: list[dict[str, Any]] = []
+        if kind is None:
+            out += [{"id": f"/pool/{p}", "pool": p, "type": "pool"} for p in sorted(cluster.pools)
+                    if req.allowed(f"/pool/{p}", "Pool.Audit")]
         if kind in (None, "vm"):
-            out += [_vm_resource(g, req, at) for g in sorted(cluster.guests.values(), key=lambda g: g.vmid)]
+            for guest in sorted(cluster.guests.values(), key=lambda g: str(g.vmid)):
+                if not req.allowed(f"/vms/{guest.vmid}", "VM.Audit"):
+                    continue
+                entry = vm_resource(guest, req, at)
+                if guest.lock:
+                    entry["lock"] = guest.lock
+                if guest.tags:
+                    entry["tags"] = ";".join(guest.tags)  # PVE stores tags ';'-separated
+                if guest.pool and req.allowed(f"/pool/{guest.pool}", "Pool.Audit"):
+                    entry["pool"] = guest.pool
+                out.append(entry)
+        if kind in (None, "node"):
+            out += [node_resource(req, name, at) | {"cgroup-mode": 2} for name in sorted(cluster.nodes)]
         if kind in (None, "storage"):
             out += _storage_resources(req)
-        if kind in (None, "node"):
-            out += _node_resources(req, at)
-        if kind is None:  # pool entries only without a type filter (reference §4.7)
-            out += [{"id": f"pool/{p}", "pool": p, "type": "pool"} for p in sorted(cluster.pools)]
     return out
 
 
-def _pools(req: Request) -> list[dict[str, Any]]:
-    pools = cluster_of(req).pools
-    return [{"poolid": p.id, **({"comment": p.comment} if p.comment else {})} for p in
-            sorted(pools.values(), key=lambda p: p.id)]
-
-
-def _pool(req: Request) -> dict[str, Any]:
-    cluster = cluster_of(req)
-    pool = cluster.pools.get(req.params["poolid"])
-    if pool is None:
-        raise param_error({"poolid": f"pool '{req.params['poolid']}' does not exist"})
-    at = now(req)
-    members = [_vm_resource(g, req, at) for g in sorted(cluster.guests.values(), key=lambda g: g.vmid)
-               if g.pool == pool.id]
-    return {"members": members, **({"comment": pool.comment} if pool.comment else {})}
-
-
 def _qdevice(req: Request) -> dict[str, Any]:
-    # No QDevice in the sandbox: PVE then returns an empty object **[derived from
-    # pve-manager PVE/API2/ClusterConfig.pm]**, which the exporter treats as "not configured".
+    # No QDevice in the sandbox: ClusterConfig.pm then returns an empty object, which the exporter
+    # treats as "not configured".
     return {}
 
 
 def _schedule_analyze(req: Request) -> list[dict[str, Any]]:
-    """``[{timestamp, utc}]``: the next runs of a schedule (pve-manager PVE/API2/Cluster/Jobs.pm)."""
-    from vzkeep.pve import calendar
-
-    schedule = req.params["schedule"]
-    try:
-        event = calendar.parse(schedule)
-    except Exception as exc:
-        raise param_error({"schedule": f"invalid format - {str(exc).strip()}"}) from exc
-    last = int(req.params.get("starttime", int(now(req))))
+    """``[{timestamp, utc}]``: the next runs of a schedule (the schema has checked its format)."""
+    event = calendar.parse(req.params["schedule"])
+    last = int(req.params["starttime"]) if "starttime" in req.params else int(now(req))
     tz = cluster_of(req).nodes[req.app.local_node].timezone
     out = []
-    for _ in range(req.params.get("iterations", 10)):
+    for _ in range(int(req.get("iterations") or 10)):
         nxt = event.next_after(last, tz)
         if nxt is None:
             break
@@ -152,16 +143,9 @@ def _schedule_analyze(req: Request) -> list[dict[str, Any]]:
     return out
 
 
-def register(router: Router) -> None:
-    router.add("GET", "/version")(_version)
-    router.add("GET", "/cluster/status", perm=("/", "Sys.Audit"))(_cluster_status)
-    router.add("GET", "/cluster/resources", {"type": Param(enum=("vm", "storage", "node", "sdn"))})(_resources)
-    router.add("GET", "/pools")(_pools)
-    router.add("GET", "/pools/{poolid}", {"poolid": Param(optional=False), "type": Param(enum=("qemu", "lxc",
-               "storage"))}, perm=("/pool/{poolid}", "Pool.Audit"))(_pool)
-    router.add("GET", "/cluster/config/qdevice", perm=("/", "Sys.Audit"))(_qdevice)
-    router.add("GET", "/cluster/jobs/schedule-analyze", {
-        "schedule": Param(optional=False, max_length=128),
-        "starttime": Param(type="integer"),
-        "iterations": Param(type="integer", minimum=1, maximum=100),
-    })(_schedule_analyze)
+def register(handlers: Handlers) -> None:
+    handlers.add("GET", "/version")(_version)
+    handlers.add("GET", "/cluster/status")(_cluster_status)
+    handlers.add("GET", "/cluster/resources")(_resources)
+    handlers.add("GET", "/cluster/config/qdevice")(_qdevice)
+    handlers.add("GET", "/cluster/jobs/schedule-analyze")(_schedule_analyze)

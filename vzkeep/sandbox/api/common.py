@@ -38,7 +38,7 @@ def node_or_fail(req: Request, name: str) -> Node:
 
 
 def storage_or_400(req: Request, storage_id: str, node: str | None = None) -> Storage:
-    """The storage, else 400 ``{"storage": "No such storage."}`` (reference §4.6)."""
+    """The storage, else 400 ``{"storage": "No such storage."}`` (pve-storage ``API2/Storage/Status.pm``)."""
     storage = cluster_of(req).storages.get(storage_id)
     if storage is None:
         raise param_error({"storage": "No such storage."})

@@ -1,5 +1,8 @@
 """Guest endpoints: ``/nodes/{node}/qemu`` and ``/nodes/{node}/lxc`` (list, config, status, start,
-stop, delete, and create-from-archive = restore; reference §4.8).
+stop, delete, and create-from-archive = restore).
+
+Sources: qemu-server ``src/PVE/API2/Qemu.pm`` (``vmlist``, ``create_vm``, ``vm_config``, ``vm_status``,
+``vm_start``, ``vm_stop``, ``destroy_vm``) and pve-container ``src/PVE/API2/LXC.pm``, ``LXC/Status.pm``.
 
 Start, stop and destroy are short worker tasks (``qmstart``, ``vzstop``, ``qmdestroy``…) that finish
 at once on the simulated clock; restore is the engine's (``Sandbox.restore``), which checks the
@@ -12,6 +15,8 @@ import hashlib
 import json
 from typing import Any
 
+from vzkeep.sandbox import configuration
+from vzkeep.sandbox.api.access.rpcenv import permission_denied_text
 from vzkeep.sandbox.api.common import (
     cluster_of,
     guest_cores,
@@ -22,9 +27,11 @@ from vzkeep.sandbox.api.common import (
     node_or_fail,
     now,
 )
-from vzkeep.sandbox.api.errors import die
-from vzkeep.sandbox.api.router import Request, Router
-from vzkeep.sandbox.api.schema import NODE, VMID, Param
+from vzkeep.sandbox.api.errors import die, param_error
+from vzkeep.sandbox.api.formats import QEMU_DRIVES
+from vzkeep.sandbox.api.guest_permissions import check_lxc_keys, check_qemu_keys
+from vzkeep.sandbox.api.router import Handlers, Request
+from vzkeep.sandbox.api.storage import backup_owner, engine_volume_path, volume_access
 from vzkeep.sandbox.model import Guest
 from vzkeep.sandbox.vzdump import mac_address
 
@@ -53,13 +60,14 @@ def _list_entry(guest: Guest, req: Request) -> dict[str, Any]:
 
 def _list(guest_type: str):  # type: ignore[no-untyped-def]
     def handler(req: Request) -> list[dict[str, Any]]:
+        """``vmlist``: the node's guests the caller may audit (``VM.Audit`` on ``/vms/<vmid>``)."""
         node = req.params["node"]
         node_or_fail(req, node)
         cluster = cluster_of(req)
         with cluster.lock:
             guests = sorted((g for g in cluster.guests.values() if g.node == node and g.type == guest_type),
                             key=lambda g: g.vmid)
-            return [_list_entry(g, req) for g in guests]
+            return [_list_entry(g, req) for g in guests if req.allowed(f"/vms/{g.vmid}", "VM.Audit")]
 
     return handler
 
@@ -154,7 +162,7 @@ def _run_task(req: Request, guest: Guest, action: str, work) -> str:  # type: ig
     """Run ``work(task)`` as a worker task; its exception text becomes ``TASK ERROR: …``."""
     at = now(req)
     task = req.app.sandbox.tasks.start(guest.node, f"{TASK_PREFIX[guest.type]}{action}", str(guest.vmid),
-                                       req.principal.userid, at)
+                                       req.authid, at)
     try:
         work(task)
     except Exception as exc:
@@ -170,6 +178,11 @@ def _check_lock(guest: Guest) -> None:
         raise RuntimeError(f"{guest_label(guest)} is locked ({guest.lock})")
 
 
+def _power(req: Request, guest: Guest, status: str) -> None:
+    with configuration.guest(req.app.sandbox, guest.vmid) as draft:
+        draft.status = status
+
+
 def _start(guest_type: str):  # type: ignore[no-untyped-def]
     def handler(req: Request) -> str:
         node_or_fail(req, req.params["node"])
@@ -179,7 +192,7 @@ def _start(guest_type: str):  # type: ignore[no-untyped-def]
             _check_lock(guest)
             if guest.status == "running":
                 raise RuntimeError(f"{guest_label(guest)} {guest.vmid} already running")
-            guest.status = "running"
+            _power(req, guest, "running")
 
         return _run_task(req, guest, "start", work)
 
@@ -190,11 +203,13 @@ def _stop(guest_type: str):  # type: ignore[no-untyped-def]
     def handler(req: Request) -> str:
         node_or_fail(req, req.params["node"])
         guest = guest_on_node(req, req.params["node"], guest_type, req.params["vmid"])
+        if req.params.get("skiplock") and req.authid != "root@pam":
+            raise param_error({"skiplock": "Only root may use this option."})
 
         def work(task: Any) -> None:
             if guest.lock and not req.params.get("skiplock"):
                 _check_lock(guest)
-            guest.status = "stopped"
+            _power(req, guest, "stopped")
 
         return _run_task(req, guest, "stop", work)
 
@@ -206,20 +221,97 @@ def _destroy(guest_type: str):  # type: ignore[no-untyped-def]
         node_or_fail(req, req.params["node"])
         guest = guest_on_node(req, req.params["node"], guest_type, req.params["vmid"])
         if guest.lock:  # checked before the worker starts (Qemu.pm destroy_vm check_lock)
-            raise die(f"{guest_label(guest)} is locked ({guest.lock})")
+            raise die(f"{guest_label(guest)} is locked ({guest.lock})\n")
         if guest.status == "running":
-            raise die(f"{guest_label(guest)} {guest.vmid} is running - destroy failed")
-        cluster = cluster_of(req)
+            raise die(f"{guest_label(guest)} {guest.vmid} is running - destroy failed\n")
 
         def work(task: Any) -> None:
             task.log(f"Removing image: 100% complete...done.\n  Logical volume \"vm-{guest.vmid}-disk-0\" "
                      "successfully removed.")
-            with cluster.lock:
-                cluster.guests.pop(guest.vmid, None)
+            req.app.sandbox.delete_guest(guest.vmid)
 
         return _run_task(req, guest, "destroy", work)
 
     return handler
+
+
+# Parameters the create handlers take out before the guest's configuration (Qemu.pm / LXC.pm create_vm).
+CREATE_CONTROLS = {
+    "qemu": {"node", "vmid", "archive", "bwlimit", "force", "pool", "start", "ha-managed", "storage", "unique",
+             "live-restore", "import-working-storage"},
+    "lxc": {"node", "vmid", "ignore-unpack-errors", "bwlimit", "start", "ha-managed", "unprivileged", "restore",
+            "unique", "force", "password", "ssh-public-keys", "pool", "ostemplate", "storage"},
+}
+
+
+def _check_create_permissions(req: Request, guest_type: str, restore: bool) -> None:
+    """``create_vm``'s checks before any work: the pool exists, the storage may be used, and the caller
+    may allocate the guest (on /vms/<vmid> or its pool), or restore over an existing one with VM.Backup."""
+    p, env, who = req.params, req.rpcenv, req.authid
+    vmid, pool = int(p["vmid"]), p.get("pool")
+    if pool is not None:
+        env.check_pool_exist(pool)
+    if guest_type == "qemu" and p.get("storage") is not None:
+        req.require(f"/storage/{p['storage']}", "Datastore.AllocateSpace")
+    existing = cluster_of(req).guests.get(vmid)
+    exists_here = existing is not None and existing.node == p["node"] and existing.type == guest_type
+    if env.check(who, f"/vms/{vmid}", ["VM.Allocate"], noerr=True):
+        return
+    if pool and env.check(who, f"/pool/{pool}", ["VM.Allocate"], noerr=True):
+        return
+    if restore and p.get("force") and exists_here and env.check(who, f"/vms/{vmid}", ["VM.Backup"], noerr=True):
+        return
+    raise permission_denied_text(None)
+
+
+def _check_archive_access(req: Request, vmid: int, volid: str) -> None:
+    """``check_volume_access($vmid, $archive, 'backup')``: your own guest's backup is yours to restore."""
+    owner = backup_owner(volid)
+    if ":" not in volid:
+        if req.authid != "root@pam":
+            raise die("Only root can pass arbitrary filesystem paths.")
+        return
+    if owner is None:
+        raise die(f"unable to use volume {volid} - content type needs to be 'backup'\n")
+    if owner == vmid and not req.allowed(f"/storage/{volid.partition(':')[0]}", "Datastore.Allocate"):
+        return
+    volume_access(req, volid)
+
+
+def _check_privileged_restore(req: Request, params: dict[str, Any]) -> None:
+    """PVE 9 (pve-container ``create_vm``): restoring a privileged container, or making one privileged,
+    needs ``Sys.Modify`` on ``/``. An explicit ``unprivileged=0`` is checked here; an archive whose
+    configuration is privileged, too (PVE checks that one inside the worker)."""
+    if not req.version.privileged_ct_restore_needs_sys_modify or req.allowed("/", "Sys.Modify"):
+        return
+    explicit = params.get("unprivileged")
+    if explicit is not None and not explicit:
+        req.require("/", "Sys.Modify")
+    if explicit is None and not archived_ct_unprivileged(req, str(params["ostemplate"])):
+        req.require("/", "Sys.Modify")
+
+
+def archived_ct_unprivileged(req: Request, volid: str) -> bool:
+    """Whether a container backup's configuration says ``unprivileged: 1`` (read from the archive)."""
+    from vzkeep.pve import archive as archive_names
+    from vzkeep.pve import ct_tar
+    from vzkeep.pve.decompress import DecompressedStream, ExactReader
+
+    sid = volid.partition(":")[0]
+    try:
+        path = engine_volume_path(req, sid, volid, req.params["node"])
+        info = archive_names.parse(path.name)
+        with open(path, "rb") as raw:
+            stream = DecompressedStream(raw, info.compression)
+            try:
+                config = ct_tar.extract_ct_tar(ExactReader(stream), lambda _info, _data: None)
+            finally:
+                stream.close()
+    except Exception:
+        return True  # the engine reports an unreadable archive in its own words
+    text = config.decode("utf-8", "replace")
+    return any(line.split(":", 1)[1].strip() == "1" for line in text.splitlines()
+               if line.startswith("unprivileged:"))
 
 
 def _create(guest_type: str):  # type: ignore[no-untyped-def]
@@ -229,47 +321,42 @@ def _create(guest_type: str):  # type: ignore[no-untyped-def]
         node = req.params["node"]
         node_or_fail(req, node)
         params = {k: v for k, v in req.params.items() if k != "node"}
-        if guest_type == "lxc" and not params.get("restore"):
-            raise die("sandbox: only restores are supported here (set restore=1 with ostemplate=<backup volid>);"
-                      " add new guests with `vzkeep sandbox guest add`")
-        if not params.get(archive_key):
-            raise die("sandbox: only restores are supported here (give 'archive'); "
-                      "add new guests with `vzkeep sandbox guest add`")
-        return req.app.sandbox.restore(node, guest_type, params, req.principal.userid)
+        restore = bool(params.get(archive_key)) if guest_type == "qemu" else bool(params.get("restore"))
+        if guest_type == "lxc" and not restore:
+            unprivileged = params.get("unprivileged", 1)
+            if not unprivileged:
+                req.require("/", "Sys.Modify")
+        _check_create_permissions(req, guest_type, restore)
+        vmid = int(params["vmid"])
+        overrides = [k for k in params if k not in CREATE_CONTROLS[guest_type]]
+        if guest_type == "qemu" and restore:
+            for key in sorted(overrides):
+                if key in QEMU_DRIVES:
+                    raise param_error({key: "option conflicts with option 'archive'"})
+        if not restore:
+            raise die("sandbox: only restores are supported here (qemu: give 'archive'; lxc: restore=1 with "
+                      "ostemplate=<backup volid>); add new guests with `vzkeep sandbox guest add`\n")
+        _check_archive_access(req, vmid, str(params[archive_key]))
+        existing = cluster_of(req).guests.get(vmid)
+        pool = params.get("pool") or (existing.pool if existing else None)
+        if guest_type == "qemu":
+            check_qemu_keys(req, vmid, pool, overrides)
+        else:
+            check_lxc_keys(req, vmid, pool, overrides)
+            _check_privileged_restore(req, params)
+        return req.app.sandbox.restore(node, guest_type, params, req.authid)
 
     return handler
 
 
-CREATE_SCHEMA = {
-    "qemu": {"node": NODE, "vmid": VMID, "archive": Param(max_length=255), "storage": Param(),
-             "force": Param(type="boolean"), "unique": Param(type="boolean"), "pool": Param(),
-             "bwlimit": Param(type="integer", minimum=0), "start": Param(type="boolean"),
-             "live-restore": Param(type="boolean"), "ha-managed": Param(type="boolean"), "name": Param()},
-    "lxc": {"node": NODE, "vmid": VMID, "ostemplate": Param(max_length=255), "restore": Param(type="boolean"),
-            "storage": Param(), "force": Param(type="boolean"), "unique": Param(type="boolean"),
-            "pool": Param(), "bwlimit": Param(type="integer", minimum=0), "start": Param(type="boolean"),
-            "ignore-unpack-errors": Param(type="boolean"), "ha-managed": Param(type="boolean"),
-            "hostname": Param()},
-}
-
-
-def register(router: Router) -> None:
+def register(handlers: Handlers) -> None:
     for kind in ("qemu", "lxc"):
         base = f"/nodes/{{node}}/{kind}"
-        one = {"node": NODE, "vmid": VMID}
-        audit = ("/vms/{vmid}", "VM.Audit")
-        router.add("GET", base, {"node": NODE, "full": Param(type="boolean")})(_list(kind))
-        router.add("POST", base, CREATE_SCHEMA[kind], perm=("/vms", "VM.Allocate"))(_create(kind))
-        router.add("GET", base + "/{vmid}", one, perm=audit)(_guest_index(kind))
-        router.add("GET", base + "/{vmid}/config", {**one, "current": Param(type="boolean"),
-                                                    "snapshot": Param()}, perm=audit)(_config(kind))
-        router.add("GET", base + "/{vmid}/status/current", one, perm=audit)(_status_current(kind))
-        router.add("POST", base + "/{vmid}/status/start", {**one, "skiplock": Param(type="boolean"),
-                   "timeout": Param(type="integer")}, perm=("/vms/{vmid}", "VM.PowerMgmt"))(_start(kind))
-        router.add("POST", base + "/{vmid}/status/stop", {**one, "skiplock": Param(type="boolean"),
-                   "timeout": Param(type="integer"), "overrule-shutdown": Param(type="boolean")},
-                   perm=("/vms/{vmid}", "VM.PowerMgmt"))(_stop(kind))
-        router.add("DELETE", base + "/{vmid}", {**one, "purge": Param(type="boolean"), "force": Param(
-                   type="boolean"), "skiplock": Param(type="boolean"), "destroy-unreferenced-disks": Param(
-                   type="boolean")}, perm=("/vms/{vmid}", "VM.Allocate"))(_destroy(kind))
-
+        handlers.add("GET", base)(_list(kind))
+        handlers.add("POST", base)(_create(kind))
+        handlers.add("GET", base + "/{vmid}")(_guest_index(kind))
+        handlers.add("GET", base + "/{vmid}/config")(_config(kind))
+        handlers.add("GET", base + "/{vmid}/status/current")(_status_current(kind))
+        handlers.add("POST", base + "/{vmid}/status/start")(_start(kind))
+        handlers.add("POST", base + "/{vmid}/status/stop")(_stop(kind))
+        handlers.add("DELETE", base + "/{vmid}")(_destroy(kind))

@@ -1,8 +1,11 @@
-"""Routing table of the emulated API: method + path template -> handler, schema and permission.
+"""Handlers by route, and the request they receive.
 
-Path templates use PVE's ``{name}`` placeholders. ``{volume}`` matches the rest of the path
-because a volume id (``store:backup/vzdump-…``) contains a slash and clients such as proxmoxer
-send it unescaped.
+PVE routes come from the schema (``pve_schema``): a handler registers under the schema's own method
+and path template (``handlers.add("GET", "/nodes/{node}/status")``) and declares nothing else: its
+parameters, their checks and its permission declaration are the schema's (``dispatch``).
+
+``Router`` (hand-typed ``Param`` schemas and a permission pair) serves only the ``/_sandbox/`` control
+API, which is not PVE and has no published schema.
 """
 
 from __future__ import annotations
@@ -12,36 +15,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vzkeep.sandbox.api.errors import not_implemented, permission_denied
+from vzkeep.sandbox.api.access.auth import ROOT, Principal
+from vzkeep.sandbox.api.errors import not_implemented
 from vzkeep.sandbox.api.schema import Schema
 
 if TYPE_CHECKING:
+    from vzkeep.sandbox.api.access.rpcenv import RpcEnv
+    from vzkeep.sandbox.api.pve_schema import Method
+    from vzkeep.sandbox.api.versions import PveVersion
     from vzkeep.sandbox.server import SandboxApp
 
-# PVEAuditor (pve-access-control ``PVE/AccessControl.pm`` roles): read-only everywhere.
-AUDITOR_PRIVILEGES = frozenset(
-    {"Sys.Audit", "VM.Audit", "Datastore.Audit", "Pool.Audit", "SDN.Audit", "Mapping.Audit"}
-)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: ``root@pam`` plus a token name, and the privileges it holds on ``/``."""
-
-    user: str
-    tokenid: str | None = None
-    privileges: frozenset[str] | None = None  # None = every privilege (root@pam)
-
-    @property
-    def userid(self) -> str:
-        # Tasks started with a token carry ``user@realm!tokenid`` as UPID user (reference §4.1).
-        return f"{self.user}!{self.tokenid}" if self.tokenid else self.user
-
-    def can(self, privilege: str) -> bool:
-        return self.privileges is None or privilege in self.privileges
-
-
-ROOT = Principal("root@pam")
+__all__ = ["ROOT", "Handler", "Handlers", "PagedResult", "Principal", "Request", "Router"]
 
 
 @dataclass
@@ -51,12 +35,42 @@ class Request:
     path: str
     params: dict[str, Any]
     principal: Principal
+    api: Method | None = None  # the schema method (None for the control API)
+    _rpcenv: RpcEnv | None = field(default=None, repr=False)
+
+    @property
+    def version(self) -> PveVersion:
+        return self.app.version
+
+    @property
+    def authid(self) -> str:
+        return self.principal.authid
+
+    @property
+    def rpcenv(self) -> RpcEnv:
+        if self._rpcenv is None:
+            self._rpcenv = self.app.rpcenv()
+        return self._rpcenv
 
     def require(self, acl_path: str, privilege: str) -> None:
-        """403 with PVE's text when the caller lacks ``privilege`` on ``acl_path``; ``A|B`` means any of
-        them, reported joined as ``check_any`` does (``Permission check failed (/vms/100, A|B)``)."""
-        if not any(self.principal.can(p) for p in privilege.split("|")):
-            raise permission_denied(acl_path, privilege)
+        """403 with PVE's text unless the caller holds ``privilege`` on ``acl_path`` (``A|B``: any of them,
+        reported as ``check_any`` does: ``Permission check failed (/vms/100, A|B)``)."""
+        privs = privilege.split("|")
+        if len(privs) > 1:
+            self.rpcenv.check_any(self.authid, acl_path, privs)
+        else:
+            self.rpcenv.check(self.authid, acl_path, privs)
+
+    def allowed(self, acl_path: str, *privs: str, any_: bool = False) -> bool:
+        if self.authid == ROOT.authid:  # RPCEnvironment.pm permissions: "root can do anything"
+            return True
+        return self.rpcenv.check_full(self.authid, acl_path, list(privs), any_, noerr=True)
+
+    def get(self, name: str) -> Any:
+        """The parameter, or the schema's default for it (what PVE handlers write as ``$param->{x} // d``)."""
+        if name in self.params:
+            return self.params[name]
+        return self.api.default(name) if self.api is not None else None
 
 
 Handler = Callable[[Request], Any]
@@ -64,10 +78,31 @@ Handler = Callable[[Request], Any]
 
 @dataclass
 class PagedResult:
-    """A list reply that also carries ``total`` (``/nodes/{n}/tasks``, task logs; reference §4.1)."""
+    """A list reply that also carries ``total`` (``/nodes/{n}/tasks``, task logs: RESTEnvironment
+    ``set_result_attrib('total')``)."""
 
     items: list[Any]
     total: int
+
+
+@dataclass
+class Handlers:
+    """The PVE routes the sandbox serves: ``"<METHOD> <schema path>"`` → handler."""
+
+    routes: dict[str, Handler] = field(default_factory=dict)
+
+    def add(self, method: str, template: str) -> Callable[[Handler], Handler]:
+        def decorate(handler: Handler) -> Handler:
+            key = f"{method} {template}"
+            if key in self.routes:
+                raise ValueError(f"{key} is served twice")
+            self.routes[key] = handler
+            return handler
+
+        return decorate
+
+
+# -- the /_sandbox/ control API -----------------------------------------------------------------------------
 
 
 @dataclass
@@ -82,8 +117,7 @@ class Route:
 
 def _compile(template: str) -> re.Pattern[str]:
     def placeholder(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return f"(?P<{name}>.+)" if name == "volume" else f"(?P<{name}>[^/]+)"
+        return f"(?P<{match.group(1)}>[^/]+)"
 
     return re.compile("^" + re.sub(r"\{([a-z_]+)\}", placeholder, template) + "$")
 

@@ -1,10 +1,10 @@
-"""Parameter checking the way PVE's JSONSchema does it, with PVE's error texts (reference §4.1).
+"""Hand-typed parameters for the ``/_sandbox/`` control API only (it is not PVE: no published schema).
 
-Every endpoint declares its parameters; anything else is rejected with PVE's "not defined in
-schema" error, a missing required one with "property is missing and it is not optional", and type
-errors with ``type check ('integer') failed - got 'x'``. Booleans accept ``1|on|yes|true`` and
-``0|off|no|false`` (pve-common ``JSONSchema.pm parse_boolean``) and come out as 1/0, which is how
-PVE stores and returns them.
+PVE routes are checked against PVE's own schema (``pve_schema`` + ``validation``). This keeps the
+control API's error shapes PVE-like: unknown parameters are rejected with "not defined in schema", a
+missing required one with "property is missing and it is not optional", type errors with
+``type check ('integer') failed - got 'x'``. Booleans accept ``1|on|yes|true`` and ``0|off|no|false``
+(pve-common ``JSONSchema.pm parse_boolean``) and come out as 1/0.
 """
 
 from __future__ import annotations
@@ -15,12 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vzkeep.sandbox.api.errors import param_error
-
-MISSING = "property is missing and it is not optional"
-UNKNOWN = "property is not defined in schema and the schema does not allow additional properties"
-
-TRUE_WORDS = {"1", "on", "yes", "true"}
-FALSE_WORDS = {"0", "off", "no", "false"}
+from vzkeep.sandbox.api.validation import MISSING, UNKNOWN, parse_boolean
 
 # A format checker returns None when the value is fine, else the text after "invalid format - ".
 FormatCheck = Callable[[str], "str | None"]
@@ -39,18 +34,6 @@ class Param:
 
 
 Schema = dict[str, Param]
-
-
-def parse_boolean(value: Any) -> int | None:
-    """PVE's ``parse_boolean``: 1, 0, or None when the word is not a boolean."""
-    if isinstance(value, bool):
-        return int(value)
-    text = str(value).strip().lower()
-    if text in TRUE_WORDS:
-        return 1
-    if text in FALSE_WORDS:
-        return 0
-    return None
 
 
 def _convert(name: str, value: Any, spec: Param) -> tuple[Any, str | None]:
@@ -87,10 +70,6 @@ def _check_constraints(value: Any, spec: Param) -> str | None:
     return None
 
 
-def check_value(value: Any, spec: Param) -> tuple[Any, str | None]:
-    """One value against its spec: (converted value, None) or (None, PVE's error text)."""
-    converted, problem = _convert("", value, spec)
-    return converted, problem or _check_constraints(converted, spec)
 
 
 def validate(params: dict[str, Any], schema: Schema) -> dict[str, Any]:
@@ -116,21 +95,10 @@ def validate(params: dict[str, Any], schema: Schema) -> dict[str, Any]:
     return clean
 
 
-def verify_vmid(text: str) -> str | None:
-    """pve-common ``pve_verify_vmid``: 3 to 9 digits, no leading zero."""
-    return None if re.fullmatch(r"[1-9][0-9]{2,8}", text) else "value does not look like a valid VM ID"
 
 
-def split_vmid_list(text: str) -> list[str]:
-    return [part for part in re.split(r"[\s,;]+", text.strip()) if part]
 
 
-def verify_vmid_list(text: str) -> str | None:
-    for part in split_vmid_list(text):
-        problem = verify_vmid(part)
-        if problem:
-            return problem
-    return None
 
 
 def verify_storage_id(text: str) -> str | None:
