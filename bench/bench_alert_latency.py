@@ -38,7 +38,7 @@ from vzkeep.plan import plan_stack
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.seed import DEFAULT_SEED, create_jobs, load_seed
 from vzkeep.sandbox.server import make_app, serve_app
-from vzkeep.sandbox.vzdump import Settings
+from vzkeep.sandbox.settings import Settings
 
 VZKEEP = str(Path(__file__).resolve().parents[1] / ".venv" / "bin" / "vzkeep")
 TARGET_SECONDS = 120

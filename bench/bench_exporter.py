@@ -1,173 +1,236 @@
-"""API calls and CPU per poll of `vzkeep exporter` at 100 and 1,000 guests × 30 archives, next to
-prometheus-pve-exporter (in-process, `cluster=1&node=1` for every node) on the same sandbox.
+"""`vzkeep exporter` against prometheus-pve-exporter, both polling the same PVE API, at 1,000 and 5,000 guests
+with 30 archives each.
 
-Targets (issue 5): calls per poll constant in the number of guests; CPU < 1 s per poll at 1,000 guests.
+The PVE API is ``bench/fake_pve_server.py``: prebuilt JSON in PVE's shapes, served from its own process, so
+what is measured is the exporters, not a PVE or the sandbox. Each exporter runs in a process of its own:
+- vzkeep: the real command, ``vzkeep exporter --interval 1``; CPU per poll is the process's CPU time
+  (``/proc/PID/stat`` utime+stime) between two polls, API calls per poll are counted by the fake, and the
+  ``/metrics`` answer time is measured over HTTP while it runs.
+- prometheus-pve-exporter (the anchor): ``collect_pve`` with every collector on, ``cluster=1&node=1``, as one
+  scrape of its ``/pve`` endpoint does; CPU per scrape and calls are measured the same way.
+Peak RSS is each process's ``VmHWM``. Figures are medians of RUNS polls or scrapes after a first one.
 
-Both exporters are measured the same way: HTTP requests counted on ``requests.Session.request`` and CPU as the
-polling thread's own CPU time (``time.thread_time``), so the sandbox's server threads in this process do not
-count. Each figure is the median of RUNS steady-state polls (after a first poll that read the task logs).
-Archives: one real day of job runs (so task logs exist) plus 29 older archive files per guest written
-beside them (names as vzdump writes them; the content listing is what the exporter reads).
+Targets (issue "Fast at every size"): at 5,000 guests × 30 archives, peak RSS ≤ prometheus-pve-exporter's,
+CPU per poll < 1 s, API calls per poll the same at 1,000 and 5,000 guests; ``/metrics`` < 50 ms.
 
-    .venv/bin/python bench/bench_exporter.py
+    .venv/bin/python bench/bench_exporter.py [--guests 1000,5000]
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import requests
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from sandbox_fixtures import RunningSandbox, running_sandbox
-
-from vzkeep.exporter.collect import Poller, proxmoxer_get
-from vzkeep.exporter.metrics import render
-from vzkeep.pve.archive import archive_name
-
-DAY = 86400
-ARCHIVES = 30
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+VZKEEP = str(Path(PYTHON).with_name("vzkeep"))
 RUNS = 5
+SCRAPES = 20
+ARCHIVES = 30
 CPU_TARGET_SECONDS = 1.0
-POOLS = {"prod": "backup-prod", "lab": "backup-lab", "monitoring": "backup-monitoring"}
+METRICS_TARGET_SECONDS = 0.050
+TICKS = os.sysconf("SC_CLK_TCK")
+
+# The exporter without the rest of the CLI: what `vzkeep exporter` costs once the CLI imports only the command
+# it runs (a separate line of the report, so the CLI's own import cost is visible).
+EXPORTER_ONLY = """
+import sys, typer
+from vzkeep.cli.exporter import exporter
+app = typer.Typer()
+app.command()(exporter)
+app(sys.argv[1:])
+"""
+EXPORTER_ONLY_PRELUDE = """
+import sys, types
+# Stand in for the package's __init__, which imports every command: load vzkeep.cli.exporter alone.
+package = types.ModuleType("vzkeep.cli"); package.__path__ = [__import__("os").path.join(
+    __import__("os").path.dirname(__import__("vzkeep").__file__), "cli")]
+sys.modules["vzkeep.cli"] = package
+"""
+
+PVE_EXPORTER = """
+import json, resource, sys, time, warnings
+warnings.filterwarnings("ignore")
+from pve_exporter.collector import CollectorsOptions, collect_pve
+info = json.load(open(sys.argv[1]))
+token = info["tokens"]["auditor"]
+config = {"user": token["user"], "token_name": token["token_name"], "token_value": token["token_value"],
+          "verify_ssl": False, "port": info["port"]}
+options = CollectorsOptions(*([True] * len(CollectorsOptions._fields)))
+for _ in range(int(sys.argv[2])):
+    cpu = time.thread_time()
+    collect_pve(config, info["host"], True, True, options)
+    print(time.thread_time() - cpu, flush=True)
+"""
 
 
-class RequestCounter:
-    """Counts every HTTP request any requests.Session makes while active."""
+class FakePve:
+    """``bench/fake_pve_server.py`` in a process of its own; ``count(path)`` asks it how often a path was read."""
 
-    def __init__(self) -> None:
-        self.count = 0
-        self._original = requests.Session.request
+    def __init__(self, guests: int, out: Path) -> None:
+        self.process = subprocess.Popen(
+            [PYTHON, str(ROOT / "bench" / "fake_pve_server.py"), "--guests", str(guests),
+             "--archives", str(ARCHIVES),
+             "--out", str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        assert self.process.stdout.readline().strip() == "ready"
+        self.connection = out / "pve.json"
 
-    def __enter__(self) -> RequestCounter:
-        counter, original = self, self._original
+    def ask(self, line: str) -> str:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
 
-        def counting(session: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            counter.count += 1
-            return original(session, method, url, *args, **kwargs)
+    def count(self, path: str) -> int:
+        return int(self.ask(f"count {path}"))
 
-        requests.Session.request = counting  # type: ignore[method-assign]
-        return self
+    def total(self) -> int:
+        return int(self.ask("total"))
 
-    def __exit__(self, *exc: object) -> None:
-        requests.Session.request = self._original  # type: ignore[method-assign]
+    def churn(self, on: bool) -> None:
+        self.ask(f"churn {'on' if on else 'off'}")
 
-
-def grow(sb: RunningSandbox, guests: int) -> None:
-    """Add guests (tiny disks, spread over pools and nodes) up to ``guests``."""
-    existing = len(sb.sandbox.cluster.guests)
-    pools = list(POOLS)
-    for i in range(guests - existing):
-        pool = pools[i % len(pools)]
-        node = {"lab": "pve2", "monitoring": "pve1"}.get(pool, ("pve1", "pve2")[i % 2])
-        sb.app.call(
-            "POST",
-            "/guests",
-            {
-                "vmid": 10_000 + i,
-                "name": f"g{i}",
-                "type": "lxc",
-                "node": node,
-                "pool": pool,
-                "disk_gb": 0.001,
-            },
-            router=sb.app.control,
-        )
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
 
 
-def add_old_archives(sb: RunningSandbox, per_guest: int) -> None:
-    """``per_guest`` older archive files per guest on its pool's storage, one per day before now."""
-    now = sb.sandbox.now()
-    for guest in sb.sandbox.cluster.guests.values():
-        if guest.pool not in POOLS:
-            continue
-        dump = sb.sandbox.cluster.storages[POOLS[guest.pool]].dump_dir
-        dump.mkdir(parents=True, exist_ok=True)
-        for day in range(1, per_guest + 1):
-            name = archive_name(guest.type, guest.vmid, now - day * DAY - 7200, "zstd", "Europe/Paris")
-            with open(dump / name, "wb") as f:
-                f.truncate(4096 + guest.vmid)  # sparse: a size without the bytes
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
-def measure(poll: Callable[[], Any]) -> tuple[int, float, float]:
-    """(requests, thread CPU seconds, wall seconds) of one call."""
-    with RequestCounter() as counter:
-        cpu, wall = time.thread_time(), time.perf_counter()
-        poll()
-        return counter.count, time.thread_time() - cpu, time.perf_counter() - wall
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
-def median_of(poll: Callable[[], Any]) -> tuple[int, float, float]:
-    runs = [measure(poll) for _ in range(RUNS)]
-    return (
-        int(statistics.median(r[0] for r in runs)),
-        statistics.median(r[1] for r in runs),
-        statistics.median(r[2] for r in runs),
-    )
+@dataclass
+class Figures:
+    calls: float
+    cpu: float  # per steady poll (nothing new) or scrape
+    rss_mb: float
+    first_cpu: float = 0.0
+    metrics_seconds: float = 0.0
+    changed_cpu: float = 0.0  # per poll where every storage listing changed
 
 
-def vzkeep_poll(sb: RunningSandbox) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    poller = Poller(proxmoxer_get(sb.api(read_only=True)))
-    return poller.poll, lambda: render(poller.poll())
+def measure_vzkeep(fake: FakePve, port: int, command: list[str]) -> Figures:
+    process = subprocess.Popen(
+        [*command, "--sandbox", str(fake.connection), "--read-only", "--listen", f"127.0.0.1:{port}",
+         "--interval", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "VZKEEP_ENDPOINT": ""})
+    try:
+        marks = poll_marks(fake, process, RUNS + 2)
+        first_cpu = marks[1][0] - marks[0][0]
+        steady = marks[1:]
+        cpu = statistics.median(b[0] - a[0] for a, b in itertools.pairwise(steady))
+        calls = statistics.median(b[1] - a[1] for a, b in itertools.pairwise(steady))
+        answers = []
+        for _ in range(SCRAPES):
+            started = time.perf_counter()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                reply.read()
+            answers.append(time.perf_counter() - started)
+        fake.churn(True)
+        changed = poll_marks(fake, process, RUNS + 2)[1:]
+        fake.churn(False)
+        changed_cpu = statistics.median(b[0] - a[0] for a, b in itertools.pairwise(changed))
+        return Figures(calls, cpu, peak_rss_mb(process.pid), first_cpu, statistics.median(answers), changed_cpu)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
-def pve_exporter_scrape(sb: RunningSandbox) -> Callable[[], Any]:
-    from pve_exporter.collector import CollectorsOptions, collect_pve
+def poll_marks(fake: FakePve, process: subprocess.Popen[bytes], count: int) -> list[tuple[float, int]]:
+    """(process CPU seconds, API calls so far) at the start of each of the next ``count`` polls."""
+    marks: list[tuple[float, int]] = []
+    seen = fake.count("cluster/resources")
+    while len(marks) < count:
+        polls = fake.count("cluster/resources")
+        if polls > seen:
+            seen = polls
+            marks.append((cpu_seconds(process.pid), fake.total()))
+        if process.poll() is not None:
+            raise RuntimeError(f"vzkeep exporter exited with {process.returncode}")
+        time.sleep(0.01)
+    return marks
 
-    token = sb.info["tokens"]["auditor"]
-    config = {
-        "user": token["user"],
-        "token_name": token["token_name"],
-        "token_value": token["token_value"],
-        "verify_ssl": False,
-        "port": sb.port,
-    }
-    options = CollectorsOptions(*([True] * len(CollectorsOptions._fields)))
-    return lambda: collect_pve(config, sb.host, True, True, options)
+
+def measure_pve_exporter(fake: FakePve) -> Figures:
+    before = fake.total()
+    process = subprocess.Popen([PYTHON, "-c", PVE_EXPORTER, str(fake.connection), str(RUNS + 1)],
+                               stdout=subprocess.PIPE, text=True)
+    cpus = [float(line) for line in process.stdout]
+    # Read the peak before the process is reaped: wait for its output to end, then for the exit.
+    process.wait(timeout=600)
+    rss = _child_peak_rss_mb()
+    calls = (fake.total() - before) / (RUNS + 1)
+    return Figures(calls, statistics.median(cpus[1:]), rss, cpus[0])
 
 
-def bench(guests: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp, running_sandbox(Path(tmp)) as sb:
-        grow(sb, guests)
-        sb.advance(DAY)  # every job runs once: task logs and one fresh archive per guest
-        add_old_archives(sb, ARCHIVES - 1)
-        poll, poll_and_render = vzkeep_poll(sb)
-        first = measure(poll)
-        steady = median_of(poll_and_render)
-        import warnings
+def _child_peak_rss_mb() -> float:
+    import resource
 
-        warnings.filterwarnings("ignore", message="Unverified HTTPS request")
-        pve = median_of(pve_exporter_scrape(sb))
-        return {"guests": len(sb.sandbox.cluster.guests), "first": first, "vzkeep": steady, "pve": pve}
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def bench(guests: int) -> tuple[Figures, Figures, Figures]:
+    from vzkeep.net import free_port
+
+    with tempfile.TemporaryDirectory(prefix="bench-exporter-") as tmp:
+        fake = FakePve(guests, Path(tmp))
+        try:
+            pve = measure_pve_exporter(fake)
+            vzkeep = measure_vzkeep(fake, free_port(), [VZKEEP, "exporter"])
+            alone = measure_vzkeep(fake, free_port(), [PYTHON, "-c", EXPORTER_ONLY_PRELUDE + EXPORTER_ONLY])
+        finally:
+            fake.close()
+    return vzkeep, alone, pve
 
 
 def main() -> None:
-    print(f"median of {RUNS} polls; calls = HTTP requests; cpu = the polling thread's CPU time")
-    print(
-        f"{'guests':>7} {'archives':>9} | {'vzkeep calls':>12} {'cpu s':>7} {'wall s':>7} {'1st poll':>8} | "
-        f"{'pve-exporter calls':>18} {'cpu s':>7} {'wall s':>7}"
-    )
-    results = [bench(n) for n in (100, 1000)]
-    for r in results:
-        calls, cpu, wall = r["vzkeep"]
-        print(
-            f"{r['guests']:>7} {r['guests'] * ARCHIVES:>9} | {calls:>12} {cpu:>7.3f} {wall:>7.3f} "
-            f"{r['first'][0]:>8} | {r['pve'][0]:>18} {r['pve'][1]:>7.3f} {r['pve'][2]:>7.3f}"
-        )
-    constant = results[0]["vzkeep"][0] == results[1]["vzkeep"][0]
-    cpu_1000 = results[1]["vzkeep"][1]
-    print(
-        f"target: calls constant in guests -> {'met' if constant else 'MISSED'}; "
-        f"CPU < {CPU_TARGET_SECONDS:g} s at 1,000 guests -> {cpu_1000:.3f} s, "
-        f"{'met' if cpu_1000 < CPU_TARGET_SECONDS else 'MISSED'}"
-    )
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--guests", default="1000,5000")
+    sizes = [int(n) for n in parser.parse_args().guests.split(",")]
+    print(f"{ARCHIVES} archives per guest; medians of {RUNS} polls/scrapes after the first; "
+          f"/metrics: median of {SCRAPES}")
+    print("vzkeep cpu s: a poll with nothing new; changed: a poll where every listing changed; 1st: the first")
+    print("peak MB alone: the same exporter started without the CLI's other commands (what a lazily loading CLI "
+          "costs)")
+    print(f"{'guests':>7} | {'vzkeep calls':>12} {'cpu s':>6} {'changed':>7} {'1st s':>6} {'peak MB':>8} "
+          f"{'alone':>6} {'/metrics ms':>11} | {'pve-exp calls':>13} {'cpu s':>6} {'peak MB':>8} | "
+          f"{'RSS ratio':>9} {'alone':>6} {'CPU ratio':>9}")
+    results = {}
+    for n in sizes:
+        vz, alone, pve = bench(n)
+        results[n] = (vz, pve)
+        print(f"{n:>7} | {vz.calls:>12.0f} {vz.cpu:>6.2f} {vz.changed_cpu:>7.2f} {vz.first_cpu:>6.2f} "
+              f"{vz.rss_mb:>8.1f} {alone.rss_mb:>6.1f} {vz.metrics_seconds * 1000:>11.1f} | "
+              f"{pve.calls:>13.0f} {pve.cpu:>6.2f} {pve.rss_mb:>8.1f} | "
+              f"{vz.rss_mb / pve.rss_mb:>9.2f} {alone.rss_mb / pve.rss_mb:>6.2f} {vz.cpu / pve.cpu:>9.2f}")
+    largest = max(sizes)
+    vz, pve = results[largest]
+    verdict = {
+        f"peak RSS <= prometheus-pve-exporter's at {largest} guests": vz.rss_mb <= pve.rss_mb,
+        f"CPU per poll < {CPU_TARGET_SECONDS:g} s, also when every listing changed":
+            max(vz.cpu, vz.changed_cpu) < CPU_TARGET_SECONDS,
+        f"/metrics < {METRICS_TARGET_SECONDS * 1000:g} ms": vz.metrics_seconds < METRICS_TARGET_SECONDS,
+    }
+    if len(sizes) > 1:
+        verdict["API calls per poll constant in guests"] = len({results[n][0].calls for n in sizes}) == 1
+    for what, met in verdict.items():
+        print(f"target: {what} -> {'met' if met else 'MISSED'}")
 
 
 if __name__ == "__main__":

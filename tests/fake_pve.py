@@ -1,263 +1,148 @@
-"""A recording, in-memory stand-in for the PVE routes ``sandbox apply`` calls, for unit tests of the apply engine.
+"""A PVE cluster as prebuilt API answers, in PVE's shapes: for tests (``FakeApi``, an ``ApiGet``) and for
+``bench/fake_pve.py`` (the same answers over HTTPS).
 
-It records every request (``requests``) and keeps just enough state to answer reads the way PVE
-shapes them (storage config, pools, jobs.cfg, users, roles, ACL, tokens, containers and their
-tasks). ``fail_on`` makes one request fail as PVE would. Behaviour that matters for real lives in
-the sandbox and is tested against it; this double only lets the engine's logic be tested alone.
+Shapes: pve-manager ``PVE/API2/Cluster.pm`` resources, ``PVE/API2/Backup.pm``, ``PVE/API2/Tasks.pm``,
+``PVE/API2/Nodes.pm`` time; pve-storage ``PVE/API2/Storage/Content.pm``; pve-access-control
+``src/PVE/API2/AccessControl.pm`` permissions. A cluster of two nodes, three pools with one nightly job each
+and ``archives`` backups per guest on shared storages.
 """
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Callable
+import time
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from vzkeep.apply.http import PveHttpError, PveRequest
-
-
-class FakePve:
-    def __init__(self, nodes: tuple[str, ...] = ("pve1", "pve2"), version: str = "9.1.2") -> None:
-        self.version = version
-        self.nodes = list(nodes)
-        self.requests: list[PveRequest] = []
-        self.storages: dict[str, dict[str, Any]] = {}
-        self.pools: dict[str, dict[str, Any]] = {}
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.users: dict[str, dict[str, Any]] = {}
-        self.roles: dict[str, list[str]] = {}
-        self.acl: list[dict[str, Any]] = []
-        self.tokens: dict[str, dict[str, Any]] = {}
-        self.guests: dict[int, dict[str, Any]] = {}
-        self.fail_on: Callable[[PveRequest], PveHttpError | None] = lambda _r: None
-        self.after: Callable[[PveRequest], None] = lambda _r: None
-
-    # -- transport ------------------------------------------------------------------------------------
-
-    def send(self, request: PveRequest) -> Any:
-        self.requests.append(request)
-        error = self.fail_on(request)
-        if error is not None:
-            raise error
-        split = urlsplit(request.target())
-        query = dict(parse_qsl(split.query))
-        body = dict(request.form)
-        result = self._route(request.method, split.path, query, body)
-        self.after(request)
-        return result
-
-    def mutations(self) -> list[str]:
-        return [str(r) for r in self.requests if r.method != "GET"]
-
-    def _route(self, method: str, path: str, query: dict[str, str], body: dict[str, str]) -> Any:
-        for pattern, handler in _ROUTES:
-            match = re.fullmatch(pattern, f"{method} {path}")
-            if match:
-                return handler(self, *match.groups(), query=query, body=body)
-        raise PveHttpError(501, f"Method '{method} /{path}' not implemented")
-
-    # -- handlers -------------------------------------------------------------------------------------
-
-    def get_version(self, **_: Any) -> Any:
-        return {"version": self.version, "release": self.version.rsplit(".", 1)[0], "repoid": "fake"}
-
-    def list_nodes(self, **_: Any) -> Any:
-        return [{"node": n, "status": "online"} for n in self.nodes]
-
-    def list_resources(self, query: dict[str, str], **_: Any) -> Any:
-        return [{"vmid": vmid, "type": g["type"], "node": g["node"]} for vmid, g in self.guests.items()]
-
-    def list_storage(self, **_: Any) -> Any:
-        return [{"storage": sid, **cfg} for sid, cfg in self.storages.items()]
-
-    def create_storage(self, body: dict[str, str], **_: Any) -> Any:
-        sid = body.pop("storage")
-        if sid in self.storages:
-            raise PveHttpError(500, f"create storage failed: storage ID '{sid}' already defined")
-        self.storages[sid] = {k: _typed(v) for k, v in body.items() if k not in ("create-base-path", "create-subdirs")}
-        return {"storage": sid, "type": body["type"]}
-
-    def get_storage(self, sid: str, **_: Any) -> Any:
-        if sid not in self.storages:
-            raise PveHttpError(500, f"storage '{sid}' does not exist")
-        return {"storage": sid, "digest": "x", **self.storages[sid]}
-
-    def update_storage(self, sid: str, body: dict[str, str], **_: Any) -> Any:
-        self.get_storage(sid)
-        self.storages[sid].update({k: _typed(v) for k, v in body.items()
-                                   if k not in ("create-base-path", "create-subdirs")})
-
-    def delete_storage(self, sid: str, **_: Any) -> Any:
-        self.get_storage(sid)
-        del self.storages[sid]
-
-    def pools_get(self, query: dict[str, str], **_: Any) -> Any:
-        if "poolid" in query:
-            pool = self.pools.get(query["poolid"])
-            members = [{"id": f"{g['type']}/{v}", "vmid": v, "node": g["node"], "type": g["type"]}
-                       for v, g in self.guests.items() if g.get("pool") == query["poolid"]]
-            return [] if pool is None else [{"poolid": query["poolid"], **pool, "members": members}]
-        return [{"poolid": p, **cfg} for p, cfg in self.pools.items()]
-
-    def pools_create(self, body: dict[str, str], **_: Any) -> Any:
-        if body["poolid"] in self.pools:
-            raise PveHttpError(500, f"create pool failed: pool '{body['poolid']}' already exists")
-        self.pools[body["poolid"]] = {"comment": body.get("comment", "")}
-
-    def pools_update(self, query: dict[str, str], body: dict[str, str], **_: Any) -> Any:
-        pool = query["poolid"]
-        if "comment" in body:
-            self.pools[pool]["comment"] = body["comment"]
-        for vmid in [int(v) for v in body.get("vms", "").split(",") if v]:
-            self.guests[vmid]["pool"] = None if body.get("delete") == "1" else pool
-
-    def pools_delete(self, query: dict[str, str], **_: Any) -> Any:
-        if query["poolid"] not in self.pools:
-            raise PveHttpError(500, f"delete pool failed: pool '{query['poolid']}' does not exist")
-        del self.pools[query["poolid"]]
-
-    def jobs_list(self, **_: Any) -> Any:
-        return [{"id": j, **cfg} for j, cfg in self.jobs.items()]
-
-    def jobs_create(self, body: dict[str, str], **_: Any) -> Any:
-        job = body.pop("id")
-        if job in self.jobs:
-            raise PveHttpError(500, f"Job '{job}' already exists")
-        self.jobs[job] = {"type": "vzdump", "enabled": 1, **{k: _typed(v) for k, v in body.items()}}
-
-    def jobs_get(self, job: str, **_: Any) -> Any:
-        if job not in self.jobs:
-            raise PveHttpError(400, "Parameter verification failed.", {"errors": {"id": f"No such job '{job}'"}})
-        return {"id": job, **self.jobs[job]}
-
-    def jobs_update(self, job: str, body: dict[str, str], **_: Any) -> Any:
-        self.jobs_get(job)
-        for key in (body.pop("delete", "") or "").split(","):
-            self.jobs[job].pop(key, None)
-        self.jobs[job].update({k: _typed(v) for k, v in body.items()})
-
-    def jobs_delete(self, job: str, **_: Any) -> Any:
-        self.jobs_get(job)
-        del self.jobs[job]
-
-    def users_list(self, **_: Any) -> Any:
-        return [{"userid": u, **cfg} for u, cfg in self.users.items()]
-
-    def users_create(self, body: dict[str, str], **_: Any) -> Any:
-        self.users[body.pop("userid")] = {k: _typed(v) for k, v in body.items()}
-
-    def users_get(self, user: str, **_: Any) -> Any:
-        if user not in self.users:
-            raise PveHttpError(500, f"no such user ('{user}')")
-        return self.users[user]
-
-    def users_delete(self, user: str, **_: Any) -> Any:
-        del self.users[user]
-
-    def roles_list(self, **_: Any) -> Any:
-        return [{"roleid": r, "privs": ",".join(p)} for r, p in self.roles.items()]
-
-    def roles_create(self, body: dict[str, str], **_: Any) -> Any:
-        self.roles[body["roleid"]] = body["privs"].split(",")
-
-    def roles_get(self, role: str, **_: Any) -> Any:
-        if role not in self.roles:
-            raise PveHttpError(500, f"role '{role}' does not exist")
-        return dict.fromkeys(self.roles[role], 1)
-
-    def roles_update(self, role: str, body: dict[str, str], **_: Any) -> Any:
-        self.roles[role] = body["privs"].split(",")
-
-    def roles_delete(self, role: str, **_: Any) -> Any:
-        del self.roles[role]
-
-    def acl_get(self, **_: Any) -> Any:
-        return list(self.acl)
-
-    def acl_put(self, body: dict[str, str], **_: Any) -> Any:
-        for field, kind in (("users", "user"), ("tokens", "token"), ("groups", "group")):
-            if field in body:
-                entry = {"path": body["path"], "roleid": body["roles"], "type": kind, "ugid": body[field],
-                         "propagate": int(body.get("propagate", "1"))}
-                self.acl = [a for a in self.acl if {**a, "propagate": 0} != {**entry, "propagate": 0}]
-                if body.get("delete") != "1":
-                    self.acl.append(entry)
-
-    def token_list(self, user: str, **_: Any) -> Any:
-        return [{"tokenid": t.split("!", 1)[1], **cfg} for t, cfg in self.tokens.items() if t.startswith(user + "!")]
-
-    def token_create(self, user: str, name: str, body: dict[str, str], **_: Any) -> Any:
-        self.tokens[f"{user}!{name}"] = {k: _typed(v) for k, v in body.items()}
-        return {"full-tokenid": f"{user}!{name}", "value": str(uuid.uuid4()), "info": {}}
-
-    def token_get(self, user: str, name: str, **_: Any) -> Any:
-        return self.tokens[f"{user}!{name}"]
-
-    def token_delete(self, user: str, name: str, **_: Any) -> Any:
-        del self.tokens[f"{user}!{name}"]
-
-    def lxc_create(self, node: str, body: dict[str, str], **_: Any) -> Any:
-        vmid = int(body["vmid"])
-        if vmid in self.guests:
-            raise PveHttpError(500, f"CT {vmid} already exists on node '{self.guests[vmid]['node']}'")
-        self.guests[vmid] = {"type": "lxc", "node": node, "config": dict(body),
-                             "status": "running" if body.get("start") == "1" else "stopped"}
-        return f"UPID:{node}:00000001:00000001:00000001:vzcreate:{vmid}:root@pam!vzkeep:"
-
-    def task_status(self, node: str, upid: str, **_: Any) -> Any:
-        return {"status": "stopped", "exitstatus": "OK", "upid": upid}
-
-    def lxc_status(self, node: str, vmid: str, **_: Any) -> Any:
-        return {"status": self.guests[int(vmid)]["status"], "vmid": int(vmid)}
-
-    def lxc_config(self, node: str, vmid: str, **_: Any) -> Any:
-        return self.guests[int(vmid)]["config"]
-
-    def lxc_interfaces(self, node: str, vmid: str, **_: Any) -> Any:
-        raise PveHttpError(501, "Method not implemented")
+NODES = ("pve1", "pve2")
+POOLS = ("prod", "lab", "monitoring")
+DAY = 86400
+HISTORY_DAYS = 8
+TZ_OFFSET = 3600  # the nodes' zone: Europe/Paris in winter
+TOKEN = {"user": "monitoring@pve", "token_name": "exporter", "token_value": "00000000-0000-4000-8000-000000000000"}
+PRIVILEGES = ("Sys.Audit", "VM.Audit", "Pool.Audit", "Datastore.Audit", "Datastore.AllocateSpace", "VM.Backup")
 
 
-def _typed(value: str) -> Any:
-    return int(value) if value.isdigit() else value
+def _stamp(t: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t + TZ_OFFSET))
 
 
-_ROUTES: list[tuple[str, Callable[..., Any]]] = [
-    (r"GET version", FakePve.get_version),
-    (r"GET nodes", FakePve.list_nodes),
-    (r"GET cluster/resources", FakePve.list_resources),
-    (r"GET storage", FakePve.list_storage),
-    (r"POST storage", FakePve.create_storage),
-    (r"GET storage/([^/]+)", FakePve.get_storage),
-    (r"PUT storage/([^/]+)", FakePve.update_storage),
-    (r"DELETE storage/([^/]+)", FakePve.delete_storage),
-    (r"GET pools", FakePve.pools_get),
-    (r"POST pools", FakePve.pools_create),
-    (r"PUT pools", FakePve.pools_update),
-    (r"DELETE pools", FakePve.pools_delete),
-    (r"GET cluster/backup", FakePve.jobs_list),
-    (r"POST cluster/backup", FakePve.jobs_create),
-    (r"GET cluster/backup/([^/]+)", FakePve.jobs_get),
-    (r"PUT cluster/backup/([^/]+)", FakePve.jobs_update),
-    (r"DELETE cluster/backup/([^/]+)", FakePve.jobs_delete),
-    (r"GET access/users", FakePve.users_list),
-    (r"POST access/users", FakePve.users_create),
-    (r"GET access/users/([^/]+)/token", FakePve.token_list),
-    (r"POST access/users/([^/]+)/token/([^/]+)", FakePve.token_create),
-    (r"GET access/users/([^/]+)/token/([^/]+)", FakePve.token_get),
-    (r"DELETE access/users/([^/]+)/token/([^/]+)", FakePve.token_delete),
-    (r"GET access/users/([^/]+)", FakePve.users_get),
-    (r"DELETE access/users/([^/]+)", FakePve.users_delete),
-    (r"GET access/roles", FakePve.roles_list),
-    (r"POST access/roles", FakePve.roles_create),
-    (r"GET access/roles/([^/]+)", FakePve.roles_get),
-    (r"PUT access/roles/([^/]+)", FakePve.roles_update),
-    (r"DELETE access/roles/([^/]+)", FakePve.roles_delete),
-    (r"GET access/acl", FakePve.acl_get),
-    (r"PUT access/acl", FakePve.acl_put),
-    (r"POST nodes/([^/]+)/lxc", FakePve.lxc_create),
-    (r"GET nodes/([^/]+)/tasks/([^/]+)/status", FakePve.task_status),
-    (r"GET nodes/([^/]+)/lxc/(\d+)/status/current", FakePve.lxc_status),
-    (r"GET nodes/([^/]+)/lxc/(\d+)/config", FakePve.lxc_config),
-    (r"GET nodes/([^/]+)/lxc/(\d+)/interfaces", FakePve.lxc_interfaces),
-]
+def _volid(storage: str, kind: str, vmid: int, t: int) -> str:
+    stamp = time.strftime("%Y_%m_%d-%H_%M_%S", time.gmtime(t + TZ_OFFSET))
+    return f"{storage}:backup/vzdump-{kind}-{vmid}-{stamp}.tar.zst"
+
+
+def build(guests: int, archives: int, now: int) -> dict[str, Any]:
+    """Every answer, keyed by API path (without /api2/json and without the query)."""
+    night = now - now % DAY + 2 * 3600 - TZ_OFFSET  # 02:00 local of today
+    if night > now:
+        night -= DAY
+    members = [(100 + i, POOLS[i % 3], NODES[i % 2], "lxc" if i % 2 else "qemu") for i in range(guests)]
+    resources: list[dict[str, Any]] = []
+    for vmid, pool, node, kind in members:
+        resources.append({
+            "id": f"{kind}/{vmid}", "type": kind, "vmid": vmid, "name": f"guest-{vmid}", "node": node, "pool": pool,
+            "status": "running", "template": 0, "maxmem": 2 << 30, "mem": 1 << 30, "maxcpu": 2, "cpu": 0.01,
+            "maxdisk": 8 << 30, "disk": 0, "uptime": 86400, "netin": 1, "netout": 1, "diskread": 1,
+            "diskwrite": 1,
+        })
+    for node in NODES:
+        resources.append({"id": f"node/{node}", "type": "node", "node": node, "status": "online", "level": "",
+                          "maxcpu": 8, "cpu": 0.1, "maxmem": 64 << 30, "mem": 8 << 30, "uptime": 86400})
+        for pool in POOLS:
+            resources.append({"id": f"storage/{node}/backup-{pool}", "type": "storage", "storage": f"backup-{pool}",
+                              "node": node, "status": "available", "content": "backup", "shared": 1,
+                              "plugintype": "nfs", "maxdisk": 10 << 40, "disk": 2 << 40})
+    for pool in POOLS:
+        resources.append({"id": f"/pool/{pool}", "type": "pool", "pool": pool})
+    answers: dict[str, Any] = {
+        "cluster/resources": resources,
+        "cluster/backup": [
+            {"id": f"vzkeep-{pool}", "type": "vzdump", "enabled": 1, "schedule": "02:00", "pool": pool,
+             "storage": f"backup-{pool}", "mode": "snapshot", "compress": "zstd", "next-run": night + DAY}
+            for pool in POOLS
+        ],
+        "cluster/backup-info/not-backed-up": [],
+        "cluster/status": [{"type": "cluster", "name": "homelab", "id": "cluster", "nodes": 2, "quorate": 1,
+                            "version": 2}]
+        + [{"type": "node", "name": n, "id": f"node/{n}", "online": 1, "local": int(n == "pve1"), "nodeid": i,
+            "level": "", "ip": "127.0.0.1"} for i, n in enumerate(NODES, 1)],
+        "version": {"version": "9.1.3", "release": "9.1", "repoid": "abcdef01"},
+        "cluster/config/qdevice": {},
+        "access/permissions": {p: {priv: 1 for priv in PRIVILEGES}
+                               for p in ("/", "/nodes", "/pool", "/storage", "/vms", "/access")},
+    }
+    for node in NODES:
+        answers[f"nodes/{node}/time"] = {"time": now, "localtime": now + TZ_OFFSET, "timezone": "Europe/Paris"}
+        answers[f"nodes/{node}/subscription"] = {"status": "notfound", "level": ""}
+        answers[f"nodes/{node}/replication"] = []
+        for kind in ("qemu", "lxc"):
+            answers[f"nodes/{node}/{kind}"] = [{"vmid": v, "name": f"guest-{v}", "status": "running"}
+                                               for v, _, n, k in members if n == node and k == kind]
+            for v, _, n, k in members:
+                if n == node and k == kind:
+                    answers[f"nodes/{node}/{kind}/{v}/config"] = {"name": f"guest-{v}", "onboot": 1, "memory": 2048}
+        tasks = []
+        for day in range(HISTORY_DAYS):
+            start = night - day * DAY
+            for pool in POOLS:
+                upid = f"UPID:{node}:0000{day:02d}{POOLS.index(pool)}0:00000000:{start:08X}:vzdump::root@pam:"
+                guests_here = [(v, k) for v, p, n, k in members if p == pool and n == node]
+                end = start + 5 * len(guests_here)
+                tasks.append({"upid": upid, "node": node, "pid": 1, "pstart": 1, "starttime": start, "type": "vzdump",
+                              "id": "", "user": "root@pam", "endtime": end, "status": "OK"})
+                answers[f"nodes/{node}/tasks/{upid}/log"] = _task_log(pool, guests_here, start)
+        answers[f"nodes/{node}/tasks"] = sorted(tasks, key=lambda t: -t["starttime"])
+    # GET /cluster/resources?type=vm|storage|node (pve-manager PVE/API2/Cluster.pm resources)
+    for kind, types in (("vm", ("qemu", "lxc")), ("storage", ("storage",)), ("node", ("node",))):
+        answers[f"cluster/resources?type={kind}"] = [r for r in resources if r["type"] in types]
+    for pool in POOLS:
+        content = []
+        for vmid, p, _node, kind in members:
+            if p != pool:
+                continue
+            for day in range(archives):
+                t = night - day * DAY + 5
+                content.append({"volid": _volid(f"backup-{pool}", kind, vmid, t), "vmid": vmid, "ctime": t,
+                                "size": 100_000_000 + vmid, "format": "tar.zst", "subtype": kind, "content": "backup",
+                                "notes": f"guest-{vmid} ({pool})"})
+        for node in NODES:
+            answers[f"nodes/{node}/storage/backup-{pool}/content"] = content
+    return answers
+
+
+def _task_log(pool: str, guests: list[tuple[int, str]], start: int) -> list[dict[str, Any]]:
+    lines = [f"INFO: starting new backup job: vzdump --pool {pool} --storage backup-{pool} --mode snapshot "
+             "--compress zstd --mailnotification always --quiet 1"]
+    t = start
+    for vmid, kind in guests:
+        lines += [
+            f"INFO: Starting Backup of VM {vmid} ({kind})",
+            f"INFO: Backup started at {_stamp(t)}",
+            "INFO: status = running",
+            f"INFO: creating vzdump archive '/mnt/pve/backup-{pool}/dump/vzdump-{kind}-{vmid}.tar.zst'",
+            "INFO: Total bytes written: 104857600 (100MiB, 50MiB/s)",
+            "INFO: archive file size: 95MB",
+            f"INFO: Finished Backup of VM {vmid} (00:00:05)",
+            f"INFO: Backup finished at {_stamp(t + 5)}",
+        ]
+        t += 5
+    lines += ["INFO: Backup job finished successfully", "TASK OK"]
+    return [{"n": i + 1, "t": text} for i, text in enumerate(lines)]
+
+
+class FakeApi:
+    """An ``ApiGet`` over ``build``'s answers; ``calls`` records every path read; ``since`` filters task lists
+    like PVE (``PVE/API2/Tasks.pm`` node_tasks)."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+
+    def __call__(self, path: str, **params: Any) -> Any:
+        self.calls.append(path)
+        kind = params.get("type")
+        answer = self.answers[f"{path}?type={kind}" if kind else path]
+        if path.endswith("/tasks") and "since" in params:
+            answer = [t for t in answer if t["starttime"] >= int(params["since"])]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer

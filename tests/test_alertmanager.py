@@ -191,16 +191,21 @@ def is_backup_failed_for_db(message: TelegramMessage) -> bool:
 
 def test_failed_backup_reaches_telegram_through_prometheus(tmp_path: Path, telegram: FakeTelegram) -> None:
     config = rendered(tmp_path, api_url=telegram.url, timing=FAST)
+    started = round(time.time())
     with (
-        StaticExporter(exposition(time.time())) as exporter,  # prod's db (101): last attempt failed, 44 h old
+        StaticExporter(exposition(started)) as exporter,  # prod's db (101): last attempt failed, 44 h old
         run_alertmanager(config) as alertmanager,
         run_prometheus(prometheus_config(tmp_path, exporter, alertmanager.url)),
     ):
         message = telegram.wait_for_message(is_backup_failed_for_db, timeout=60)
     assert "<b>prod</b>" in message.text
     assert "guest: db (vmid 101)" in message.text
-    # the age was computed by Prometheus from the exporter's timestamp (44 h ago)
-    assert "last good backup: 1d 20h 0m" in message.text, message.text
+    # the age and the date were computed by Prometheus from the exporter's timestamp (44 h ago)
+    assert "last good backup: " in message.text and " ago)" in message.text, message.text
+    line = next(x for x in message.text.splitlines() if x.startswith("last good backup: "))
+    when = dt.datetime.strptime(line.removeprefix("last good backup: ").split(" UTC")[0], "%Y-%m-%d %H:%M")
+    assert 0 <= (started - 44 * 3600) - when.replace(tzinfo=dt.UTC).timestamp() < 60, line
+    assert "(1d 20h 0m" in line or "(1d 19h 59m" in line, line
     assert "vmid 100" not in message.text and "vmid 102" not in message.text  # healthy guests stay quiet
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_pve import FakePve
+from tests.recording_pve import FakePve
 from tests.stacks import DELETE, mutated, shipped, write_stack
 from vzkeep.apply.engine import ApplyFailed, ApplyOptions, apply_stack
 from vzkeep.apply.http import PveHttpError, PveRequest

@@ -31,9 +31,10 @@ def listing(sb: RunningSandbox, tmp_path: Path, *args: str) -> dict:
 
 def files_on_disk(sb: RunningSandbox) -> set[str]:
     out = set()
-    for storage in sb.sandbox.cluster.storages.values():
-        if storage.dump_dir.is_dir():
-            out |= {f"{storage.id}:backup/{p.name}" for p in storage.dump_dir.iterdir()
+    for storage, node in sb.sandbox.dirs.places():  # a local storage: one directory per node
+        dump = sb.sandbox.dump_dir(storage.id, node)
+        if dump.is_dir():
+            out |= {f"{storage.id}:backup/{p.name}" for p in dump.iterdir()
                     if p.name.endswith((".vma.zst", ".tar.zst"))}
     return out
 
@@ -72,11 +73,11 @@ def test_filters(sb: RunningSandbox, tmp_path: Path, args: tuple[str, ...], chec
 def test_verification_state_comes_from_the_verify_store(sb: RunningSandbox, tmp_path: Path) -> None:
     backups = listing(sb, tmp_path, "--guest", "201")["backups"]
     good, bad = backups[0], backups[1]
-    storage = sb.sandbox.cluster.storages["backup-lab"]
+    dump = sb.sandbox.dump_dir("backup-lab", "pve2")
     store = ResultStore(tmp_path / "verify.json")
     results = []
     for item in (good, bad):
-        path = storage.dump_dir / item["volid"].split("/", 1)[1]
+        path = dump / item["volid"].split("/", 1)[1]
         results.append(verify_archive(path, volid=item["volid"] if item is good else None, tz="Europe/Paris"))
     results[1].ok, results[1].problems = False, ["zstd: Restored data doesn't match checksum"]
     store.save(results)

@@ -66,7 +66,7 @@ def exposition(now: float) -> str:
             add("vzkeep_backup_last_success_timestamp_seconds", round(now - hours * 3600), env=env, vmid=vmid,
                 storage=storage)
             add("vzkeep_backup_last_size_bytes", 4_000_000_000 + int(vmid), env=env, vmid=vmid, storage=storage)
-            add("vzkeep_backup_count", 7, env=env, vmid=vmid, storage=storage)
+            add("vzkeep_backup_archives", 7, env=env, vmid=vmid, storage=storage)
         add("vzkeep_backup_last_attempt_timestamp_seconds", round(now - 3 * 3600), env=env, vmid=vmid)
         add("vzkeep_backup_last_status", status, env=env, vmid=vmid)
     for job, env, schedule, storage, status in JOBS:

@@ -17,8 +17,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sandbox_fixtures import RunningSandbox, running_sandbox
 
-from vzkeep.exporter.collect import Poller, StateInfo, match_job, proxmoxer_get
+from vzkeep.exporter import Poller, proxmoxer_get
+from vzkeep.exporter.jobs import match_job
 from vzkeep.exporter.metrics import render
+from vzkeep.exporter.snapshot import StateInfo
 from vzkeep.pve.tasklog import parse_command_line, parse_task_log
 from vzkeep.pve.upid import decode_upid
 from vzkeep.verify import ResultStore, VerifyResult
@@ -37,7 +39,7 @@ CONTRACT = {
     "vzkeep_guest_covered": {"env", "vmid"},
     "vzkeep_backup_last_success_timestamp_seconds": {"env", "vmid", "storage"},
     "vzkeep_backup_last_size_bytes": {"env", "vmid", "storage"},
-    "vzkeep_backup_count": {"env", "vmid", "storage"},
+    "vzkeep_backup_archives": {"env", "vmid", "storage"},
     "vzkeep_backup_last_attempt_timestamp_seconds": {"env", "vmid"},
     "vzkeep_backup_last_status": {"env", "vmid"},
     "vzkeep_job_info": {"job", "env", "schedule", "storage"},
@@ -46,6 +48,8 @@ CONTRACT = {
     "vzkeep_job_last_run_timestamp_seconds": {"job"},
     "vzkeep_job_last_status": {"job"},
     "vzkeep_job_expected_interval_seconds": {"job"},
+    "vzkeep_job_guests": {"job"},
+    "vzkeep_job_guests_listed": {"job"},
     "vzkeep_storage_size_bytes": {"storage", "node"},
     "vzkeep_storage_used_bytes": {"storage", "node"},
     "vzkeep_env_backup_bytes": {"env", "storage"},
@@ -143,7 +147,8 @@ def test_last_success_size_and_count_match_the_storage_content(
     scenario: RunningSandbox, polled: dict[str, Any]
 ) -> None:
     found = polled["found"]
-    listing = scenario.sandbox.listing("backup-prod", "pve1")
+    # backup-prod is a dir storage: each node holds its own guests' archives
+    listing = scenario.sandbox.listing("backup-prod", "pve1") + scenario.sandbox.listing("backup-prod", "pve2")
     by_vmid = collections.defaultdict(list)
     for entry in listing:
         by_vmid[entry["vmid"]].append(entry)
@@ -153,7 +158,7 @@ def test_last_success_size_and_count_match_the_storage_content(
         labels = {"env": "prod", "vmid": str(vmid), "storage": "backup-prod"}
         assert value(found, "vzkeep_backup_last_success_timestamp_seconds", **labels) == newest["ctime"]
         assert value(found, "vzkeep_backup_last_size_bytes", **labels) == newest["size"]
-        assert value(found, "vzkeep_backup_count", **labels) == len(entries)
+        assert value(found, "vzkeep_backup_archives", **labels) == len(entries)
     assert value(found, "vzkeep_env_backup_bytes", env="prod", storage="backup-prod") == sum(
         e["size"] for e in listing
     )
@@ -162,7 +167,7 @@ def test_last_success_size_and_count_match_the_storage_content(
 def test_a_covered_guest_without_archive_gets_a_zero_timestamp(polled: dict[str, Any]) -> None:
     labels = {"env": "prod", "vmid": str(LOCKED), "storage": "backup-prod"}
     assert value(polled["found"], "vzkeep_backup_last_success_timestamp_seconds", **labels) == 0
-    assert value(polled["found"], "vzkeep_backup_count", **labels) == 0
+    assert value(polled["found"], "vzkeep_backup_archives", **labels) == 0
 
 
 def test_a_locked_guest_fails_alone_inside_a_multi_guest_job_task(
@@ -333,9 +338,10 @@ def test_api_calls_per_poll_do_not_grow_with_guests(tmp_path: Path) -> None:
         assert len(sb.sandbox.cluster.guests) == guests_before + 40
         many = _steady_calls(sb)
     assert many == few
-    # Steady state: resources, jobs, not-backed-up; one task list per node; one listing per (storage, node),
-    # the shared offsite storage once: 3 + 2 + (local x2, backup-prod x2, backup-lab, monitoring, offsite).
-    assert few[1] == 3 + 2 + 7
+    # Steady state: resources, jobs, not-backed-up, the cluster's time, the token's permissions; one task list
+    # per node; one listing per (storage, node), the shared offsite storage once:
+    # 5 + 2 + (local x2, backup-prod x2, backup-lab, monitoring, offsite).
+    assert few[1] == 5 + 2 + 7
 
 
 # --- pure parsing, tables of named cases ------------------------------------------------------------------

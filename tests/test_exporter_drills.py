@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from vzkeep.drill import DrillResult, DrillResultStore
-from vzkeep.exporter.collect import Poller
+from vzkeep.exporter import Poller
 from vzkeep.exporter.metrics import render
 
 

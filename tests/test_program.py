@@ -273,7 +273,7 @@ def test_the_monitoring_stack_declares_the_exporters_identity():
 
     run = run_stack_file(ROOT / "Pulumi.monitoring.yaml")
     role = run.one("proxmoxve:index/roleLegacy:RoleLegacy").inputs
-    assert role == {"roleId": "VzkeepExporter", "privileges": list(EXPORTER_ROLE_PRIVILEGES)}
+    assert role == {"roleId": "VzkeepExporter", "privileges": sorted(EXPORTER_ROLE_PRIVILEGES)}
     # Listing backups needs Datastore.AllocateSpace + VM.Backup (pve-storage check_volume_access); nothing
     # that changes or deletes anything.
     assert {"Datastore.AllocateSpace", "VM.Backup", "Sys.Audit", "VM.Audit"} <= set(role["privileges"])

@@ -191,7 +191,7 @@ def test_bad_archives_are_refused_before_any_task(tmp_path: Path, name: str, gue
                                                   message: str) -> None:
     sb = make_sandbox(tmp_path)
     ct_volid = backup(sb, 101)
-    (tmp_path / "local" / "dump" / "notes.txt").write_text("hello")
+    (sb.dump_dir("local", "pve1") / "notes.txt").write_text("hello")
     with pytest.raises(PveError) as err:
         sb.restore("pve1", guest_type, restore_params(guest_type, 300, ct_volid if archive == "CT" else archive),
                    "root@pam")

@@ -13,7 +13,7 @@ from vzkeep.sandbox.clock import Clock
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.model import Cluster, Guest, Node, Pool, Storage
 from vzkeep.sandbox.scheduler import minute_ceil, vzdump_params
-from vzkeep.sandbox.vzdump import Settings
+from vzkeep.sandbox.settings import Settings
 
 T0 = 1749513600  # 2025-06-10 00:00 UTC = 02:00 in Europe/Paris
 TZ = "Europe/Paris"

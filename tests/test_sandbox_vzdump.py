@@ -15,8 +15,9 @@ import zstandard
 from vzkeep.pve import ct_tar, vma
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.model import Cluster, Guest, Node, Pool, Storage
+from vzkeep.sandbox.pveformat import command_line, format_size, render_notes
+from vzkeep.sandbox.settings import Settings
 from vzkeep.sandbox.tasks import PveError
-from vzkeep.sandbox.vzdump import Settings, command_line, format_size, render_notes
 
 # 2025-06-10 12:00:00 UTC = 14:00 in Europe/Paris (CEST, UTC+2)
 T0 = 1749556800
@@ -39,12 +40,12 @@ def make_sandbox(tmp_path: Path, cluster: Cluster | None = None, **settings) -> 
     return Sandbox.create(tmp_path / "state", cluster, stepped=True, settings=Settings(**settings))
 
 
-def dump_dir(sb: Sandbox, sid: str = "local") -> Path:
-    return sb.cluster.storages[sid].dump_dir
+def dump_dir(sb: Sandbox, sid: str = "local", node: str = "pve1") -> Path:
+    return sb.dump_dir(sid, node)
 
 
-def files(sb: Sandbox, sid: str = "local") -> list[str]:
-    d = dump_dir(sb, sid)
+def files(sb: Sandbox, sid: str = "local", node: str = "pve1") -> list[str]:
+    d = dump_dir(sb, sid, node)
     return sorted(p.name for p in d.iterdir()) if d.exists() else []
 
 
@@ -200,7 +201,9 @@ def test_all_on_a_node_skips_external_guests(tmp_path: Path) -> None:
     upid = sb.vzdump("pve2", {"all": "1", "storage": "local"}, "root@pam")
     lines = log_of(sb, upid)
     assert "INFO: skip external VMs: 100 101" in lines
-    assert [n for n in files(sb) if not n.endswith(".log")] == ["vzdump-qemu-200-2025_06_10-14_00_00.vma"]
+    # `local` is a dir storage: the archive is on pve2's own disk, not on pve1's
+    assert [n for n in files(sb, node="pve2") if not n.endswith(".log")] == ["vzdump-qemu-200-2025_06_10-14_00_00.vma"]
+    assert files(sb, node="pve1") == []
 
 
 def test_locked_guest_fails_alone_and_job_ends_with_errors(tmp_path: Path) -> None:

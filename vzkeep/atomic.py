@@ -24,12 +24,15 @@ PRIVATE = 0o600  # owner read/write: tokens, keys, credentials, state content
 PUBLIC = 0o644
 
 
-def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = PUBLIC) -> None:
+
+def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = PUBLIC, *, fsync: bool = True) -> None:
     """Replace ``path`` with ``data`` (text is written as UTF-8), atomically and durably.
 
     The temporary file is private (0600) until it has its content; it gets ``mode`` just before the
     rename, so a file holding a secret (``mode=PRIVATE``) is never readable by others, not even for
-    an instant, and a public one never shows half its content.
+    an instant, and a public one never shows half its content. ``fsync=False`` skips both flushes to
+    disk (the file's and the directory's): the rename still makes the file whole or absent for any
+    reader and after a killed process; only a power loss could lose it (for state rewritten often).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,14 +42,16 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = PU
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
-            os.fsync(handle.fileno())
+            if fsync:
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_directory(path.parent)
+    if fsync:
+        fsync_directory(path.parent)
 
 
 def write_private(path: str | os.PathLike[str], data: str | bytes) -> None:

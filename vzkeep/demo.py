@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 
 from vzkeep.config import load_stack_file, stack_file, stack_names
 from vzkeep.connection import ConnectionOptions, connect_client
-from vzkeep.exporter.collect import Poller, Snapshot
+from vzkeep.exporter import Poller, Snapshot
 from vzkeep.exporter.server import Exporter
 from vzkeep.monitoring.alert_preview import Alert, PrometheusMissing, evaluate_alerts
 from vzkeep.monitoring.render import RenderOptions, monitoring_texts

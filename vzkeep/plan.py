@@ -137,7 +137,7 @@ class ExporterIdentitySpec:
     role_id: str = "VzkeepExporter"
     token_name: str = "exporter"
     acl_path: str = "/"
-    privileges: tuple[str, ...] = EXPORTER_ROLE_PRIVILEGES
+    privileges: tuple[str, ...] = tuple(sorted(EXPORTER_ROLE_PRIVILEGES))  # a stable order: no diff per run
 
     @property
     def token_id(self) -> str:

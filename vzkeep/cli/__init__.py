@@ -48,8 +48,8 @@ COMMANDS: dict[str, Entry] = {
                      "names).", group=False),
     "drill": Entry("vzkeep.cli.drill", "Rehearse restores: each guest's newest backup into a scratch VMID, "
                    "started, timed, destroyed.", group=False),
-    "exporter": Entry("vzkeep.cli.exporter", "Serve Prometheus metrics about backups: last success, size, status "
-                      "per guest, jobs, storage.", group=False),
+    "exporter": Entry("vzkeep.cli.exporter", "Serve Prometheus metrics about backups (last success, size, status "
+                      "per guest, jobs, storage) and a status page.", group=False),
     "monitoring": Entry("vzkeep.cli.monitoring", "Monitoring: alert rules, Alertmanager route to Telegram, Grafana "
                         "dashboard.", group=True),
     "state": Entry("vzkeep.cli.state", "The IaC state on a self-hosted, versioned S3 bucket (Pulumi DIY backend, "

@@ -108,7 +108,8 @@ def check(settings: Settings) -> None:
 
 
 ListenOpt = Annotated[str | None, typer.Option(
-    "--listen", help=f"HOST:PORT to serve /metrics on [default: {DEFAULT_LISTEN}]", show_default=False)]
+    "--listen", help=f"HOST:PORT to serve /metrics and the status page / on; IPv6 in brackets, e.g. "
+    f"'[::1]:9868' [default: {DEFAULT_LISTEN}]", show_default=False)]
 IntervalOpt = Annotated[float | None, typer.Option(
     "--interval", help=f"seconds between two polls of PVE [default: {DEFAULT_INTERVAL_SECONDS:g}]",
     show_default=False)]
@@ -137,12 +138,16 @@ def exporter(
     drill_results: DrillResultsOpt = None,
     state_backend: StateBackendOpt = None,
 ) -> None:
-    """Serve Prometheus metrics about backups: last success, size, status per guest, jobs, storage.
+    """Serve Prometheus metrics about backups (last success, size, status per guest, jobs, storage) and a
+    status page.
 
-    Polls the PVE API in the background every --interval seconds with a read-only token (role PVEAuditor
-    on /) and serves the last result on http://--listen/metrics, so a scrape never waits on PVE. The
-    number of API calls per poll depends on nodes and storages, not on guests. If PVE is unreachable,
-    vzkeep_up drops to 0 and the last good data stays, marked by vzkeep_poll_timestamp_seconds.
+    Polls the PVE API in the background every --interval seconds and serves the last result on
+    http://--listen/metrics (and a page for people on http://--listen/), so a scrape never waits on PVE.
+    The token needs the role of docs/exporter.md (PVEAuditor is not enough: PVE shows backups only to
+    Datastore.AllocateSpace + VM.Backup); a missing privilege is logged with the pveum command that grants
+    it and published as vzkeep_missing_privilege. The number of API calls per poll depends on nodes and
+    storages, not on guests. If PVE is unreachable, vzkeep_up drops to 0 and the last good data stays,
+    marked by vzkeep_poll_timestamp_seconds.
 
     Exit codes: 0 ok (or stopped by a signal), 1 with --once when the poll failed, 2 bad options or config.
 
@@ -167,7 +172,9 @@ def exporter(
 
 
 def _poller(settings: Settings) -> Any:
-    from vzkeep.exporter.collect import Poller, proxmoxer_get, state_reader_for
+    from vzkeep.exporter.api import proxmoxer_get
+    from vzkeep.exporter.poller import Poller
+    from vzkeep.exporter.results import state_reader_for
 
     state_reader = None
     if settings.state_backend:
@@ -179,16 +186,19 @@ def _poller(settings: Settings) -> Any:
             raise UsageError(f"--state-backend: {exc}", exc.hint) from None
     try:
         api = connect(settings.connection)
+        target = resolve(settings.connection)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return Poller(proxmoxer_get(api), verify_results=settings.verify_results,
-                  drill_results=settings.drill_results, state_reader=state_reader)
+                  drill_results=settings.drill_results, state_reader=state_reader,
+                  authid=f"{target.user}!{target.token_name}")
 
 
 def _print_once(poller: Any, as_json: bool) -> None:
-    from vzkeep.exporter.collect import snapshot_to_json
     from vzkeep.exporter.metrics import render
+    from vzkeep.exporter.snapshot import snapshot_to_json
 
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     snapshot = poller.poll()
     if as_json:  # the exporter's own JSON, laid out like every other --json
         output.emit_json(json.loads(snapshot_to_json(snapshot)))
@@ -201,8 +211,11 @@ def _print_once(poller: Any, as_json: bool) -> None:
 
 
 def _serve(poller: Any, settings: Settings) -> None:
+    from vzkeep.exporter.server import return_large_buffers_to_the_system
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    return_large_buffers_to_the_system()
     try:
         server = Exporter(poller, settings.listen, settings.interval)
     except OSError as exc:
@@ -212,7 +225,8 @@ def _serve(poller: Any, settings: Settings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     target = resolve(settings.connection)  # its repr never shows the token secret
-    log.info("serving %s, polling %r every %gs", server.url, target, settings.interval)
+    log.info("serving %s (status page %s), polling %r every %gs", server.url, server.page_url, target,
+             settings.interval)
     with server:
         stop.wait()
     log.info("stopped")

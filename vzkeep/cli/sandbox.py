@@ -25,7 +25,7 @@ from vzkeep.sandbox.faults import KINDS
 from vzkeep.sandbox.seed import parse_size
 
 app = sub_app("An emulated Proxmox VE cluster on 127.0.0.1 (`serve`), and the knobs to drive it.")
-node_app = sub_app("Add a node; power a node off or on.")
+node_app = sub_app("Add a node; power a node off or on; lose one for good.")
 guest_app = sub_app("Add, delete, lock guests; read a guest's disk digest.")
 app.add_typer(node_app, name="node")
 app.add_typer(guest_app, name="guest")
@@ -238,7 +238,8 @@ def status(sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: Js
     table = Table("storage", "type", "used", "total", "used %")
     for s in data["storages"]:
         pct = f"{100 * s['used'] / s['total']:.1f}" if s["total"] else "-"
-        table.add_row(s["storage"], s["type"], output.human_size(s["used"]), output.human_size(s["total"]), pct)
+        where = s["storage"] + (f" ({s['node']})" if s.get("node") else "")  # a local storage: one row per node
+        table.add_row(where, s["type"], output.human_size(s["used"]), output.human_size(s["total"]), pct)
     _out().print(table)
     for fault in data.get("faults", []):
         _out().print(f"fault armed: {fault['kind']} x{fault['count']}" + ("" if fault["cleanup"] else " (no cleanup)"))
@@ -285,6 +286,19 @@ def node_up(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json")
     _out().print(f"node {node} is up")
 
 
+@node_app.command("lose")
+def node_lose(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: JsonOpt = False) -> None:
+    """Lose a node for good, with its disk: it goes down, its guests and the backups on its local
+    storages are gone; shared storages (the NAS) keep everything. Restore from offsite, then add a
+    fresh node (`node add`, the same name works).
+
+    Example: vzkeep sandbox node lose pve1
+    """
+    data = _control(sandbox, "POST", f"/nodes/{node}/lose")
+    _show(data, as_json, f"node {node} is lost: guests {', '.join(map(str, data['guests'])) or '-'}, "
+                         f"local storages {', '.join(data['storages']) or '-'} gone with it")
+
+
 @app.command()
 def capacity(
     storage: str, size: Annotated[str, typer.Argument(help="new capacity, e.g. 5GiB; 0 = unlimited")],
@@ -307,6 +321,8 @@ def fill(
     storage: str,
     percent: Annotated[float | None, typer.Option("--percent", help="fill up to this share of capacity")] = None,
     size: Annotated[str | None, typer.Option("--bytes", help="occupy this much more, e.g. 1GiB")] = None,
+    node: Annotated[str | None, typer.Option(
+        "--node", help="whose copy of a local storage that several nodes list")] = None,
     sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
 ) -> None:
     """Occupy space on a storage (a filler file outside dump/), to test the 80% alert or ENOSPC.
@@ -322,7 +338,7 @@ def fill(
         size_bytes = parse_size(size) if size is not None else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    data = _control(sandbox, "POST", f"/storage/{storage}/fill", percent=percent, bytes=size_bytes)
+    data = _control(sandbox, "POST", f"/storage/{storage}/fill", percent=percent, bytes=size_bytes, node=node)
     _out().print(f"{storage}: used {output.human_size(data['used'])} of {output.human_size(data['total'])}")
 
 
@@ -331,6 +347,8 @@ def corrupt(
     volid: Annotated[str, typer.Argument(help="the archive, e.g. backup-prod:backup/vzdump-qemu-101-….vma.zst")],
     how: Annotated[str, typer.Option("--how", help="flip (bytes), truncate, or zero (a block)")] = "flip",
     offset: Annotated[int | None, typer.Option("--offset", help="where, in bytes (default: mid-file)")] = None,
+    node: Annotated[str | None, typer.Option(
+        "--node", help="whose copy, for a local storage that several nodes list")] = None,
     sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
 ) -> None:
     """Damage an archive the way disks do; verify and restore must notice.
@@ -339,7 +357,7 @@ def corrupt(
     """
     if how not in ("flip", "truncate", "zero"):
         raise UsageError(f"--how {how!r}: use flip, truncate or zero")
-    _control(sandbox, "POST", "/corrupt", volid=volid, how=how, offset=offset)
+    _control(sandbox, "POST", "/corrupt", volid=volid, how=how, offset=offset, node=node)
     _out().print(f"{volid}: corrupted ({how})")
 
 

@@ -1,8 +1,11 @@
 """`vzkeep exporter`: Prometheus metrics about backups, polled from the PVE API (docs/exporter.md).
 
-- ``collect``: one poll (a bounded set of API calls) → a plain ``Snapshot``; ``Poller`` caches task logs.
-- ``metrics``: ``Snapshot`` → Prometheus exposition, one collector per concern (``render``).
-- ``server``: background poll loop and the HTTP server that serves the last snapshot (``Exporter``).
+One module per concern:
+- ``api``: the seam to PVE (``ApiGet``); ``resources``, ``jobs``, ``tasks``, ``archives``, ``clock``,
+  ``privileges``, ``results``: one part of a poll each; ``poller``: one poll → a plain ``Snapshot``
+  (``snapshot``);
+- ``metrics``: ``Snapshot`` → Prometheus collectors, one per concern; ``exposition``: ``/metrics`` bodies;
+  ``status_page``: the HTML page at ``/``; ``server``: the poll loop and the HTTP server (``Exporter``).
 
 For other modules::
 
@@ -15,8 +18,10 @@ For other modules::
 
 from __future__ import annotations
 
-from vzkeep.exporter.collect import Poller, Snapshot, proxmoxer_get
+from vzkeep.exporter.api import ApiGet, proxmoxer_get
 from vzkeep.exporter.metrics import render
+from vzkeep.exporter.poller import Poller
 from vzkeep.exporter.server import DEFAULT_LISTEN, Exporter
+from vzkeep.exporter.snapshot import Snapshot
 
-__all__ = ["DEFAULT_LISTEN", "Exporter", "Poller", "Snapshot", "proxmoxer_get", "render"]
+__all__ = ["DEFAULT_LISTEN", "ApiGet", "Exporter", "Poller", "Snapshot", "proxmoxer_get", "render"]

@@ -1,8 +1,8 @@
 """A ``Snapshot`` as Prometheus metrics: one collector per concern, in the style of prometheus-pve-exporter.
 
-Metric names and labels are the contract of issue 5 (the alert rules and the dashboard query them): prefix
-``vzkeep_``, units in names, ``env`` = the guest's pool (or the job's pool), "" for none. Each scrape builds a
-fresh registry over the current snapshot (``render``), so a scrape only formats data already in memory.
+Metric names and labels are a contract (the alert rules and the dashboard query them, docs/exporter.md lists
+them): prefix ``vzkeep_``, base units in names, ``env`` = the guest's pool (or the job's pool), "" for none.
+``registry_for`` builds a registry over one snapshot; the HTTP server formats it once per snapshot and format.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from vzkeep.exporter.collect import Snapshot
+from vzkeep.exporter.snapshot import Snapshot
 
 GUEST_LABELS = ["env", "vmid"]
 ARCHIVE_LABELS = ["env", "vmid", "storage"]
@@ -51,7 +51,7 @@ class ExporterCollector(Collector):
         yield GaugeMetricFamily(
             "vzkeep_poll_duration_seconds", "Wall time the last poll took", value=s.poll_duration
         )
-        # Pre-initialised at 0, so increase() sees the first failure (reference/monitoring.md §5.1).
+        # Pre-initialised at 0, so increase() sees the first failure.
         yield CounterMetricFamily(
             "vzkeep_poll_errors", "Polls that failed in at least one part since start", value=s.poll_errors
         )
@@ -65,6 +65,8 @@ class GuestCollector(Collector):
     # TYPE vzkeep_guest_covered gauge
     vzkeep_guest_covered{env="prod",vmid="100"} 1.0
     """
+
+    INPUTS = ("guests", "covered")  # the snapshot fields it reads
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -96,6 +98,8 @@ class ArchiveCollector(Collector):
     vzkeep_backup_last_success_timestamp_seconds{env="prod",vmid="100",storage="backup-prod"} 1.7957412e+09
     """
 
+    INPUTS = ("archives",)  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -110,7 +114,8 @@ class ArchiveCollector(Collector):
             "Size of the guest's newest archive on the storage",
             ARCHIVE_LABELS,
         )
-        count = _gauge("vzkeep_backup_count", "Archives of the guest on the storage", ARCHIVE_LABELS)
+        # Not `_count`: that suffix belongs to summaries and histograms (promtool check metrics).
+        count = _gauge("vzkeep_backup_archives", "Archives of the guest on the storage", ARCHIVE_LABELS)
         env_bytes = _gauge(
             "vzkeep_env_backup_bytes",
             "Bytes of all archives of an environment on a storage",
@@ -135,6 +140,8 @@ class AttemptCollector(Collector):
     vzkeep_backup_last_status{env="prod",vmid="100"} 1.0
     """
 
+    INPUTS = ("attempts", "guests")  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -150,7 +157,7 @@ class AttemptCollector(Collector):
             GUEST_LABELS,
         )
         for attempt in self.snapshot.attempts:
-            labels = [attempt.env, str(attempt.vmid)]
+            labels = [self.snapshot.env_of(attempt.vmid), str(attempt.vmid)]
             when.add_metric(labels, attempt.timestamp)
             status.add_metric(labels, 1 if attempt.ok else 0)
         yield when
@@ -163,6 +170,8 @@ class JobCollector(Collector):
     # TYPE vzkeep_job_info gauge
     vzkeep_job_info{job="vzkeep-prod",env="prod",schedule="02:00",storage="backup-prod"} 1.0
     """
+
+    INPUTS = ("jobs",)  # the snapshot fields it reads
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -186,6 +195,13 @@ class JobCollector(Collector):
             "Longest gap between two runs of the job's schedule",
             ["job"],
         )
+        guests = _gauge("vzkeep_job_guests", "Guests the job selects", ["job"])
+        listed = _gauge(
+            "vzkeep_job_guests_listed",
+            "Guests of the job with at least one archive listed on the job's storage (0 while the job's runs "
+            "end OK means the token cannot see the backups, or they are written elsewhere)",
+            ["job"],
+        )
         for job in self.snapshot.jobs:
             info.add_metric([job.id, job.env, job.schedule, job.storage], 1)
             enabled.add_metric([job.id], 1 if job.enabled else 0)
@@ -193,7 +209,9 @@ class JobCollector(Collector):
             _add_optional(last_run, job.id, job.last_run)
             _add_optional(last_status, job.id, None if job.last_status is None else int(job.last_status))
             _add_optional(interval, job.id, job.expected_interval)
-        yield from (info, enabled, next_run, last_run, last_status, interval)
+            guests.add_metric([job.id], job.guests)
+            listed.add_metric([job.id], job.guests_listed)
+        yield from (info, enabled, next_run, last_run, last_status, interval, guests, listed)
 
 
 def _add_optional(metric: GaugeMetricFamily, job: str, value: float | None) -> None:
@@ -202,12 +220,64 @@ def _add_optional(metric: GaugeMetricFamily, job: str, value: float | None) -> N
         metric.add_metric([job], value)
 
 
+class ClusterCollector(Collector):
+    """The cluster's own clock (``GET /nodes/{node}/time``): the rules measure ages against it.
+
+    # TYPE vzkeep_cluster_time_seconds gauge
+    vzkeep_cluster_time_seconds 1.7957412e+09
+    """
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        clock = self.snapshot.clock
+        if clock is None:
+            return  # a PVE without the call: the rules fall back to Prometheus' own time()
+        yield GaugeMetricFamily(
+            "vzkeep_cluster_time_seconds",
+            "The cluster's clock (Unix time) as read from a node during the last poll; backup ages are measured "
+            "against it",
+            value=clock.time,
+        )
+        zone = _gauge("vzkeep_cluster_timezone_info", "The time zone of the node the clock was read from; always 1",
+                      ["node", "timezone"])
+        zone.add_metric([clock.node, clock.timezone], 1)
+        yield zone
+
+
+class PrivilegeCollector(Collector):
+    """Privileges the exporter's token lacks (``GET /access/permissions``): what PVE then hides from it.
+
+    # TYPE vzkeep_missing_privilege gauge
+    vzkeep_missing_privilege{privilege="VM.Backup",path="/vms"} 1.0
+    """
+
+    INPUTS = ("missing_privileges",)  # the snapshot fields it reads
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        missing = _gauge(
+            "vzkeep_missing_privilege",
+            "1 for each PVE privilege the exporter's token lacks on a path it reads (docs/exporter.md has the "
+            "role to grant)",
+            ["privilege", "path"],
+        )
+        for m in self.snapshot.missing_privileges:
+            missing.add_metric([m.privilege, m.path], 1)
+        yield missing
+
+
 class StorageCollector(Collector):
     """Backup storages per node, from ``/cluster/resources`` (a shared storage appears once per node).
 
     # TYPE vzkeep_storage_used_bytes gauge
     vzkeep_storage_used_bytes{storage="backup-prod",node="pve1"} 4.2e+09
     """
+
+    INPUTS = ("storages",)  # the snapshot fields it reads
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -228,6 +298,8 @@ class StorageCollector(Collector):
 
 class VerifyCollector(Collector):
     """Results of ``vzkeep verify`` for each guest's newest verified archive (``--verify-results``)."""
+
+    INPUTS = ("verifications",)  # the snapshot fields it reads
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -256,6 +328,8 @@ class VerifyCollector(Collector):
 class DrillCollector(Collector):
     """Restore drills (``--drill-results``): did the newest one pass, how long it took, last success."""
 
+    INPUTS = ("drills",)  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -282,6 +356,8 @@ class DrillCollector(Collector):
 class StateCollector(Collector):
     """The Pulumi state bucket (``--state-backend``)."""
 
+    INPUTS = ("state",)  # the snapshot fields it reads
+
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
@@ -304,20 +380,31 @@ class StateCollector(Collector):
         yield last
 
 
+# What changes with every poll: the exporter's own health and the cluster's clock.
+LIVE_COLLECTORS: tuple[type[Collector], ...] = (ExporterCollector, ClusterCollector)
+# What changes only when the cluster does (a backup, a prune, a new guest): each says what it reads in
+# ``INPUTS``, so its output is formatted again only when those changed (``inputs_of``).
+DATA_COLLECTORS: tuple[type[Collector], ...] = (
+    GuestCollector,
+    ArchiveCollector,
+    AttemptCollector,
+    JobCollector,
+    PrivilegeCollector,
+    StorageCollector,
+    VerifyCollector,
+    DrillCollector,
+    StateCollector,
+)
+
+
+def inputs_of(kind: type[Collector], snapshot: Snapshot) -> tuple[object, ...]:
+    """What a data collector reads: two snapshots with equal inputs give it the same output."""
+    return tuple(getattr(snapshot, name) for name in kind.INPUTS)  # type: ignore[attr-defined]
+
+
 def collectors(snapshot: Snapshot) -> Iterable[Collector]:
     """The collectors a scrape runs: all of them; the optional ones publish nothing without their input."""
-    kinds = (
-        ExporterCollector,
-        GuestCollector,
-        ArchiveCollector,
-        AttemptCollector,
-        JobCollector,
-        StorageCollector,
-        VerifyCollector,
-        DrillCollector,
-        StateCollector,
-    )
-    return [kind(snapshot) for kind in kinds]
+    return [kind(snapshot) for kind in (*LIVE_COLLECTORS, *DATA_COLLECTORS)]
 
 
 def registry_for(snapshot: Snapshot) -> CollectorRegistry:

@@ -17,6 +17,16 @@ EXPORTER_JOB = "vzkeep"
 # The port `vzkeep exporter` listens on by default; the scrape job and the stack settings follow it.
 EXPORTER_PORT = 9868
 
+# "Now" for every age of the cluster's own data (archives, job runs, attempts): the cluster's clock as the
+# exporter read it (`GET /nodes/{node}/time`), not Prometheus' time(). Archive and task times come from the
+# nodes' clocks, so an age is right even when the Prometheus host's clock drifts, and on a sandbox whose
+# clock runs ahead of, behind or faster than the wall clock. Before the exporter has read the cluster's
+# clock (a PVE without the call), Prometheus' own time() stands in. The value lags by at most one poll.
+CLUSTER_NOW = "scalar(max(vzkeep_cluster_time_seconds) or vector(time()))"
+# How fast the cluster's clock runs against Prometheus' (1 on a real cluster; more on a sandbox run faster):
+# growth per second of Prometheus' time divided by it is growth per second of the cluster's time.
+CLUSTER_CLOCK_RATE = "scalar(max(deriv(vzkeep_cluster_time_seconds[{window}])) > 0 or vector(1))"
+
 
 class Thresholds(Protocol):
     """What the renderers read from ``vzkeep.plan.AlertThresholds`` (duck-typed so tests build their own)."""
@@ -41,7 +51,11 @@ class Thresholds(Protocol):
 
 @dataclass(frozen=True)
 class DeliveryTiming:
-    """Intervals on the path exporter → Prometheus → Alertmanager → Telegram (reference/monitoring.md §5.3).
+    """Intervals on the path exporter → Prometheus → Alertmanager → Telegram.
+
+    An alert becomes pending at the first evaluation that sees the sample and fires at the first one where it
+    has been pending for ``for`` (Prometheus ``rules/alerting.go``); Alertmanager flushes a new group after
+    ``group_wait`` and an existing one at its next ``group_interval`` tick (``dispatch/dispatch.go``).
 
     Worst case for an event alert (a backup's last status flips to 0):
         T_max = poll + scrape + evaluation + ceil(for/evaluation)·evaluation + max(group_wait, group_interval)

@@ -1,10 +1,12 @@
 """Alertmanager route and Telegram receiver for vzkeep's alerts (``component="backup"``).
 
 Target: Alertmanager 0.25 (Debian 12). Its ``telegram_configs`` has no ``bot_token_file`` (added in 0.26),
-so the rendered file holds the token inline (reference/monitoring.md §4.2-4.3): ``render.py`` writes it
+so the rendered file holds the token inline (Alertmanager 0.25 ``config/notifiers.go`` TelegramConfig;
+``bot_token_file`` came with 0.26, CHANGELOG.md #3226): ``render.py`` writes it
 with mode 0600 and nothing here ever prints it; use ``redacted()`` for anything shown to a person.
-0.25's templates also lack ``humanizeDuration``/``since``, so a backup's age comes from the ``age``
-annotation that Prometheus computes (rules.py) instead of being computed here.
+0.25's templates also lack ``humanizeDuration``/``since``, so a backup's age and date come from the ``age`` and
+``last_backup`` annotations that Prometheus computes (rules.py), on the cluster's clock, instead of being
+computed here on Alertmanager's (which would show a negative age for a cluster whose clock is ahead).
 
 Homelab choices (one admin, one phone):
 - group by ``env``: a night where several prod guests fail gives one message listing them, not ten;
@@ -34,7 +36,8 @@ REDACTED = "<secret>"
 PARSE_MODES = ("HTML", "Markdown", "MarkdownV2")
 
 # Go template rendered by Alertmanager's HTML engine: labels and annotations are HTML-escaped by it, the tags
-# written here are kept (reference §4.3). One block per alert: guest, environment, status, age.
+# written here are kept (Alertmanager 0.25 CHANGELOG.md: HTML template engine with parse_mode HTML, #3183). One
+# block per alert: guest, environment, status, and for backup alerts when the last good backup was made.
 TELEGRAM_MESSAGE = """\
 {{ if eq .Status "firing" }}🔴 <b>{{ len .Alerts.Firing }} backup alert(s) firing</b>\
 {{ else }}✅ <b>Backup alerts resolved</b>{{ end }} in <b>{{ .CommonLabels.env }}</b>
@@ -46,7 +49,10 @@ TELEGRAM_MESSAGE = """\
 {{ end }}{{ if .Labels.job }}job: {{ .Labels.job }}
 {{ end }}environment: {{ .Labels.env }}
 status: {{ if eq .Status "firing" }}FIRING{{ else }}resolved{{ end }}
-{{ if .Annotations.age }}last good backup: {{ .Annotations.age }}{{ if ne .Annotations.age "never" }} ago{{ end }}
+{{ if .Annotations.age }}last good backup: {{ if eq .Annotations.age "never" }}never\
+{{ else if .Annotations.last_backup }}{{ .Annotations.last_backup }} ({{ .Annotations.age }} ago)\
+{{ else }}{{ .Annotations.age }} ago{{ end }}
+{{ end }}{{ if .Annotations.last_run }}last run: {{ .Annotations.last_run }}
 {{ end }}{{ .Annotations.summary }}
 runbook: {{ .Annotations.runbook_url }}
 {{ end }}"""

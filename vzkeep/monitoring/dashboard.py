@@ -1,7 +1,9 @@
-"""Grafana dashboard for vzkeep backups, as plain JSON for file provisioning (reference/monitoring.md §6.1).
+"""Grafana dashboard for vzkeep backups, as plain JSON for file provisioning (Grafana's "Dashboard JSON model",
+https://grafana.com/docs/grafana/latest/dashboards/build-dashboards/view-dashboard-json-model/).
 
 No ``__inputs``/``${DS_PROMETHEUS}`` (file provisioning cannot resolve them, grafana#10786) and no ``id``:
 the datasource is the ``datasource`` variable, so the file works with any Prometheus datasource name.
+Ages are measured against the cluster's clock (``vzkeep.monitoring.CLUSTER_NOW``), like the alerts.
 One row per environment (a row repeated over the ``env`` variable), plus exporter health at the top.
 
 ``panel_queries()`` lists every query so tests (and the end-to-end harness) run each one against a real
@@ -14,6 +16,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from vzkeep.monitoring import CLUSTER_NOW
 
 UID = "vzkeep-backups"
 TITLE = "vzkeep backups"
@@ -42,7 +46,7 @@ OFFSITE_NEWEST = (
 GUEST_TABLE = [  # (refId, column title, expr, unit or mapping; None = the labels-only first query)
     ("A", "guest", f"max by (env, vmid, name, type, node) (vzkeep_guest_info{{{ENV}}})", None),
     ("B", "Last success", f"{NEWEST} * 1000", "dateTimeAsIso"),
-    ("C", "Age", f"time() - {NEWEST}", "dtdurations"),
+    ("C", "Age", f"clamp_min({CLUSTER_NOW} - {NEWEST}, 0)", "dtdurations"),
     ("D", "Size", f"max by (env, vmid) (vzkeep_backup_last_size_bytes{{{ENV}}})", "bytes"),
     ("E", "Last status", f"max by (env, vmid) (vzkeep_backup_last_status{{{ENV}}})", "status"),
     ("F", "Covered", f"max by (env, vmid) (vzkeep_guest_covered{{{ENV}}})", "covered"),
@@ -186,7 +190,7 @@ def _environment_panels(y: int) -> list[dict[str, Any]]:
         _stat("Failed backups", f"count(max by (vmid) (vzkeep_backup_last_status{{{ENV}}}) == 0) or vector(0)",
               (6, y + 1, 6, 4), "none", _thresholds(("green", None), ("red", 1)),
               "Guests whose last backup attempt failed."),
-        _stat("Oldest last backup", f"max(time() - {NEWEST})", (12, y + 1, 6, 4), "dtdurations",
+        _stat("Oldest last backup", f"max(clamp_min({CLUSTER_NOW} - {NEWEST}, 0))", (12, y + 1, 6, 4), "dtdurations",
               _thresholds(("green", None), ("orange", 26 * 3600), ("red", 48 * 3600)),
               "Age of the newest archive of the guest that waited longest."),
         _stat("Backup size", f"sum(vzkeep_env_backup_bytes{{{ENV}}})", (18, y + 1, 6, 4), "bytes",

@@ -56,7 +56,7 @@ def write_private(path: Path, text: str) -> None:
 def scrape_config(targets: Sequence[str], timing: DeliveryTiming = SHIPPED_TIMING) -> dict[str, Any]:
     """The Prometheus scrape job for the vzkeep exporter.
 
-    ``honor_labels``: the job metrics carry their own ``job`` label (the PVE backup job id, issue 5); without
+    ``honor_labels``: the job metrics carry their own ``job`` label (the PVE backup job id); without
     it Prometheus renames that label ``exported_job`` and every job alert would match nothing.
     """
     return {

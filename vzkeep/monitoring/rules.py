@@ -6,9 +6,14 @@ Two rule files come out of here:
 - ``vzkeep-global.rules.yml``: alerts that belong to no environment (the exporter itself, guests in no pool).
   It does not depend on the stack, so every stack renders the same file and deploying it twice is harmless.
 
-Metric names are the exporter's contract (issue 5). Patterns follow reference/monitoring.md §5.1: a
-last-status gauge for "failed", ``time() - last_success`` plus an ``unless`` join for "missing or never",
-``predict_linear`` over ≥ 24 h because backup storage use is a sawtooth (§5.2).
+Metric names are the exporter's contract (docs/exporter.md). The patterns are Prometheus' own advice for batch
+jobs (https://prometheus.io/docs/practices/instrumentation/#batch-jobs): a last-status gauge for "failed", the
+age of the last success for "missing", plus an ``unless`` join for "never" because an absent series would
+make the alert resolve instead of fire; a linear forecast over 24 h for the fill, because backup storage use
+is a sawtooth (a nightly write, then pruning) that shorter windows mis-extrapolate.
+
+Ages are measured against the cluster's clock (``CLUSTER_NOW``), not Prometheus' ``time()``: archive and
+task times are the nodes', and a monitoring host's clock, or a sandbox's, may differ from them.
 Every expression aggregates to the labels the alert needs, so the scrape's ``instance`` does not leak into
 alerts and two exporter replicas do not double them.
 """
@@ -22,13 +27,20 @@ from typing import Any
 
 import yaml
 
-from vzkeep.monitoring import EXPORTER_JOB, SHIPPED_TIMING, DeliveryTiming, Thresholds
+from vzkeep.monitoring import (
+    CLUSTER_CLOCK_RATE,
+    CLUSTER_NOW,
+    EXPORTER_JOB,
+    SHIPPED_TIMING,
+    DeliveryTiming,
+    Thresholds,
+)
 
 DEFAULT_RUNBOOK_BASE = "docs/runbooks/alerts.md"
 GLOBAL_RULE_FILE = "vzkeep-global.rules.yml"
 GLOBAL_ENV_LABEL = "all"  # alerts about the whole installation (exporter down)
 NO_POOL_ENV_LABEL = "none"  # guests in no pool belong to no environment
-# A time-threshold alert's `for` only absorbs one odd scrape; it adds latency, so keep it short (§5.1).
+# A time-threshold alert's `for` only absorbs one odd scrape; it adds latency, so keep it short.
 STALE_FOR_SECONDS = 5 * 60
 # Guests just created outside a pool get a quarter of an hour to be put into one.
 NOT_COVERED_FOR_SECONDS = 15 * 60
@@ -36,7 +48,7 @@ STORAGE_FULL_FOR_SECONDS = 3600
 STORAGE_ABOVE_FOR_SECONDS = 5 * 60
 EXPORTER_DOWN_FOR_SECONDS = 2 * 60
 EXPORTER_STALE_POLL_SECONDS = 10 * 60
-# PVE's scheduler starts jobs on the minute (pvescheduler, reference/pve.md §3.5); a run counts as
+# PVE's scheduler starts jobs on the minute (pve-manager PVE/Service/pvescheduler.pm); a run counts as
 # missed once the longest gap of the schedule plus this slack has passed without a start.
 MISSED_RUN_SLACK_SECONDS = 15 * 60
 RANGE_FOR_PREDICTION = "24h"
@@ -56,12 +68,14 @@ class AlertRule:
     description: str
     for_seconds: int = 0
     labels: Mapping[str, str] = field(default_factory=dict)
-    age_template: str | None = None
+    age_template: str | None = None  # "2d 3h": how long ago the last good backup was made
+    extra_annotations: Mapping[str, str] = field(default_factory=dict)  # e.g. the date of the last backup
 
     def to_dict(self, runbook_base: str) -> dict[str, Any]:
         annotations = {"summary": self.summary, "description": self.description}
         if self.age_template is not None:
             annotations["age"] = self.age_template
+        annotations.update(self.extra_annotations)
         annotations["runbook_url"] = f"{runbook_base}#{self.alert.lower()}"
         rule: dict[str, Any] = {"alert": self.alert, "expr": self.expr}
         if self.for_seconds:
@@ -102,14 +116,34 @@ def _with_guest(expr: str, env: str) -> str:
     return f"({expr}) * on (env, vmid) group_left ({GUEST_LABELS}) {info}"
 
 
-def _age_template(env_storage: str) -> str:
-    """Annotation text: how long ago the guest's newest archive on that storage was written."""
+def _newest_archive_query(storage: str) -> str:
+    """Template expression: a printf building the query of the guest's newest archive time on ``storage``."""
+    return (
+        'printf "max(vzkeep_backup_last_success_timestamp_seconds{env=%q,vmid=%q,storage=%q} > 0)" '
+        f'$labels.env $labels.vmid "{storage}"'
+    )
+
+
+def _age_template(storage: str) -> str:
+    """Annotation text: how long ago, on the cluster's clock, the guest's newest archive on ``storage`` was
+    written ("2d 0h 11m 0s"; never negative: a node's clock a little ahead of another's reads 0s)."""
     query = (
-        'printf "time() - max(vzkeep_backup_last_success_timestamp_seconds'
-        f'{{env=%q,vmid=%q,storage=%q}} > 0)" $labels.env $labels.vmid "{env_storage}"'
+        f'printf "clamp_min({CLUSTER_NOW} - max(vzkeep_backup_last_success_timestamp_seconds'
+        f'{{env=%q,vmid=%q,storage=%q}} > 0), 0)" $labels.env $labels.vmid "{storage}"'
     )
     found = "{{ . | first | value | humanizeDuration }}"
     return f"{{{{ with {query} | query }}}}{found}{{{{ else }}}}never{{{{ end }}}}"
+
+
+def _when_template(query: str) -> str:
+    """Annotation text: the date a timestamp query gives, "2026-11-22 01:00 UTC" (templates cannot convert to
+    the nodes' zone, so it is UTC and says so); "never" when there is none."""
+    found = '{{ (. | first | value | toTime).Format "2006-01-02 15:04 MST" }}'
+    return f"{{{{ with {query} | query }}}}{found}{{{{ else }}}}never{{{{ end }}}}"
+
+
+def _backup_annotations(storage: str) -> dict[str, str]:
+    return {"last_backup": _when_template(_newest_archive_query(storage))}
 
 
 def window_seconds(start: str, end: str) -> int:
@@ -161,6 +195,7 @@ def backup_failed_rules(t: Thresholds) -> list[AlertRule]:
                 f"--storage {t.storage_id}"
             ),
             age_template=_age_template(t.storage_id),
+            extra_annotations=_backup_annotations(t.storage_id),
         )
     ]
 
@@ -175,7 +210,7 @@ def _stale_and_never(
     added to the pool today is not reported before its first scheduled run had a chance.
     """
     newest = _sel("vzkeep_backup_last_success_timestamp_seconds", env=t.env, storage=storage)
-    stale = f"time() - max by (env, vmid) ({newest} > 0) > {threshold}"
+    stale = f"{CLUSTER_NOW} - max by (env, vmid) ({newest} > 0) > {threshold}"
     never = (
         f"max by (env, vmid) ({_sel('vzkeep_guest_covered', env=t.env)}) == 1 "
         f"unless on (env, vmid) ({newest} > 0)"
@@ -198,6 +233,7 @@ def _stale_and_never(
                 f"{storage} newer than {limit}. {action}"
             ),
             age_template=_age_template(storage),
+            extra_annotations=_backup_annotations(storage),
         ),
         AlertRule(
             alert=alert,
@@ -245,7 +281,7 @@ def _backup_storages(t: Thresholds) -> str:
 
 
 def storage_rules(t: Thresholds) -> list[AlertRule]:
-    # A shared storage is reported once per node: `max by (storage)` counts it once (§5.2).
+    # A shared storage is reported once per node: `max by (storage)` counts it once.
     storages = _backup_storages(t)
     used = f'vzkeep_storage_used_bytes{{storage=~"{storages}"}}'
     size = f'vzkeep_storage_size_bytes{{storage=~"{storages}"}}'
@@ -272,10 +308,7 @@ def storage_rules(t: Thresholds) -> list[AlertRule]:
         ),
         AlertRule(
             alert="BackupStorageFullSoon",
-            expr=(
-                f"max by (storage) (predict_linear({used}[{RANGE_FOR_PREDICTION}], "
-                f"{t.storage_full_horizon_seconds}) / {size}) >= 1"
-            ),
+            expr=_fill_forecast(used, size, t.storage_full_horizon_seconds),
             for_seconds=STORAGE_FULL_FOR_SECONDS,
             severity="warning",
             labels=env_label,
@@ -289,6 +322,51 @@ def storage_rules(t: Thresholds) -> list[AlertRule]:
     ]
 
 
+def _fill_forecast(used: str, size: str, horizon_seconds: int) -> str:
+    """Used bytes ``horizon_seconds`` of cluster time from now, over the size, at the last day's growth.
+
+    ``predict_linear(used[24h], horizon)`` in the cluster's time: the fitted value now plus the slope per
+    second of Prometheus' time divided by how fast the cluster's clock runs (1 on a real cluster, where this is
+    exactly ``predict_linear``), so a sandbox that runs a day per minute forecasts days, not minutes.
+    """
+    window = RANGE_FOR_PREDICTION
+    rate = CLUSTER_CLOCK_RATE.format(window=window)
+    return (
+        f"max by (storage) ((predict_linear({used}[{window}], 0) + deriv({used}[{window}]) / {rate} "
+        f"* {horizon_seconds}) / {size}) >= 1"
+    )
+
+
+def backups_not_listed_rules(t: Thresholds) -> list[AlertRule]:
+    """A job's runs end OK but its storage lists none of its guests' backups.
+
+    The signature of a token that may not see backup volumes: PVE lists a backup only to a caller with
+    ``Datastore.AllocateSpace`` on the storage and ``VM.Backup`` on the guest (pve-storage ``src/PVE/Storage.pm``
+    ``check_volume_access``) and answers everyone else with an empty list, not an error. Also fires when the
+    job writes somewhere the exporter does not list (a storage without ``backup`` content, or disabled).
+    """
+    jobs = "|".join(j for j in (t.job_id, t.offsite_job_id) if j)
+    ran_ok = f'max by (job) (vzkeep_job_last_status{{job=~"{jobs}"}}) == 1'
+    listed_none = f'max by (job) (vzkeep_job_guests_listed{{job=~"{jobs}"}}) == 0'
+    has_guests = f'max by (job) (vzkeep_job_guests{{job=~"{jobs}"}}) > 0'
+    return [
+        AlertRule(
+            "BackupsNotListed", f"({ran_ok}) and on (job) ({listed_none}) and on (job) ({has_guests})", "critical",
+            for_seconds=STALE_FOR_SECONDS, labels={"env": t.env},
+            summary=f"Backup job {{{{ $labels.job }}}} ({t.env}) reports success, but no backup of its guests "
+                    "is listed",
+            description=(
+                f"The last runs of backup job {{{{ $labels.job }}}} of environment {t.env} ended OK, yet its "
+                "storage lists none of its guests' backups. Most often the exporter's API token may not see "
+                "backup volumes (PVE hides them from a token without Datastore.AllocateSpace on the storage "
+                "and VM.Backup on the guests, PVEAuditor included): look for vzkeep_missing_privilege and "
+                "grant the role of docs/exporter.md. Otherwise the job writes to a storage the exporter does "
+                "not list. Until this is fixed, every backup age alert of these guests is wrong."
+            ),
+        )
+    ]
+
+
 def _last_run(t: Thresholds, job: str) -> str:
     return f"max by (job) ({_sel('vzkeep_job_last_run_timestamp_seconds', job=job)} > 0)"
 
@@ -296,12 +374,12 @@ def _last_run(t: Thresholds, job: str) -> str:
 def job_missed_run_rules(t: Thresholds) -> list[AlertRule]:
     """No start within the schedule's longest gap plus slack: a run was missed (node down, scheduler off).
 
-    PVE does not catch up missed runs (repeat-missed stays off, reference/pve.md §3.5), so this stays true
-    until the next scheduled run happens.
+    PVE does not catch up missed runs (``repeat-missed`` stays off, pve-manager ``PVE/Jobs.pm``), so this stays
+    true until the next scheduled run happens.
     """
     limit = t.expected_interval_seconds + MISSED_RUN_SLACK_SECONDS
     enabled = f"max by (job) ({_sel('vzkeep_job_enabled', job=t.job_id)}) == 1"
-    late = f"(time() - {_last_run(t, t.job_id)} > {limit}) and on (job) ({enabled})"
+    late = f"({CLUSTER_NOW} - {_last_run(t, t.job_id)} > {limit}) and on (job) ({enabled})"
     never = f"{enabled} unless on (job) {_last_run(t, t.job_id)}"
     text = {
         "summary": f"Backup job {t.job_id} ({t.env}) missed a scheduled run",
@@ -312,8 +390,10 @@ def job_missed_run_rules(t: Thresholds) -> list[AlertRule]:
             f"Backup, {t.job_id}, Run now."
         ),
     }
+    last_run = (f'printf "max(vzkeep_job_last_run_timestamp_seconds{{job=%q}} > 0)" "{t.job_id}"')
     return [
-        AlertRule("BackupJobMissedRun", late, "critical", labels={"env": t.env, "reason": "late"}, **text),
+        AlertRule("BackupJobMissedRun", late, "critical", labels={"env": t.env, "reason": "late"},
+                  extra_annotations={"last_run": _when_template(last_run)}, **text),
         AlertRule(
             "BackupJobMissedRun", never, "critical", for_seconds=limit,
             labels={"env": t.env, "reason": "never"}, **text,
@@ -332,7 +412,7 @@ def job_overran_rules(t: Thresholds) -> list[AlertRule]:
     attempts = _sel("vzkeep_backup_last_attempt_timestamp_seconds", env=t.env)
     finished_late = f"max by (env) ({attempts}) - on (env) group_left (job) {start} > {allowed}"
     still_running = (
-        f"(time() - {start} > {allowed}) and on (env) "
+        f"({CLUSTER_NOW} - {start} > {allowed}) and on (env) "
         f"(min by (env) ({attempts}) - on (env) group_left (job) {start} < 0)"
     )
     text = {
@@ -353,7 +433,7 @@ def job_overran_rules(t: Thresholds) -> list[AlertRule]:
 def drill_rules(t: Thresholds) -> list[AlertRule]:
     failed = f"max by (env, vmid) ({_sel('vzkeep_drill_last_status', env=t.env)}) == 0"
     newest = _sel("vzkeep_drill_last_success_timestamp_seconds", env=t.env)
-    stale = f"time() - max by (env, vmid) ({newest} > 0) > {t.drill_stale_after_seconds}"
+    stale = f"{CLUSTER_NOW} - max by (env, vmid) ({newest} > 0) > {t.drill_stale_after_seconds}"
     duration = _sel("vzkeep_drill_duration_seconds", env=t.env)
     slow = f"max by (env, vmid) ({duration}) > {t.drill_max_duration_seconds}"
     limit = human_duration(t.drill_stale_after_seconds)
@@ -430,6 +510,7 @@ def env_rules(t: Thresholds, *, drills: bool, state_bucket: bool) -> list[AlertR
         *backup_missing_rules(t),
         *guest_not_covered_rules(t),
         *storage_rules(t),
+        *backups_not_listed_rules(t),
         *job_missed_run_rules(t),
         *job_overran_rules(t),
         *offsite_rules(t),
@@ -445,10 +526,11 @@ def env_rules(t: Thresholds, *, drills: bool, state_bucket: bool) -> list[AlertR
 
 
 def global_rules(exporter_job: str = EXPORTER_JOB) -> list[AlertRule]:
-    """Exporter down, absent or stuck, and guests in no pool that no job covers.
+    """Exporter down, absent or stuck, privileges it lacks, and guests in no pool that no job covers.
 
-    If the exporter stops, every ``time() - ts`` alert resolves instead of firing (staleness pitfall,
-    reference §5.1), so its absence is an alert of its own.
+    If the exporter stops, its series go stale and every age alert resolves instead of firing, so its absence
+    is an alert of its own. Its liveness is measured on Prometheus' own clock: ``vzkeep_poll_timestamp_seconds``
+    is the exporter host's wall time of its last complete poll, not a cluster time.
     """
     up = f'up{{job="{exporter_job}"}}'
     down = (
@@ -467,6 +549,17 @@ def global_rules(exporter_job: str = EXPORTER_JOB) -> list[AlertRule]:
                 f"Prometheus cannot scrape the vzkeep exporter (job {exporter_job}), it is absent, or it "
                 "cannot poll the PVE API. While this lasts, missing or failed backups are NOT reported. "
                 "Check the exporter service (journalctl -u vzkeep-exporter) and its PVE API token."
+            ),
+        ),
+        AlertRule(
+            "VzkeepExporterMissingPrivilege", "max by (privilege, path) (vzkeep_missing_privilege) == 1",
+            "warning", for_seconds=STALE_FOR_SECONDS, labels={"env": GLOBAL_ENV_LABEL},
+            summary="The vzkeep exporter lacks PVE privilege {{ $labels.privilege }} on {{ $labels.path }}",
+            description=(
+                "The exporter's API token lacks {{ $labels.privilege }} on {{ $labels.path }}, so PVE hides "
+                "data from it (without Datastore.AllocateSpace and VM.Backup, every backup volume). Grant "
+                "the exporter's role there: pveum acl modify {{ $labels.path }} --tokens USER@REALM!TOKEN "
+                "--roles VzkeepExporter (docs/exporter.md creates the role). The exporter's log names the token."
             ),
         ),
         AlertRule(

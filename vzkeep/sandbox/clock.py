@@ -4,7 +4,7 @@ Every mode is "an anchor plus elapsed wall time times a factor": real time is fa
 is factor 0. ``advance`` always jumps forward, in every mode, so a scenario can skip a week even
 while the clock is running. The simulated time is persisted in ``Cluster.clock_epoch`` by the
 engine; a reopened sandbox resumes from there (time does not pass while it is stopped, which keeps
-restarts deterministic — the scheduler then applies PVE's restart rules, reference §3.5).
+restarts deterministic — the scheduler then applies PVE's restart rules, pve-manager PVE/Jobs.pm).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 GIB = 1024**3
-CLUSTER_SIZE = 65536  # VMA's cluster (reference §6.1)
+CLUSTER_SIZE = 65536  # VMA_CLUSTER_SIZE (pve-qemu vma.h, vma_spec.txt)
 BLOCK_SIZE = 4096
 DEFAULT_BYTES_PER_GIB = 64 * 1024
 CT_PART_SIZE = 1024 * 1024

@@ -16,6 +16,8 @@ from vzkeep.sandbox.engine import STATE_FILE, Sandbox
 from vzkeep.sandbox.seed import DEFAULT_SEED, Seed, SeedError, create_jobs, from_stacks, load_seed
 from vzkeep.sandbox.server import CONNECTION_FILE, SandboxError, SandboxServer, make_app, serve_app
 
+SEEDING_FILE = ".seeding"  # present while a new sandbox is being seeded
+
 
 class LaunchError(UsageError):
     """Why the sandbox could not start, phrased for the user (bad seed, busy port, bad state)."""
@@ -35,6 +37,7 @@ class Running:
         return json.loads((self.state_dir / CONNECTION_FILE).read_text())
 
     def stop(self) -> None:
+        self.sandbox.interrupt()  # a long `advance` stops at its next event instead of holding the lock
         self.sandbox.stop_ticker()
         self.server.stop()
         self.sandbox.save()
@@ -68,9 +71,13 @@ def open_or_create(state_dir: Path, seed: Path | None = None, stacks_root: Path 
                    start_epoch: float | None = None, pve_version: str | None = None) -> tuple[Sandbox, bool]:
     """The sandbox of ``state_dir``: reopened if it exists (seed ignored), else created and seeded,
     its clock starting at ``start_epoch`` (default now). ``pve_version`` (9 or 8) overrides the seed's;
-    a sandbox keeps the version it was created with."""
+    a sandbox keeps the version it was created with.
+
+    Seeding is all or nothing: a marker file exists while it runs, and a start that finds it (the
+    previous one failed or was killed midway) seeds again from scratch."""
     wanted = _requested_version(pve_version)
-    if (state_dir / STATE_FILE).exists():
+    marker = state_dir / SEEDING_FILE
+    if (state_dir / STATE_FILE).exists() and not marker.exists():
         sandbox = Sandbox.open(state_dir, speed=speed, stepped=stepped)
         if wanted is not None and wanted != sandbox.cluster.pve_version:
             raise LaunchError(f"{state_dir} holds a PVE {sandbox.cluster.pve_version} sandbox; it cannot become "
@@ -84,12 +91,15 @@ def open_or_create(state_dir: Path, seed: Path | None = None, stacks_root: Path 
         plan.cluster.pve_version = wanted
     if start_epoch is not None:
         plan.cluster.clock_epoch = start_epoch
+    state_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text("seeding\n")
     sandbox = Sandbox.create(state_dir, plan.cluster, speed=speed, stepped=stepped)
     try:
         create_jobs(make_app(sandbox, state_dir), plan)
     except SeedError as exc:
         (state_dir / STATE_FILE).unlink(missing_ok=True)  # the next start seeds again from scratch
         raise LaunchError(str(exc)) from None
+    marker.unlink()
     return sandbox, True
 
 

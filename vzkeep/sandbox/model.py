@@ -2,20 +2,26 @@
 
 Plain data plus JSON persistence, nothing else: the HTTP layer (``server``/``api``), the vzdump
 engine (``vzdump``), the scheduler and restore all read and change a ``Cluster`` under its lock.
-Archives are not part of the model: they are real files in each storage's ``dump/`` directory,
-so the storage content listing is always read from disk, as PVE does (reference/pve.md §1.5).
+Archives are not part of the model: they are real files in each storage's ``dump/`` directory, one
+per node for a local storage (``storages``), read as PVE reads them (pve-storage
+``src/PVE/Storage/Plugin.pm`` ``list_volumes``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vzkeep.atomic import write_atomic
+
 GuestType = str  # "qemu" | "lxc"
+
+
+# pve-storage src/PVE/Storage/Plugin.pm @SHARED_STORAGE: parse_config sets `shared 1` for these types.
+SHARED_TYPES = ("iscsi", "nfs", "cifs", "rbd", "cephfs", "iscsidirect", "zfs", "drbd", "pbs")
 
 
 @dataclass
@@ -23,13 +29,14 @@ class Node:
     name: str
     timezone: str = "Europe/Paris"
     online: bool = True
+    lost: bool = False  # gone for good with its disk (``node lose``): only a fresh node may take its name
 
 
 @dataclass
 class Storage:
     id: str
     type: str  # "dir" | "nfs"
-    path: str  # a real directory; backups live in <path>/dump (reference §1.1)
+    path: str  # a real directory; backups live in <path>/dump, or <path>/<node>/dump if not shared
     shared: bool = False
     nodes: list[str] | None = None  # None = every node
     content: list[str] = field(default_factory=lambda: ["backup"])
@@ -37,14 +44,14 @@ class Storage:
     enabled: bool = True
     server: str | None = None  # nfs only
     export: str | None = None  # nfs only
-    prune_backups: str | None = None  # storage-level fallback retention (reference §2.1)
+    prune_backups: str | None = None  # storage-level fallback retention (the storage's `prune-backups`)
     # The other storage.cfg properties, as PVE's API sets and returns them (``content-dirs``,
     # ``max-protected-backups``…, and ``path`` as configured when the files live elsewhere).
     options: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def dump_dir(self) -> Path:
-        return Path(self.path) / "dump"
+    def __post_init__(self) -> None:
+        if self.type in SHARED_TYPES:
+            self.shared = True
 
     def visible_from(self, node: str) -> bool:
         return self.enabled and (self.nodes is None or node in self.nodes)
@@ -86,9 +93,9 @@ class Cluster:
     storages: dict[str, Storage] = field(default_factory=dict)
     pools: dict[str, Pool] = field(default_factory=dict)
     guests: dict[int, Guest] = field(default_factory=dict)
-    # Backup jobs exactly as /etc/pve/jobs.cfg stores them: option name -> value (reference §4.3).
+    # Backup jobs exactly as /etc/pve/jobs.cfg stores them: option name -> value.
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Per-job scheduler state, like /var/lib/pve-manager/jobs/vzdump-<id>.json (reference §3.5).
+    # Per-job scheduler state, like /var/lib/pve-manager/jobs/vzdump-<id>.json (pve-manager PVE/Jobs.pm).
     job_state: dict[str, dict[str, Any]] = field(default_factory=dict)
     clock_epoch: float | None = None  # the simulated time, persisted across restarts
     pve_version: str = "9"  # the PVE major version the API plays (vzkeep.sandbox.api.versions)
@@ -126,9 +133,7 @@ class Cluster:
         """Write atomically, so a crash never leaves a half-written state file."""
         with self.lock:
             text = json.dumps(self.to_json(), indent=1, sort_keys=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_atomic(path, text, fsync=False)
 
     @classmethod
     def load(cls, path: Path) -> Cluster:

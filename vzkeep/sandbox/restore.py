@@ -1,9 +1,11 @@
-"""qmrestore / pct restore (reference/pve.md §4.8): a guest rebuilt from a vzdump archive.
+"""qmrestore / pct restore (qemu-server ``PVE/API2/Qemu.pm`` ``create_vm``, ``PVE/QemuServer.pm``
+``restore_vma_archive``; pve-container ``PVE/API2/LXC.pm``): a guest rebuilt from a vzdump archive.
 
 PVE streams the archive into freshly allocated disks; a corrupt archive is only noticed midway,
 after volumes exist. The sandbox is stricter, on purpose (DESIGN.md: "corruption detected before
-anything is written"): a first pass decompresses through the node's tool (``zstd -q -d -c``...,
-§1.2) and checks the whole structure (VMA §6.2, CT tar); only then does a second pass extract the
+anything is written"): a first pass decompresses through the node's tool (``zstd -q -d -c``..., pve-storage
+``PVE::Storage::decompressor_info``) and checks the whole structure (VMA, CT tar); only then does a second
+pass extract the
 disk and create the guest. A failed check fails the task with PVE's command-failed message and the
 tool's own complaint in the log, and creates nothing.
 
@@ -29,9 +31,13 @@ from vzkeep.pve import ct_tar as ct_tar_format
 from vzkeep.pve.decompress import DecompressedStream, ExactReader
 from vzkeep.sandbox.diskdata import CT_PART_SIZE, ct_disk_part
 from vzkeep.sandbox.faults import Fault
+from vzkeep.sandbox.guestconfig import mac_address
+from vzkeep.sandbox.journal import Transaction
 from vzkeep.sandbox.model import Cluster, Guest, Node
+from vzkeep.sandbox.pveformat import parse_bool
+from vzkeep.sandbox.settings import Settings
+from vzkeep.sandbox.storages import StorageDirs
 from vzkeep.sandbox.tasks import PveError, Task, TaskStore
-from vzkeep.sandbox.vzdump import Settings, mac_address, parse_bool
 
 _SIZE_RE = re.compile(r"(?:^|,)size=(\d+(?:\.\d+)?)([KMGT]?)")
 _MAC_RE = re.compile(r"((?:virtio|e1000|rtl8139|vmxnet3|hwaddr)=)([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5})")
@@ -67,12 +73,13 @@ class ArchiveDamaged(Exception):
 # -- before the worker: PVE's API-level checks ------------------------------------------------------
 
 
-def prepare(cluster: Cluster, node: Node, guest_type: str, params: dict[str, Any]) -> RestoreRequest:
+def prepare(cluster: Cluster, dirs: StorageDirs, node: Node, guest_type: str, params: dict[str, Any]
+            ) -> RestoreRequest:
     vmid = int(params["vmid"])
     ref = str(params.get("archive") if guest_type == "qemu" else params.get("ostemplate") or "")
     force = parse_bool(params.get("force", False))
     check_target_vmid(cluster, node, guest_type, vmid, force)
-    path = resolve_archive(cluster, node, ref)
+    path = resolve_archive(cluster, dirs, node, ref)
     try:
         info = archive.parse(path.name, node.timezone)
     except ValueError as exc:
@@ -90,7 +97,7 @@ def _restore_prefix(guest_type: str, vmid: int) -> str:
 
 
 def check_target_vmid(cluster: Cluster, node: Node, guest_type: str, vmid: int, force: bool) -> None:
-    """``create_and_lock_config`` / ``check_vmid_unused`` (qemu) and pct's checks (§4.8)."""
+    """``create_and_lock_config`` / ``check_vmid_unused`` (qemu) and pct's checks (``PVE/API2/LXC.pm``)."""
     existing = cluster.guests.get(vmid)
     if existing is None:
         return
@@ -105,8 +112,9 @@ def check_target_vmid(cluster: Cluster, node: Node, guest_type: str, vmid: int, 
         raise PveError("can't overwrite running container")
 
 
-def resolve_archive(cluster: Cluster, node: Node, ref: str) -> Path:
-    """A volid ``<storage>:backup/<file>`` (visible from ``node``) or an absolute path."""
+def resolve_archive(cluster: Cluster, dirs: StorageDirs, node: Node, ref: str) -> Path:
+    """A volid ``<storage>:backup/<file>`` (visible from ``node``: its own place of a local storage)
+    or an absolute path."""
     if not ref:
         raise PveError("missing archive: give a backup volume ID (archive / ostemplate)", 400)
     sid, sep, volname = ref.partition(":")
@@ -122,7 +130,7 @@ def resolve_archive(cluster: Cluster, node: Node, ref: str) -> Path:
         raise PveError(f"storage '{sid}' is not available on node '{node.name}'")
     if not volname.startswith("backup/") or "/" in volname[len("backup/"):]:
         raise PveError(f"unable to parse directory volume name '{volname}'")
-    path = storage.dump_dir / volname[len("backup/"):]
+    path = dirs.dump_dir(storage, node.name) / volname[len("backup/"):]
     if not path.is_file():
         raise PveError(f"volume '{ref}' does not exist")
     return path
@@ -133,7 +141,7 @@ def resolve_archive(cluster: Cluster, node: Node, ref: str) -> Path:
 
 def run_restore(
     cluster: Cluster, tasks: TaskStore, settings: Settings, disks_dir: Path, req: RestoreRequest, user: str,
-    now: int, midway: Fault | None = None,
+    now: int, txn: Transaction, midway: Fault | None = None,
 ) -> str:
     """The restore worker; with ``midway`` (an armed fault) a sound archive still breaks while extracting."""
     task_type = "qmrestore" if req.guest_type == "qemu" else "vzrestore"
@@ -149,13 +157,13 @@ def run_restore(
         task.finish(now + 1, str(exc))
         return task.upid
     if midway is not None:
-        fail_midway(cluster, settings, req, task, header, now, midway.cleanup)
+        fail_midway(cluster, settings, req, task, header, now, midway.cleanup, txn)
         return task.upid
     image, config_text = extract_archive(req, disks_dir, now)
     guest = build_guest(cluster, req, config_text, image, now)
     duration = max(1, math.ceil(guest.disk_bytes / settings.throughput))
     log_success(task, req, header, guest, image, duration)
-    replace_guest(cluster, guest)
+    replace_guest(cluster, guest, txn)
     task.finish(now + duration)
     return task.upid
 
@@ -213,16 +221,19 @@ def _describe_vma(header: vma.VmaHeader, tz: str) -> str:
 
 
 def extract_archive(req: RestoreRequest, disks_dir: Path, now: int) -> tuple[Path, str]:
-    """Pass 2: the disk image (sparse file) and the embedded guest config."""
+    """Pass 2: the disk image (sparse file) and the embedded guest config. The image is written under a
+    temporary name and renamed whole; the engine deletes images no guest refers to when it reopens."""
     disks_dir.mkdir(parents=True, exist_ok=True)
     image = disks_dir / f"{req.vmid}-{now}.img"
-    with open(req.path, "rb") as raw, open(image, "wb") as out:
+    partial = image.with_name(image.name + ".tmp")
+    with open(req.path, "rb") as raw, open(partial, "wb") as out:
         stream = _open_stream(req, raw)
         try:
             reader = ExactReader(stream)
             config = _extract_vma(reader, out) if req.guest_type == "qemu" else _extract_ct(reader, out)
         finally:
             stream.close()
+    os.replace(partial, image)
     return image, config
 
 
@@ -289,10 +300,10 @@ def build_guest(cluster: Cluster, req: RestoreRequest, config_text: str, image: 
                  generation=0, config=conf, disk_image=str(image))
 
 
-def replace_guest(cluster: Cluster, guest: Guest) -> None:
+def replace_guest(cluster: Cluster, guest: Guest, txn: Transaction) -> None:
     old = cluster.guests.get(guest.vmid)
     if old is not None and old.disk_image and old.disk_image != guest.disk_image:
-        Path(old.disk_image).unlink(missing_ok=True)
+        txn.removals.append(old.disk_image)  # freed together with the config that names the new one
     cluster.guests[guest.vmid] = guest
 
 
@@ -347,7 +358,7 @@ MIDWAY_SHARE = 0.42  # how far extraction got before it broke
 
 
 def fail_midway(cluster: Cluster, settings: Settings, req: RestoreRequest, task: Task, header: str, now: int,
-                cleanup: bool) -> None:
+                cleanup: bool, txn: Transaction) -> None:
     """Log like PVE while extraction breaks, leave the guest as PVE would, end with ``TASK ERROR``."""
     size = _guest_size(cluster, req)
     duration = max(1, math.ceil(size * MIDWAY_SHARE / settings.throughput))
@@ -357,7 +368,7 @@ def fail_midway(cluster: Cluster, settings: Settings, req: RestoreRequest, task:
         error = _fail_vma_midway(task, req, header, size, duration, volume)
     else:
         error = _fail_tar_midway(task, req, volume)
-    _leave_guest(cluster, req, task, existing, cleanup)
+    _leave_guest(cluster, req, task, existing, cleanup, txn)
     task.finish(now + duration, error)
 
 
@@ -388,11 +399,12 @@ def _fail_tar_midway(task: Task, req: RestoreRequest, volume: str) -> str:
     return f"unable to restore CT {req.vmid} - command '{restore_command(req, task.info.pid)}' failed: exit code 2"
 
 
-def _leave_guest(cluster: Cluster, req: RestoreRequest, task: Task, existing: Guest | None, cleanup: bool) -> None:
+def _leave_guest(cluster: Cluster, req: RestoreRequest, task: Task, existing: Guest | None, cleanup: bool,
+                 txn: Transaction) -> None:
     """The guest's state after PVE's error path (see the derivation above)."""
     config_file = f"/etc/pve/nodes/{req.node.name}/qemu-server/{req.vmid}.conf"
     if existing is not None and existing.disk_image:
-        Path(existing.disk_image).unlink(missing_ok=True)  # its old disks were freed before extraction
+        txn.removals.append(existing.disk_image)  # its old disks were freed before extraction
     if req.guest_type == "qemu":
         if existing is not None:
             config: dict[str, str] = {"memory": "128"}

@@ -1,4 +1,4 @@
-"""pvescheduler: when backup jobs run (reference/pve.md §3.5; pve-manager ``PVE/Jobs.pm``).
+"""pvescheduler: when backup jobs run (pve-manager ``PVE/Jobs.pm``, ``bin/pvescheduler``).
 
 PVE evaluates every job once a minute on every node: a job runs when ``now >= next event after
 last_run``, where ``last_run`` is the state's ``updated``, else the start time of its last task,
@@ -19,8 +19,8 @@ from typing import Any
 
 from vzkeep.pve import calendar
 from vzkeep.sandbox.model import Cluster
+from vzkeep.sandbox.pveformat import parse_bool
 from vzkeep.sandbox.tasks import TaskStore
-from vzkeep.sandbox.vzdump import parse_bool
 
 # Options that belong to the job, not to vzdump (pve-guest-common VZDump/JobBase.pm).
 JOB_ONLY_OPTIONS = ("type", "id", "schedule", "enabled", "repeat-missed", "comment", "next-run")
@@ -131,8 +131,12 @@ class Scheduler:
         return min((t for t in times if t is not None), default=None)
 
     # -- running ---------------------------------------------------------------------------------
-    def run_until(self, now: int, target: int, set_clock: Callable[[int], None]) -> list[str]:
-        """Run every job start due in ``[now, target]``, in time order; return the UPIDs started."""
+    def run_until(self, now: int, target: int, set_clock: Callable[[int], None],
+                  after_event: Callable[[int], bool] | None = None) -> list[str]:
+        """Run every job start due in ``[now, target]``, in time order; return the UPIDs started.
+
+        ``after_event(at)`` is called once the jobs due at ``at`` have started; returning False stops
+        the run there (an interrupted ``advance``)."""
         self.sync_states(now)
         started: list[str] = []
         while True:
@@ -147,6 +151,8 @@ class Scheduler:
                         upid = self.start_job(job_id, node, at)
                         if upid.startswith("UPID:"):
                             started.append(upid)
+            if after_event is not None and not after_event(at):
+                return started
 
     def start_job(self, job_id: str, node: str, at: int) -> str:
         """``starting_job`` + the plugin's run + ``started_job``."""

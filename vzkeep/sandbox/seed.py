@@ -20,6 +20,7 @@ from vzkeep.pve import retention
 from vzkeep.sandbox.api.errors import ApiError
 from vzkeep.sandbox.diskdata import scaled_size
 from vzkeep.sandbox.model import Cluster, Guest, Node, Pool, Storage
+from vzkeep.sandbox.storages import confined_path
 from vzkeep.yamlfile import YamlFileError, load_yaml
 
 LINE = "__line__"
@@ -129,6 +130,8 @@ def _nodes(r: _Reader, doc: dict[str, Any]) -> dict[str, Node]:
     return nodes
 
 
+# Directory-backed storage types the seed can describe; nfs and cifs are always shared (Storage model).
+SEED_TYPES = ("dir", "nfs", "cifs")
 STORAGE_KEYS = ("id", "type", "path", "shared", "nodes", "content", "capacity", "prune_backups", "server",
                 "export", "enabled")
 
@@ -142,8 +145,8 @@ def _storages(r: _Reader, doc: dict[str, Any], nodes: dict[str, Node], state_dir
         if not STORAGE_RE.match(sid):
             raise r.fail(item, f"{where}.id", f"storage ID '{sid}' contains illegal characters")
         kind = item.get("type", "dir")
-        if kind not in ("dir", "nfs"):
-            raise r.fail(item, f"{where}.type", f"{kind!r} is not supported; use dir or nfs")
+        if kind not in SEED_TYPES:
+            raise r.fail(item, f"{where}.type", f"{kind!r} is not supported; use {', '.join(SEED_TYPES)}")
         on_nodes = item.get("nodes")
         for n in on_nodes or []:
             if n not in nodes:
@@ -158,10 +161,15 @@ def _storages(r: _Reader, doc: dict[str, Any], nodes: dict[str, Node], state_dir
                 prune = retention.format_prune_backups(str(prune))
             except ValueError as exc:
                 raise r.fail(item, f"{where}.prune_backups", str(exc)) from None
-        # Storage directories always live inside the state dir: the sandbox never writes elsewhere.
-        path = state_dir / str(item.get("path") or f"storages/{sid}").lstrip("/")
+        try:
+            path = confined_path(state_dir, str(item.get("path") or f"storages/{sid}"))
+        except ValueError as exc:
+            raise r.fail(item, f"{where}.path", str(exc)) from None
+        clash = next((s.id for s in storages.values() if s.path == str(path)), None)
+        if clash:
+            raise r.fail(item, f"{where}.path", f"{item.get('path')!r} is already storage '{clash}''s directory")
         storages[sid] = Storage(
-            id=sid, type=kind, path=str(path), shared=bool(item.get("shared", kind == "nfs")),
+            id=sid, type=kind, path=str(path), shared=bool(item.get("shared", False)),
             nodes=list(on_nodes) if on_nodes else None, content=list(item.get("content") or ["backup"]),
             capacity_bytes=capacity, prune_backups=prune, server=item.get("server"),
             export=item.get("export"), enabled=bool(item.get("enabled", True)),

@@ -1,4 +1,5 @@
-"""The task store: PVE worker tasks with UPIDs, logs, trailers, listings (reference §4.2, §4.5).
+"""The task store: PVE worker tasks with UPIDs, logs, trailers, listings (pve-common
+``src/PVE/RESTEnvironment.pm`` ``fork_worker``, pve-manager ``PVE/API2/Tasks.pm``).
 
 Layout under ``<state_dir>/tasks/<node>/`` mirrors ``/var/log/pve/tasks/`` on a node: ``index``
 holds one line per finished task (``<UPID> <endtime %08X> <status>``), and each task's log is
@@ -16,7 +17,6 @@ The errors every engine module raises live here too, as the HTTP layer's ``ApiEr
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vzkeep.atomic import write_atomic
 from vzkeep.pve.upid import Upid, decode_upid, encode_upid
 from vzkeep.sandbox.api.errors import PARAM_FAILED, ApiError
 
-MAX_FINISHED_CLUSTER = 25  # RESTEnvironment.pm active_workers $MAX_FINISHED (reference §4.5)
+MAX_FINISHED_CLUSTER = 25  # pve-common src/PVE/RESTEnvironment.pm active_workers $MAX_FINISHED
 _WARNINGS_RE = re.compile(r"^WARNINGS: \d+$")
 
 
@@ -46,7 +47,7 @@ class PveError(ApiError):
 
 
 def read_status(last_line: str | None) -> str:
-    """``PVE::Tools::upid_read_status``: the exit status from a log's last line (reference §4.2)."""
+    """``PVE::Tools::upid_read_status``: the exit status from a log's last line."""
     if last_line is None:
         return "unable to read tail (got 0 bytes)"
     if last_line == "TASK OK":
@@ -131,7 +132,7 @@ class Task:
         return self._close(endtime)
 
     def abort(self, endtime: float) -> str:
-        """End without a trailer, as a worker that calls ``exit(-1)`` does (§4.2: vzdump lock failure)."""
+        """End without a trailer, as a worker that calls ``exit(-1)`` does (vzdump's lock failure)."""
         return self._close(endtime)
 
     def _close(self, endtime: float) -> str:
@@ -152,6 +153,8 @@ class TaskStore:
         self._records: dict[str, list[TaskRecord]] = {}  # node -> oldest first
         self._next_pid: dict[str, int] = {}
         self._index_lines: dict[str, int] = {}
+        # (index file, line) of tasks finished in the engine call being made; None = append at once
+        self.pending: list[tuple[str, str]] | None = None
         self.root.mkdir(parents=True, exist_ok=True)
         for node_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
             self._load_node(node_dir.name)
@@ -168,31 +171,47 @@ class TaskStore:
         return Task(self, info, encode_upid(node, pid, pstart, start, type, id, user))
 
     def _record(self, task: Task, endtime: int, status: str) -> None:
-        node_dir = self.root / task.info.node
+        """The log is written whole at once (a file nobody reads until the index names it); the index
+        line is appended now, or queued in ``pending`` when the engine commits it with its state."""
         log_path = self._log_path(task.info, task.upid)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("".join(line + "\n" for line in task.lines))
+        write_atomic(log_path, "".join(line + "\n" for line in task.lines), fsync=False)
+        line = f"{task.upid} {endtime:08X} {status}"
+        index = str(self.index_path(task.info.node))
         with self._lock:
-            with open(node_dir / "index", "a") as f:
-                f.write(f"{task.upid} {endtime:08X} {status}\n")
+            if self.pending is not None:
+                self.pending.append((index, line))
+            else:
+                with open(index, "a") as f:
+                    f.write(line + "\n")  # one short write: whole or absent, even if killed
             records = self._records.setdefault(task.info.node, [])
             records.append(TaskRecord(task.upid, task.info, endtime, status))
             self._index_lines[task.info.node] = self._index_lines.get(task.info.node, 0) + 1
             if len(records) > self.max_records:
                 del records[: len(records) - self.max_records]
-            # rewrite the index only once it is 10% over the bound, not on every task
-            if self._index_lines[task.info.node] > self.max_records * 11 // 10:
-                self._compact_index(task.info.node)
+            if self.pending is None:
+                self.compact()
 
-    def _compact_index(self, node: str) -> None:
-        """Keep the on-disk index as bounded as memory (PVE rotates it to ``index.1`` and drops)."""
-        index = self.root / node / "index"
-        tmp = index.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            for r in self._records[node]:
-                f.write(f"{r.upid} {r.endtime:08X} {r.status}\n")
-        os.replace(tmp, index)
-        self._index_lines[node] = len(self._records[node])
+    def forget(self, node: str) -> None:
+        """Drop a lost node's tasks (its logs went with its disk)."""
+        with self._lock:
+            self._records.pop(node, None)
+            self._index_lines.pop(node, None)
+
+    def index_path(self, node: str) -> Path:
+        return self.root / node / "index"
+
+    def compact(self) -> None:
+        """Keep each on-disk index as bounded as memory (PVE rotates it to ``index.1`` and drops);
+        rewritten only once it is 10% over the bound, and only when no line is pending."""
+        with self._lock:
+            if self.pending:
+                return
+            for node, count in list(self._index_lines.items()):
+                if count > self.max_records * 11 // 10:
+                    text = "".join(f"{r.upid} {r.endtime:08X} {r.status}\n" for r in self._records[node])
+                    write_atomic(self.index_path(node), text, fsync=False)
+                    self._index_lines[node] = len(self._records[node])
 
     def _log_path(self, info: Upid, upid: str) -> Path:
         return self.root / info.node / info.log_subdir / upid

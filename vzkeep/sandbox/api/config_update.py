@@ -29,8 +29,8 @@ from vzkeep.sandbox.api.guest_permissions import check_lxc_keys, check_qemu_keys
 from vzkeep.sandbox.api.guests import config_digest, guest_config, unnamed
 from vzkeep.sandbox.api.router import Handlers, Request
 from vzkeep.sandbox.api.validation import print_property_string
+from vzkeep.sandbox.guestconfig import mac_address
 from vzkeep.sandbox.model import Guest
-from vzkeep.sandbox.vzdump import mac_address
 
 NET_RE = re.compile(r"net(\d+)$")
 LOCK_FILE = {"qemu": "/var/lock/qemu-server/lock-{vmid}.conf", "lxc": "/run/lock/lxc/pve-config-{vmid}.lock"}

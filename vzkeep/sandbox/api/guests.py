@@ -31,9 +31,9 @@ from vzkeep.sandbox.api.errors import die, param_error
 from vzkeep.sandbox.api.formats import QEMU_DRIVES
 from vzkeep.sandbox.api.guest_permissions import check_lxc_keys, check_qemu_keys
 from vzkeep.sandbox.api.router import Handlers, Request
-from vzkeep.sandbox.api.storage import backup_owner, engine_volume_path, volume_access
+from vzkeep.sandbox.api.storage import backup_owner, volume_access
+from vzkeep.sandbox.guestconfig import mac_address
 from vzkeep.sandbox.model import Guest
-from vzkeep.sandbox.vzdump import mac_address
 
 TASK_PREFIX = {"qemu": "qm", "lxc": "vz"}
 
@@ -299,7 +299,7 @@ def archived_ct_unprivileged(req: Request, volid: str) -> bool:
 
     sid = volid.partition(":")[0]
     try:
-        path = engine_volume_path(req, sid, volid, req.params["node"])
+        path = req.app.sandbox.volume_path(sid, volid, node=req.params["node"])
         info = archive_names.parse(path.name)
         with open(path, "rb") as raw:
             stream = DecompressedStream(raw, info.compression)

@@ -8,7 +8,6 @@ Sources: pve-storage ``src/PVE/API2/Storage/Status.pm`` (``index``, ``read_statu
 
 from __future__ import annotations
 
-import inspect
 import re
 from pathlib import Path
 from typing import Any
@@ -129,18 +128,10 @@ def _content(req: Request) -> list[dict[str, Any]]:
     return [item for item in listing if volume_access(req, item["volid"], noerr=True)]
 
 
-def engine_volume_path(req: Request, storage_id: str, volume: str, node: str) -> Path:
-    """The engine's file for a volume, on ``node`` where the engine knows storages per node."""
-    lookup = req.app.sandbox.volume_path
-    if "node" in inspect.signature(lookup).parameters:
-        return lookup(storage_id, volume, node=node)
-    return lookup(storage_id, volume)
-
-
 def _real_volume(req: Request) -> tuple[Storage, str, Path]:
     """``$real_volume_id``: ``{volume}`` is ``sid:backup/file`` or, with ``storage``, ``backup/file``."""
     storage = storage_or_400(req, req.params["storage"], req.params["node"])
-    path = engine_volume_path(req, storage.id, req.params["volume"], req.params["node"])
+    path = req.app.sandbox.volume_path(storage.id, req.params["volume"], req.params["node"])
     return storage, f"{storage.id}:backup/{path.name}", path
 
 
@@ -168,20 +159,11 @@ def _volume_info(req: Request) -> dict[str, Any]:
 def _update_volume(req: Request) -> None:
     """Notes and protection as sidecar files (DirPlugin.pm ``update_volume_attribute``)."""
     node_or_fail(req, req.params["node"])
-    _, volid, path = _real_volume(req)
+    storage, volid, _ = _real_volume(req)
     volume_access(req, volid)
-    if "notes" in req.params:
-        notes_file = path.with_name(path.name + ".notes")
-        if req.params["notes"] == "":
-            notes_file.unlink(missing_ok=True)  # an empty value deletes the file
-        else:
-            notes_file.write_text(req.params["notes"], encoding="utf-8")
-    if "protected" in req.params:
-        flag = path.with_name(path.name + ".protected")
-        if req.params["protected"]:
-            flag.touch(mode=0o644)
-        else:
-            flag.unlink(missing_ok=True)
+    protected = req.params.get("protected")
+    req.app.sandbox.update_volume(req.params["node"], storage.id, volid, notes=req.params.get("notes"),
+                                  protected=None if protected is None else bool(protected))
 
 
 def _delete_volume(req: Request) -> str:
