@@ -24,7 +24,8 @@ from vzkeep.apply.http import PveRequest
 from vzkeep.apply.transport import SandboxInfo, SandboxTransport
 from vzkeep.config import load_stack_file
 from vzkeep.connection import ConnectionOptions, connect
-from vzkeep.exporter.collect import Poller, proxmoxer_get
+from vzkeep.exporter.api import proxmoxer_get
+from vzkeep.exporter.poller import Poller
 from vzkeep.net import free_port
 from vzkeep.plan import plan_stack
 from vzkeep.pve.privileges import EXPORTER_ROLE_PRIVILEGES
