@@ -136,7 +136,7 @@ def test_an_interrupted_apply_leaves_a_state_the_next_apply_completes(sandbox: P
         apply("prod", sandbox, pve)
     assert "backup-prod" in pve.storages  # PVE has it; the apply died before writing it down
     state = json.loads((sandbox.parent / "apply" / "prod.json").read_text())
-    assert [p["name"] for p in state["pending"]] == ["prod-storage-dir"]
+    assert "prod-storage-dir" in [p["name"] for p in state["pending"]]
     pve.after = lambda _r: None
     pve.requests.clear()
     completed = apply("prod", sandbox, pve)
@@ -198,3 +198,19 @@ def test_the_shipped_stacks_have_no_unknown_resource_types(sandbox: Path, pve: F
     for name in ("prod", "lab"):
         assert shipped(name)  # the stacks the demo applies
         assert not any("is neither a PVE resource" in e.detail for e in apply(name, sandbox, pve).events)
+
+
+def test_the_step_log_is_replayed_and_a_line_cut_by_a_kill_is_ignored(tmp_path: Path) -> None:
+    from vzkeep.apply.state import Pending, ResourceState, StateFile
+
+    statefile = StateFile(tmp_path, "prod")
+    done = ResourceState("urn:a", "proxmoxve:index/poolLegacy:PoolLegacy", "a", "prod", {"poolId": "prod"}, {})
+    statefile.record("pending", Pending("urn:a", "create", done.type, "a", "prod", done.inputs))
+    statefile.record("done", done)
+    statefile.record("pending", Pending("urn:b", "create", "proxmoxve:backup/job:Job", "b", "j", {}))
+    with statefile.log.open("a") as log:
+        log.write('{"record":"pending","item":{"urn":"urn:c"')  # the kill came mid-line
+    state = statefile.load()
+    assert list(state.resources) == ["urn:a"] and list(state.pending) == ["urn:b"]
+    statefile.save(state)
+    assert not statefile.log.exists() and list(StateFile(tmp_path, "prod").load().pending) == ["urn:b"]

@@ -112,6 +112,7 @@ def apply_stack(options: ApplyOptions) -> ApplyResult:
         try:
             return _run(options, root, values, secret_keys, settings, state, statefile, ctx, result)
         finally:
+            statefile.save(state)  # the steps' log folded into the state file
             ctx.services[S3_SERVICE].stop()
             result.requests = len(api.sent)
 

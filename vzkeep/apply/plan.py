@@ -34,6 +34,7 @@ class Step:
     pending: Pending | None = None  # an interrupted step of a previous apply, to finish
     protect: bool = False
     dependencies: list[str] = field(default_factory=list)
+    provider: str = ""  # the provider reference (urn::id) the program gave
 
     @property
     def description(self) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vzkeep.apply.http import PveHttpError
@@ -99,11 +99,14 @@ class _Provisioner:
         with self._lock:
             self.declared.add(reg.urn)
             step = self.plan(reg)
+            step.provider = reg.provider
             self.steps.append(step)
-            self.ctx.provider = self.providers.get(reg.provider, {})
-            return self.carry_out(step, reg)
+            ctx = replace(self.ctx, provider=self.providers.get(reg.provider, {}))
+        # Steps run in parallel, as Pulumi's do: the program registers from several threads, each
+        # registration waits for what it depends on, and the state is changed under a lock.
+        return self.carry_out(step, reg, ctx)
 
-    def carry_out(self, step: Step, reg: Registration) -> tuple[str, dict[str, Any]]:
+    def carry_out(self, step: Step, reg: Registration, ctx: Context) -> tuple[str, dict[str, Any]]:
         raise NotImplementedError
 
     def answer(self, reg: Registration, resource_id: str, outputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -114,11 +117,11 @@ class _Provisioner:
                 answer[key] = as_secret(answer[key])
         return resource_id, answer
 
-    def read_step(self, step: Step, reg: Registration) -> tuple[str, dict[str, Any]]:
+    def read_step(self, step: Step, reg: Registration, ctx: Context) -> tuple[str, dict[str, Any]]:
         """``Resource.get``: read from the cluster in both passes (a preview reads too)."""
         assert step.kind is not None
         try:
-            found = step.kind.read(self.ctx, Applied(reg.read_id, {}), {**step.inputs, "resourceId": reg.read_id})
+            found = step.kind.read(ctx, Applied(reg.read_id, {}), {**step.inputs, "resourceId": reg.read_id})
         except (ProviderError, PveHttpError) as err:
             step.reason = str(err)
             found = None
@@ -133,9 +136,9 @@ class _Provisioner:
 class Planner(_Provisioner):
     """``pulumi preview``: decides every step, changes nothing."""
 
-    def carry_out(self, step: Step, reg: Registration) -> tuple[str, dict[str, Any]]:
+    def carry_out(self, step: Step, reg: Registration, ctx: Context) -> tuple[str, dict[str, Any]]:
         if step.op == READ and step.kind is not None:
-            return self.read_step(step, reg)
+            return self.read_step(step, reg, ctx)
         if step.op == SAME and step.prior is not None:
             return self.answer(reg, step.prior.id, step.prior.outputs)
         # What is created or changed is known only after the apply: its id and computed outputs are unknown.
@@ -152,7 +155,7 @@ class Applier(_Provisioner):
         self.progress = progress
         self.failure: Failure | None = None
 
-    def carry_out(self, step: Step, reg: Registration) -> tuple[str, dict[str, Any]]:
+    def carry_out(self, step: Step, reg: Registration, ctx: Context) -> tuple[str, dict[str, Any]]:
         if self.failure is not None:
             if step.op not in (SAME, NOT_APPLIED):
                 self.events.append(Event("skipped", step.name, step.type, step.description,
@@ -160,17 +163,18 @@ class Applier(_Provisioner):
             prior = step.prior
             return self.answer(reg, prior.id, prior.outputs) if prior else ("", dict(reg.inputs))
         if step.op == READ and step.kind is not None:
-            return self.read_step(step, reg)
+            return self.read_step(step, reg, ctx)
         if step.op == NOT_APPLIED:
             self.events.append(Event(NOT_APPLIED, step.name, step.type, step.description, step.reason))
             return "", dict(reg.inputs)
         try:
-            applied = self._execute(step)
+            applied = self._execute(step, ctx)
         except NotApplied as err:
             self.events.append(Event(NOT_APPLIED, step.name, step.type, step.description, str(err)))
             return "", dict(reg.inputs)
         except (ProviderError, PveHttpError, VzkeepError) as err:
-            self.failure = Failure(step.name, step.type, step.description, str(err), err)
+            with self._lock:
+                self.failure = self.failure or Failure(step.name, step.type, step.description, str(err), err)
             self.events.append(Event("failed", step.name, step.type, step.description, str(err)))
             self.progress(f"  ! {step.name}: {err}")
             prior = step.prior
@@ -179,56 +183,63 @@ class Applier(_Provisioner):
 
     # -- the steps ------------------------------------------------------------------------------------
 
-    def _execute(self, step: Step) -> Applied:
+    def _execute(self, step: Step, ctx: Context) -> Applied:
         assert step.kind is not None
         if step.pending is not None:
-            self._resume_create(step)
+            self._resume_create(step, ctx)
         if step.op == SAME and step.prior is not None:
             self.events.append(Event(SAME, step.name, step.type, step.description))
             return Applied(step.prior.id, step.prior.outputs)
         self.progress(f"  {_SIGN[step.op]} {step.name}: {step.description} ({_VERB[step.op]})")
         if step.op == REPLACE and step.prior is not None:
-            self._delete(step.prior)
+            self._delete(step.prior, ctx)
             step.prior = None
         if step.prior is None:
             applied = self._mutate(step, CREATE, step.kind.pve_id(step.inputs),
-                                   lambda: step.kind.create(self.ctx, step.inputs))  # type: ignore[union-attr]
+                                   lambda: step.kind.create(ctx, step.inputs))  # type: ignore[union-attr]
         else:
             prior = step.prior
             applied = self._mutate(step, UPDATE, prior.id, lambda: step.kind.update(  # type: ignore[union-attr]
-                self.ctx, Applied(prior.id, prior.outputs), prior.inputs, step.inputs))
+                ctx, Applied(prior.id, prior.outputs), prior.inputs, step.inputs))
         self.events.append(Event(step.op, step.name, step.type, step.description, ", ".join(step.changed)))
         return applied
 
-    def _resume_create(self, step: Step) -> None:
+    def _resume_create(self, step: Step, ctx: Context) -> None:
         """A create the last apply started: if the cluster has it, take it as created, then diff again."""
         assert step.kind is not None and step.pending is not None
         pending = step.pending
         try:
-            found = step.kind.read(self.ctx, Applied(pending.id, {}), pending.inputs)
+            found = step.kind.read(ctx, Applied(pending.id, {}), pending.inputs)
         except (ProviderError, PveHttpError):
             found = None  # not readable as the provider reads it (a job's "No such job" is a 400): create it
-        if found is not None:
-            prior = ResourceState(urn=step.urn, type=step.type, name=step.name, id=found.id,
-                                  inputs=pending.inputs, outputs=found.outputs, protect=step.protect,
-                                  dependencies=step.dependencies)
-            self.state.resources[step.urn] = prior
-            step.prior = prior
-            step.op, step.changed = decide(step.kind, step.inputs, prior)
-            self.progress(f"  = {step.name}: found on the cluster, created by the interrupted apply")
-        self.state.pending.pop(step.urn, None)
-        self.statefile.save(self.state)
+        with self._lock:
+            if found is not None:
+                prior = ResourceState(urn=step.urn, type=step.type, name=step.name, id=found.id,
+                                      inputs=pending.inputs, outputs=found.outputs, protect=step.protect,
+                                      dependencies=step.dependencies, provider=step.provider)
+                self.state.resources[step.urn] = prior
+                self.statefile.record("done", prior)
+                step.prior = prior
+                step.op, step.changed = decide(step.kind, step.inputs, prior)
+                self.progress(f"  = {step.name}: found on the cluster, created by the interrupted apply")
+            else:
+                self.statefile.record("cleared", step.urn)
+            self.state.pending.pop(step.urn, None)
 
     def _mutate(self, step: Step, op: str, pve_id: str, call: Callable[[], Applied]) -> Applied:
         """Note the step as pending, call, then record the result: a stop in between is found next time."""
-        self.state.pending[step.urn] = Pending(step.urn, op, step.type, step.name, pve_id, step.inputs)
-        self.statefile.save(self.state)
+        with self._lock:
+            note = Pending(step.urn, op, step.type, step.name, pve_id, step.inputs)
+            self.state.pending[step.urn] = note
+            self.statefile.record("pending", note)
         applied = call()
-        self.state.resources[step.urn] = ResourceState(
-            urn=step.urn, type=step.type, name=step.name, id=applied.id, inputs=step.inputs,
-            outputs=applied.outputs, protect=step.protect, dependencies=step.dependencies)
-        self.state.pending.pop(step.urn, None)
-        self.statefile.save(self.state)
+        with self._lock:
+            done = ResourceState(urn=step.urn, type=step.type, name=step.name, id=applied.id, inputs=step.inputs,
+                                 outputs=applied.outputs, protect=step.protect, dependencies=step.dependencies,
+                                 provider=step.provider)
+            self.state.resources[step.urn] = done
+            self.state.pending.pop(step.urn, None)
+            self.statefile.record("done", done)
         return applied
 
     def delete_all(self, deletes: list[ResourceState]) -> None:
@@ -246,7 +257,7 @@ class Applier(_Provisioner):
                 continue
             self.progress(f"  - {res.name}: {description} (deleting)")
             try:
-                self._delete(res)
+                self._delete(res, replace(self.ctx, provider=self.providers.get(res.provider, {})))
             except NotApplied as err:
                 self.events.append(Event(NOT_APPLIED, res.name, res.type, description, str(err)))
                 continue
@@ -256,15 +267,18 @@ class Applier(_Provisioner):
                 continue
             self.events.append(Event(DELETE, res.name, res.type, description))
 
-    def _delete(self, res: ResourceState) -> None:
+    def _delete(self, res: ResourceState, ctx: Context) -> None:
         kind = kind_of(res.type)
         assert kind is not None
-        self.state.pending[res.urn] = Pending(res.urn, DELETE, res.type, res.name, res.id, res.inputs)
-        self.statefile.save(self.state)
-        kind.delete(self.ctx, Applied(res.id, res.outputs), res.inputs)
-        self.state.resources.pop(res.urn, None)
-        self.state.pending.pop(res.urn, None)
-        self.statefile.save(self.state)
+        with self._lock:
+            note = Pending(res.urn, DELETE, res.type, res.name, res.id, res.inputs)
+            self.state.pending[res.urn] = note
+            self.statefile.record("pending", note)
+        kind.delete(ctx, Applied(res.id, res.outputs), res.inputs)
+        with self._lock:
+            self.state.resources.pop(res.urn, None)
+            self.state.pending.pop(res.urn, None)
+            self.statefile.record("deleted", res.urn)
 
 
 def _describe(kind: Any, res: ResourceState) -> str:

@@ -51,27 +51,31 @@ class SandboxInfo:
 
 
 class SandboxTransport:
-    """Sends ``PveRequest``s to the sandbox; thread-safe (one session, one lock)."""
+    """Sends ``PveRequest``s to the sandbox; one HTTPS session per thread (steps run in parallel)."""
 
     def __init__(self, info: SandboxInfo) -> None:
         self.info = info
-        self._session = requests.Session()
-        self._session.mount("https://", FingerprintAdapter(info.fingerprint))
-        self._session.headers["Authorization"] = f"PVEAPIToken={info.token}"
-        self._session.headers["Accept"] = "application/json"
-        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.mount("https://", FingerprintAdapter(self.info.fingerprint))
+            session.headers["Authorization"] = f"PVEAPIToken={self.info.token}"
+            session.headers["Accept"] = "application/json"
+        return session
 
     def send(self, request: PveRequest) -> Any:
         url = f"https://{self.info.host}:{self.info.port}/api2/json/{request.target()}"
         body = request.body()
         headers = {"Content-Type": "application/x-www-form-urlencoded"} if body is not None else {}
-        with self._lock:
-            try:
-                reply = self._session.request(request.method, url, data=body, headers=headers, verify=False,
-                                              timeout=REQUEST_TIMEOUT)
-            except requests.ConnectionError:
-                raise UsageError(f"the sandbox at {self.info.host}:{self.info.port} does not answer",
-                                 hint="is `vzkeep sandbox serve` running?") from None
+        try:
+            reply = self._session().request(request.method, url, data=body, headers=headers, verify=False,
+                                            timeout=REQUEST_TIMEOUT)
+        except requests.ConnectionError:
+            raise UsageError(f"the sandbox at {self.info.host}:{self.info.port} does not answer",
+                             hint="is `vzkeep sandbox serve` running?") from None
         if not 200 <= reply.status_code < 300:
             raise PveHttpError(reply.status_code, reply.reason or "", _json(reply) or {})
         payload = _json(reply)
@@ -80,8 +84,7 @@ class SandboxTransport:
     def control(self, method: str, path: str, **params: Any) -> Any:
         """A ``/_sandbox/`` control call (clock, status): not PVE, used only to move a stepped clock."""
         url = f"https://{self.info.host}:{self.info.port}/_sandbox{path}"
-        with self._lock:
-            reply = self._session.request(method, url, data=params or None, verify=False, timeout=REQUEST_TIMEOUT)
+        reply = self._session().request(method, url, data=params or None, verify=False, timeout=REQUEST_TIMEOUT)
         if reply.status_code != 200:
             raise PveHttpError(reply.status_code, reply.reason or "", _json(reply) or {})
         return reply.json()["data"]

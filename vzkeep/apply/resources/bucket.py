@@ -18,6 +18,7 @@ directory and runs only while the apply needs it, with the provider's own creden
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,13 @@ class S3StandIn:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.server: Any = None
+        self._lock = threading.Lock()
 
     def client(self, provider: Inputs) -> Any:
+        with self._lock:
+            return self._client(provider)
+
+    def _client(self, provider: Inputs) -> Any:
         if self.server is None:
             from vzkeep.seaweedfs import S3ServerError, start_s3_server
 
