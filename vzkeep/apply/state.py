@@ -111,6 +111,7 @@ class StateFile:
         """Append one step record (``pending``, ``done``, ``deleted``, ``cleared``) to the log."""
         payload = {"record": kind, "item": item if isinstance(item, str) else asdict(item)}
         line = (json.dumps(payload, separators=(",", ":")) + "\n").encode()
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line)
