@@ -7,6 +7,7 @@ assertion reads it back through the PVE API, as from a cluster.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -286,3 +287,33 @@ def test_an_apply_killed_midway_is_completed_by_the_next(bare: Running) -> None:
     again = apply(bare, "prod")
     assert not again.changed and again.requests == 0
 
+
+
+VZKEEP = Path(sys.executable).with_name("vzkeep")
+
+
+def test_the_command_prints_json_for_scripts_and_progress_on_stderr(applied) -> None:
+    running, _ = applied
+    done = subprocess.run([str(VZKEEP), "sandbox", "apply", "--stack", "monitoring", "--json", "--advance",
+                           "--sandbox", str(running.state_dir / CONNECTION_FILE)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["created"] == report["updated"] == report["deleted"] == []
+    assert "monitoring-exporter-identity-token" in report["unchanged"]
+    assert report["outputs"]["pool"] == "monitoring"
+    assert {n["name"] for n in report["not_applied"]} >= {"monitoring-object-store-install"}
+    secrets = json.loads((running.state_dir / "apply" / "monitoring.json").read_text())["secrets"]
+    info = SandboxInfo.read(running.state_dir / CONNECTION_FILE)
+    assert not any(v in done.stdout + done.stderr for v in [*secrets.values(), info.token.partition("=")[2]])
+
+
+def test_the_command_fails_with_status_1_naming_the_resource(bare: Running) -> None:
+    control(bare.state_dir / CONNECTION_FILE, "POST", "/guests", vmid=303, name="squatter", type="qemu",
+            node="pve2", disk_gb=1)
+    done = subprocess.run([str(VZKEEP), "sandbox", "apply", "--stack", "monitoring", "--advance",
+                           "--sandbox", str(bare.state_dir / CONNECTION_FILE)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert "vzkeep: error: the stack does not fit this sandbox; nothing was changed" in done.stderr
+    assert "monitoring-object-store-ct (CT 303 on pve1): VM 303 already exists on node 'pve2'" in done.stderr
