@@ -13,12 +13,11 @@ import argparse
 import calendar
 import json
 import re
-import socket
 import ssl
 import sys
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +25,8 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from fake_pve import TOKEN, build
+
+from vzkeep.sandbox.tls import ThreadingTLSServer
 
 # --- the server ---------------------------------------------------------------------------------------------
 
@@ -60,9 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(head + body)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(ThreadingTLSServer):
     def __init__(self, answers: dict[str, Any], context: ssl.SSLContext) -> None:
         self.answers = answers
         self.encoded = {p: json.dumps({"data": a}, separators=(",", ":")).encode() for p, a in answers.items()}
@@ -79,18 +78,6 @@ class _Server(ThreadingHTTPServer):
         with self.lock:
             self.counts[path] += 1
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            super().finish_request(tls, client_address)
-        except (ssl.SSLError, ConnectionError):
-            pass
-        finally:
-            tls.close()
 
 
 def serve(out: Path, guests: int, archives: int, now: int) -> None:

@@ -16,11 +16,10 @@ from typing import Any
 
 from vzkeep.connection import ConnectionOptions, connect, connect_client
 from vzkeep.net import free_port
+from vzkeep.pve.privileges import EXPORTER_ROLE_NAME, EXPORTER_ROLE_PRIVILEGES
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running, launch
 from vzkeep.sandbox.server import SandboxApp
-
-BACKUP_READER_PRIVILEGES = "Datastore.AllocateSpace,VM.Backup"
 
 
 @dataclass
@@ -87,14 +86,15 @@ class RunningSandbox:
     def advance(self, seconds: float) -> list[str]:
         return self.sandbox.advance(seconds)
 
-    def grant_backup_listing(self) -> None:
-        """Let the auditor (PVEAuditor on /) also see backups: PVE lists a backup volume only to whoever has
-        ``Datastore.Allocate`` on its storage, or ``Datastore.AllocateSpace`` there and ``VM.Backup`` on its guest
-        (pve-storage ``src/PVE/Storage.pm`` ``check_volume_access``). User and privilege-separated token both
-        get the extra role, the way an admin sets up a monitoring identity."""
+    def grant_exporter_role(self) -> None:
+        """Give the auditor (PVEAuditor on /) the exporter's least-privilege role too, as docs/exporter.md's
+        ``pveum role add`` and ``pveum acl modify / --users … --tokens …`` do: without it PVE lists no backup
+        volume to it (pve-storage ``src/PVE/Storage.pm`` ``check_volume_access``). User and privilege-separated
+        token both get the role, the way an admin sets up a monitoring identity."""
         auditor = self.info["tokens"]["auditor"]
-        self.app.call("POST", "/access/roles", {"roleid": "BackupReader", "privs": BACKUP_READER_PRIVILEGES})
-        self.app.call("PUT", "/access/acl", {"path": "/", "roles": "BackupReader", "users": auditor["user"],
+        self.app.call("POST", "/access/roles", {"roleid": EXPORTER_ROLE_NAME,
+                                                "privs": ",".join(sorted(EXPORTER_ROLE_PRIVILEGES))})
+        self.app.call("PUT", "/access/acl", {"path": "/", "roles": EXPORTER_ROLE_NAME, "users": auditor["user"],
                                              "tokens": f"{auditor['user']}!{auditor['token_name']}"})
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,24 @@ def test_bad_scratch_range_and_nothing_to_drill_are_usage_errors(tmp_path: Path)
         assert drill(sb, tmp_path, "--scratch", "9100-9000").exit_code == 2
         nothing = drill(sb, tmp_path, "--env", "no-such-env")
         assert nothing.exit_code == 2 and "nothing to drill" in nothing.stderr
+
+
+def test_drills_are_dated_on_the_clusters_clock_not_this_machines(tmp_path: Path) -> None:
+    # DrillStale compares a drill's time with vzkeep_cluster_time_seconds: both must be the cluster's.
+    with running_sandbox(tmp_path) as sb:
+        with_backups(sb)  # the sandbox's clock is now a simulated day ahead of the wall clock
+        (newest,) = sb.client().get("nodes/pve1/storage/backup-monitoring/content", vmid=301)
+        sb.sandbox.corrupt(newest["volid"], "flip")
+        result = drill(sb, tmp_path, "--guest", "dev-box")
+        assert result.exit_code == 0, result.stdout + result.stderr
+        failed = drill(sb, tmp_path, "--guest", "grafana")
+        assert failed.exit_code == 1
+        cluster_now = sb.sandbox.now()
+        assert cluster_now - time.time() > 12 * 3600
+        records = DrillResultStore(tmp_path / "state" / "drills.json").load()
+        ok, corrupt = records[("lab", 201)], records[("monitoring", 301)]
+        (restore,) = [r for n in sb.sandbox.cluster.nodes for r in sb.sandbox.tasks.records(n)
+                      if r.info.type == "vzrestore" and r.info.id == str(ok.scratch_vmid)]
+        assert ok.ok and ok.started_at == restore.info.starttime == ok.last_success_at
+        # no restore task for a corrupt archive: the node's own time (GET /nodes/{node}/time)
+        assert not corrupt.ok and abs(corrupt.started_at - cluster_now) < 600

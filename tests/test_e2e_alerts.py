@@ -115,7 +115,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
     running = Running(server, sb, state, True)
     try:
         sandbox = RunningSandbox(running)
-        sandbox.grant_backup_listing()  # PVEAuditor alone sees no backup volume (Storage.pm check_volume_access)
+        sandbox.grant_exporter_role()  # PVEAuditor alone sees no backup volume (Storage.pm check_volume_access)
         yield sandbox
     finally:
         running.stop()

@@ -91,7 +91,7 @@ def value(found: dict[str, dict[frozenset[tuple[str, str]], float]], metric: str
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
     with running_sandbox(tmp_path_factory.mktemp("exporter-collect")) as sb:
-        sb.grant_backup_listing()  # PVEAuditor alone sees no backup volume (Storage.pm check_volume_access)
+        sb.grant_exporter_role()  # PVEAuditor alone sees no backup volume (Storage.pm check_volume_access)
         sb.sandbox.lock_guest(LOCKED, "backup")
         sb.advance(DAY)
         yield sb
@@ -329,11 +329,11 @@ def _add_guests(sb: RunningSandbox, count: int) -> None:
 
 def test_api_calls_per_poll_do_not_grow_with_guests(tmp_path: Path) -> None:
     with running_sandbox(tmp_path / "few") as sb:
-        sb.grant_backup_listing()
+        sb.grant_exporter_role()
         guests_before = len(sb.sandbox.cluster.guests)
         few = _steady_calls(sb)
     with running_sandbox(tmp_path / "many") as sb:
-        sb.grant_backup_listing()
+        sb.grant_exporter_role()
         _add_guests(sb, 40)
         assert len(sb.sandbox.cluster.guests) == guests_before + 40
         many = _steady_calls(sb)

@@ -91,7 +91,7 @@ def _close(sock: socket.socket) -> None:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
     with running_sandbox(tmp_path_factory.mktemp("exporter-server")) as sb:
-        sb.grant_backup_listing()  # PVEAuditor alone sees no backup volume (Storage.pm check_volume_access)
+        sb.grant_exporter_role()  # PVEAuditor alone sees no backup volume (Storage.pm check_volume_access)
         sb.advance(DAY)
         yield sb
 

@@ -253,7 +253,7 @@ def test_a_new_token_authenticates_over_https_until_it_is_deleted(tmp_path: Path
 def test_restoring_a_privileged_container_needs_sys_modify_on_root_since_9(tmp_path: Path, version: str) -> None:
     app = make(tmp_path, version)
     with app.cluster.lock:
-        app.cluster.guests[300].config["unprivileged"] = "1"  # 301 stays privileged (no 'unprivileged: 1')
+        app.cluster.guests[301].config["unprivileged"] = "0"  # privileged: no 'unprivileged: 1' (300 keeps it)
     for vmid in (300, 301):
         call(app, "POST", "/nodes/pve1/vzdump", vmid=str(vmid), storage="backup-monitoring")
     call(app, "POST", "/access/users", userid="restorer@pve")

@@ -330,7 +330,7 @@ def test_a_fresh_node_sees_shared_and_unrestricted_storages_and_runs_jobs(tmp_pa
     ({"name": "pve1"}, {"name": "node 'pve1' already exists"}),
     ({"name": "pve_3"}, {"name": "invalid format - value 'pve_3' does not look like a valid node name"}),
     ({"name": "pve3", "timezone": "Mars/Olympus"},
-     {"timezone": "unknown time zone 'Mars/Olympus'; use an IANA name, e.g. Europe/Paris"}),
+     {"timezone": "unknown time zone 'Mars/Olympus' (use an IANA name such as 'Europe/Paris' or 'UTC')"}),
     ({}, {"name": "property is missing and it is not optional"}),
 ])
 def test_adding_a_node_checks_its_name_and_time_zone(sb, params: dict[str, str], errors: dict[str, str]) -> None:

@@ -471,3 +471,29 @@ def test_lockwait_zero_fails_at_once(tmp_path: Path) -> None:
     second = sb.vzdump("pve1", {"vmid": "101", "storage": "local", "lockwait": "0"}, "root@pam")
     assert log_of(sb, second) == ["ERROR: can't acquire lock '/var/run/vzdump.lock' (wait = 0)"]
     assert sb.tasks.find(second).endtime == T0
+
+
+def _archived_config(sb: Sandbox, name: str) -> dict[str, str]:
+    data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO((dump_dir(sb) / name).read_bytes())).read()
+    text = (vma.check_vma(io.BytesIO(data)).header.config if ".vma" in name
+            else ct_tar.check_ct_tar(io.BytesIO(data)).config).decode()
+    return dict(line.split(": ", 1) for line in text.splitlines() if not line.startswith("#"))
+
+
+def test_the_archived_config_is_the_config_the_api_shows(tmp_path: Path) -> None:
+    # vzdump embeds the guest's config file without its lock (pve-container src/PVE/VZDump/LXC.pm assemble
+    # writes etc/vzdump/pct.conf; qemu-server src/PVE/VZDump/QemuServer.pm skips `lock:`), so what
+    # GET …/config shows before the backup is what a restore finds in the archive.
+    from vzkeep.sandbox.api.guests import guest_config
+
+    cluster = make_cluster(tmp_path)
+    cluster.guests[102] = Guest(102, "legacy", "lxc", "pve1", pool="prod", disk_bytes=2 * 1024**3,
+                                config={"unprivileged": "0"})  # a privileged CT: PVE writes no such key
+    sb = make_sandbox(tmp_path, cluster)
+    shown = {vmid: {k: str(v) for k, v in guest_config(g).items() if k != "digest"}
+             for vmid, g in sb.cluster.guests.items()}
+    sb.vzdump("pve1", {"vmid": "100,101,102", "storage": "local", "compress": "zstd"}, "root@pam")
+    archived = {int(n.split("-")[2]): _archived_config(sb, n) for n in files(sb) if n.endswith(".zst")}
+    assert archived == shown
+    assert archived[101]["unprivileged"] == "1" and "unprivileged" not in archived[102]
+    assert archived[101]["rootfs"] == "local-lvm:vm-101-disk-0,size=4G"

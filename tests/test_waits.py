@@ -18,12 +18,15 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tests.restore_fixtures import invoke, with_backups
 from tests.sandbox_fixtures import RunningSandbox, running_sandbox
 from vzkeep.cli import app as cli_app
 from vzkeep.drill import DrillResultStore
+from vzkeep.pve.client import PveApiError
+from vzkeep.sandbox.tasks import TaskStore
 
 VZKEEP = Path(sys.executable).parent / "vzkeep"
 UPID = re.compile(r"UPID:[^\s']+:")
@@ -172,3 +175,56 @@ def test_ctrl_c_during_a_drill_names_the_task_and_leaves_it_for_the_next_run(tmp
         assert f"interrupted: PVE task {upid} (restore of VM 9000 on node pve2) is still running" in said
         assert "Traceback" not in said
         assert list(DrillResultStore(tmp_path / "state" / "drills.json").pending()) == [9000]
+
+
+# -- vzkeep task stop: DELETE /nodes/{node}/tasks/{upid} on the sandbox (pve-manager PVE/API2/Tasks.pm) ----
+
+
+def test_task_stop_ends_a_running_restore_the_way_pve_does(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path) as sb:
+        with_backups(sb)
+        stalled, _ = timed(sb, tmp_path, "restore", "postgres", "--vmid", "5101")
+        (upid,) = restore_upids(sb)
+        image = Path(sb.sandbox.cluster.guests[5101].disk_image)
+        assert stalled.exit_code == 3 and image.is_file()
+        # someone else's task: PVEAuditor holds no Sys.Modify on the node
+        refused = invoke(sb, ["task", "stop", upid, "--read-only"], pump=False)
+        assert refused.exit_code == 1 and "Permission check failed (/nodes/pve1, Sys.Modify)" in refused.stderr
+        stopped = invoke(sb, ["task", "stop", upid], pump=False)
+        assert stopped.exit_code == 0, stopped.stderr
+        assert stopped.stdout.strip() == f"asked PVE to stop task {upid} on node pve1"
+        # the worker died in qemu-server's handler and took the restore's error path
+        follow = invoke(sb, ["task", "follow", upid, "--json"], pump=False)
+        doc = json.loads(follow.stdout)
+        assert follow.exit_code == 1 and doc["exitstatus"] == "interrupted by signal", follow.stderr
+        assert doc["log"][-1] == "TASK ERROR: interrupted by signal"
+        assert "VM 5101 state is NOT cleaned up." in doc["log"][-2]
+        assert not any(line.startswith("progress 100%") for line in doc["log"])
+        left = sb.sandbox.cluster.guests[5101]
+        assert (left.config, left.lock, left.disk_image, left.pool) == ({}, None, None, None)
+        assert not image.exists()
+        # a second stop finds nothing running: PVE answers null and nothing changes
+        assert invoke(sb, ["task", "stop", upid], pump=False).exit_code == 0
+        assert sb.client().get(f"nodes/pve1/tasks/{upid}/status")["exitstatus"] == "interrupted by signal"
+        # the stop is on disk: a reopened task store reads the task as it ended
+        reread = TaskStore(sb.sandbox.tasks.root, now=lambda: 0).find(upid)
+        assert reread is not None and reread.status == "interrupted by signal"
+
+
+def test_task_stop_of_a_container_restore_destroys_it_and_pve_words_bad_upids(tmp_path: Path) -> None:
+    with running_sandbox(tmp_path) as sb:
+        with_backups(sb)
+        timed(sb, tmp_path, "restore", "dev-box", "--vmid", "5201")
+        (upid,) = restore_upids(sb)
+        client = sb.client()
+        client.delete(f"nodes/pve2/tasks/{upid}")
+        status = client.get(f"nodes/pve2/tasks/{upid}/status")
+        assert (status["status"], status["exitstatus"]) == ("stopped", "unable to restore CT 5201 - received interrupt")
+        assert 5201 not in sb.sandbox.cluster.guests
+        with pytest.raises(PveApiError) as unparsable:
+            client.delete("nodes/pve2/tasks/UPID:nope")
+        assert unparsable.value.http_status == 400
+        assert unparsable.value.errors == {"upid": "unable to parse worker upid"}
+        with pytest.raises(PveApiError) as elsewhere:  # the task's log is on pve2, not on pve1
+            client.delete(f"nodes/pve1/tasks/{upid}")
+        assert elsewhere.value.errors == {"upid": "no such task"}

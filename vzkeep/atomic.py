@@ -10,6 +10,10 @@ keys, the sandbox's credentials, state exports), goes through :func:`write_atomi
    atomic within a directory);
 3. the directory is fsynced, so that the rename itself survives a power loss.
 
+``write_private`` is the same for a secret (0600 to the end). The sandbox's state, rewritten on every
+change, passes ``fsync=False``: its writes stay whole-or-absent for readers and after a kill (its
+journal makes the whole change consistent), without paying two flushes each.
+
 Standard library only: `vzkeep verify` imports it on PVE nodes, where nothing else is installed.
 """
 
@@ -24,8 +28,9 @@ PRIVATE = 0o600  # owner read/write: tokens, keys, credentials, state content
 PUBLIC = 0o644
 
 
-
-def write_atomic(path: str | os.PathLike[str], data: str | bytes, mode: int = PUBLIC, *, fsync: bool = True) -> None:
+def write_atomic(
+    path: str | os.PathLike[str], data: str | bytes, mode: int = PUBLIC, *, fsync: bool = True
+) -> None:
     """Replace ``path`` with ``data`` (text is written as UTF-8), atomically and durably.
 
     The temporary file is private (0600) until it has its content; it gets ``mode`` just before the
@@ -71,8 +76,3 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def write_atomic_durable(path: str | os.PathLike[str], text: str, mode: int = PUBLIC) -> None:
-    """:func:`write_atomic` (which already fsyncs the directory after the rename)."""
-    write_atomic(path, text, mode)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -34,6 +33,7 @@ from vzkeep.credentials import CREDENTIAL_KEYS  # noqa: F401  (re-exported: comp
 from vzkeep.errors import UsageError
 from vzkeep.monitoring import EXPORTER_PORT
 from vzkeep.pve import calendar
+from vzkeep.pve.values import load_zone
 from vzkeep.yamlfile import YamlDocument, YamlFileError, load_yaml
 
 PROJECT = "vzkeep"
@@ -165,10 +165,7 @@ class EnvironmentSettings(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name such as Europe/Paris") from None
+        load_zone(value)  # UnknownTimeZone is a ValueError: pydantic reports its message with the key
         return value
 
     @property

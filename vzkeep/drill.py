@@ -36,7 +36,8 @@ from vzkeep.atomic import write_atomic
 from vzkeep.backups import Backup, Inventory
 from vzkeep.errors import ExitStatus
 from vzkeep.follow import Task, TaskInterrupted, TaskStillRunning, Wait, follow_task
-from vzkeep.pve.client import PveApiError, PveClient
+from vzkeep.pve.client import PveApiError, PveClient, PveUnreachable
+from vzkeep.pve.upid import decode_upid
 from vzkeep.restore import (
     CLEANUP_TIMEOUT,
     RestoreError,
@@ -57,7 +58,7 @@ _NET_RE = re.compile(r"^net\d+$")
 
 @dataclass
 class DrillResult:
-    started_at: float  # epoch seconds (wall clock) when the drill began
+    started_at: float  # epoch seconds on the cluster's clock: the restore task's start (see run_drill)
     duration_seconds: float  # restore start until the scratch guest ran
     ok: bool
     message: str
@@ -241,11 +242,11 @@ def run_drill(client: PveClient, inventory: Inventory, backup: Backup, scratch_v
     A wait that ends first (``TaskStillRunning``, ``TaskInterrupted``) is recorded as a failed drill and
     raised again: the scratch guest stays pending (its task is still running) for the next run to remove.
     """
-    started_at = time.time()
     began = time.monotonic()
-    result = DrillResult(started_at, 0.0, False, "", backup.vmid, scratch_vmid, None, backup.env or "",
+    result = DrillResult(time.time(), 0.0, False, "", backup.vmid, scratch_vmid, None, backup.env or "",
                          backup.volid, backup.name)
     created = False
+    upid: str | None = None
     try:
         plan = plan_restore(inventory, RestoreOptions(str(backup.vmid), backup.volid, options.node, options.storage,
                                                       scratch_vmid, unique=True, pool=""))
@@ -257,7 +258,7 @@ def run_drill(client: PveClient, inventory: Inventory, backup: Backup, scratch_v
         say(f"drill {backup.name or backup.vmid} ({backup.vmid}): restore {backup.volid} as {scratch_vmid} "
             f"on {plan.node}")
         created = True
-        execute(client, plan, wait)
+        upid = execute(client, plan, wait).upid
         isolate_network(client, plan.node, plan.guest_type, scratch_vmid)
         start_and_wait(client, plan.node, plan.guest_type, scratch_vmid, wait)
         result.duration_seconds = round(time.monotonic() - began, 3)
@@ -266,18 +267,38 @@ def run_drill(client: PveClient, inventory: Inventory, backup: Backup, scratch_v
     except RestoreError as exc:
         result.duration_seconds = round(time.monotonic() - began, 3)
         result.message = exc.message
+        upid = upid or exc.details.get("upid")
         if exc.status == ExitStatus.INTERRUPTED:  # PVE may be restoring still: the guest stays pending
+            _on_cluster_clock(result, client, upid)
             store.record(result)
             raise
     except (TaskStillRunning, TaskInterrupted) as exc:
         result.duration_seconds = round(time.monotonic() - began, 3)
         result.message = f"{exc.message}; scratch guest {scratch_vmid} stays pending: the next drill removes it"
+        _on_cluster_clock(result, client, upid or (exc.task.upid if exc.task is not None else None))
         store.record(result)
         raise
+    _on_cluster_clock(result, client, upid)
     if created:
         result.message += _destroy_quietly(client, scratch_vmid, store, wait.bounded(CLEANUP_TIMEOUT))
     store.record(result)
     return result
+
+
+def _on_cluster_clock(result: DrillResult, client: PveClient, upid: str | None) -> None:
+    """Date the drill on the cluster's clock, the one the exporter measures DrillStale against
+    (``vzkeep_cluster_time_seconds``): the restore task's start from its UPID (pve-common
+    ``src/PVE/UPID.pm``), or, when no task was started, the node's ``GET /nodes/{node}/time`` taken now
+    minus the time the drill took. The machine's own clock stays only when PVE cannot say."""
+    if upid:
+        with contextlib.suppress(ValueError):
+            result.started_at = float(decode_upid(upid).starttime)
+            return
+    if result.node is None:
+        return
+    with contextlib.suppress(PveApiError, PveUnreachable, KeyError, TypeError, ValueError):
+        now = float(client.get(f"nodes/{result.node}/time")["time"])
+        result.started_at = now - result.duration_seconds
 
 
 def _destroy_quietly(client: PveClient, vmid: int, store: DrillResultStore, wait: Wait) -> str:

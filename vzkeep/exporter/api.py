@@ -1,4 +1,4 @@
-"""The exporter's one seam to PVE: ``ApiGet``, a read of one API path (proxmoxer's shape), and its errors.
+"""The exporter's one seam to PVE: ``ApiGet`` (``vzkeep.pve.client``), a read of one API path, and its errors.
 
 Tests and benches pass any callable ``get(path, **params) -> data``; the command passes ``proxmoxer_get``,
 which can also hand back an answer's raw JSON body (``raw_body``): the exporter reads the biggest answers,
@@ -9,13 +9,9 @@ bytes did not change since the last poll.
 from __future__ import annotations
 
 import json
-from typing import Any, Protocol
+from typing import Any
 
-
-class ApiGet(Protocol):
-    """``get("nodes/pve1/tasks", typefilter="vzdump")`` → the ``data`` of PVE's answer (proxmoxer's shape)."""
-
-    def __call__(self, path: str, **params: Any) -> Any: ...
+from vzkeep.pve.client import ApiGet  # the runtime's read seam: ``get(path, **params)`` → PVE's ``data``
 
 
 class ProxmoxerGet:

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from vzkeep.exporter.snapshot import ArchiveStats, Attempt, DrillInfo, GuestInfo, JobInfo, Snapshot, Verification
+from vzkeep.pve.values import UnknownTimeZone, load_zone
 
 STORAGE_LIMIT = 0.80  # the fill the storage alert fires above
 OFFSITE_PREFIX = "offsite-"  # offsite storages are named offsite-<env> (docs: RemoteStore)
@@ -56,8 +57,8 @@ class Clock:
     def of(cls, snapshot: Snapshot) -> Clock:
         if snapshot.clock is not None:
             try:
-                return cls(snapshot.clock.time, ZoneInfo(snapshot.clock.timezone), snapshot.clock.timezone)
-            except (ZoneInfoNotFoundError, ValueError):
+                return cls(snapshot.clock.time, load_zone(snapshot.clock.timezone), snapshot.clock.timezone)
+            except UnknownTimeZone:
                 return cls(snapshot.clock.time, ZoneInfo("UTC"), "UTC")
         return cls(time.time(), ZoneInfo("UTC"), "UTC")
 

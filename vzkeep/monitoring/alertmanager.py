@@ -124,7 +124,7 @@ def inhibit_rules() -> list[dict[str, Any]]:
 def alertmanager_config(target: TelegramTarget, timing: DeliveryTiming = SHIPPED_TIMING) -> dict[str, Any]:
     """A complete alertmanager.yml: vzkeep's route, other alerts to a receiver that drops them.
 
-    Holds the bot token: write it only with ``render.write_private`` (0600), show it only ``redacted()``.
+    Holds the bot token: write it only with ``vzkeep.atomic.write_private`` (0600), show it only ``redacted()``.
     """
     return {
         "route": {

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from vzkeep.atomic import write_atomic
+from vzkeep.atomic import write_atomic, write_private
 from vzkeep.monitoring import EXPORTER_JOB, EXPORTER_PORT, SHIPPED_TIMING, DeliveryTiming, Thresholds, dashboard, rules
 from vzkeep.monitoring import alertmanager as am
 
@@ -46,11 +46,6 @@ class RenderOptions:
     runbook_base: str = rules.DEFAULT_RUNBOOK_BASE
     exporter_targets: Sequence[str] = (DEFAULT_EXPORTER_TARGET,)
     timing: DeliveryTiming = SHIPPED_TIMING
-
-
-def write_private(path: Path, text: str) -> None:
-    """A file holding a secret: 0600 from creation to rename, and 0600 if an older file was wider."""
-    write_atomic(path, text, mode=0o600)
 
 
 def scrape_config(targets: Sequence[str], timing: DeliveryTiming = SHIPPED_TIMING) -> dict[str, Any]:

@@ -35,6 +35,11 @@ def parse_boolean(value: Any) -> bool | None:
     return None
 
 
+def is_true(value: Any) -> bool:
+    """PVE's ``if (parse_boolean($value))``: a value that is not one of PVE's words counts as false."""
+    return parse_boolean(value) is True
+
+
 class UnknownTimeZone(ValueError):
     """Not a time zone the tz database knows; the message names it and what is allowed."""
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vzkeep.pve.values import UnknownTimeZone, load_zone
 from vzkeep.sandbox.api.common import cluster_of, storage_or_400
 from vzkeep.sandbox.api.errors import die, param_error
 from vzkeep.sandbox.api.router import Request, Router
@@ -142,10 +142,9 @@ def _add_node(req: Request) -> dict[str, Any]:
     """A fresh node joins (see ``Sandbox.add_node``); the reply names the storages it sees."""
     timezone = req.params.get("timezone", "Europe/Paris")
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise param_error({"timezone": f"unknown time zone '{timezone}'; use an IANA name, e.g. Europe/Paris"}
-                          ) from None
+        load_zone(timezone)
+    except UnknownTimeZone as exc:
+        raise param_error({"timezone": str(exc)}) from None
     node = req.app.sandbox.add_node(req.params["name"], timezone)
     storages = sorted(s.id for s in cluster_of(req).storages.values() if s.visible_from(node.name))
     return {"node": node.name, "timezone": node.timezone, "online": int(node.online), "storages": storages}

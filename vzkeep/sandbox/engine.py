@@ -300,6 +300,30 @@ class Sandbox:
             req = create_mod.prepare(self.cluster, self._online_node(node), params)
             return create_mod.run(self.cluster, self.tasks, req, user, self.clock.time())
 
+    # -- stopping a task ---------------------------------------------------------------------------
+    def stop_task(self, upid: str) -> bool:
+        """``check_worker($upid, 1)`` (pve-common ``src/PVE/RESTEnvironment.pm``): a running worker is
+        killed and ends now with its interrupt handler's error; a finished one is left alone. False when
+        the task had already ended.
+
+        A restore also takes its error path (``restore.stop_restore``). Other workers end with their
+        handler's text (vzdump: "interrupted by signal", pve-manager ``PVE/API2/VZDump.pm``; the rest:
+        fork_worker's "received interrupt"), but what the engine did when they started stays done."""
+        with self._change() as txn:
+            record = self.tasks.find(upid)
+            now = int(self.clock.time())
+            if record is None or not record.running_at(now):
+                return False
+            lines = self.tasks.log_lines(upid)
+            kind = record.info.type
+            if kind in restore_mod.RESTORE_TASKS:
+                lines = restore_mod.stop_restore(self.cluster, kind, int(record.info.id), lines, txn)
+            else:
+                reason = "interrupted by signal" if kind == "vzdump" else "received interrupt"
+                lines = [*(line for line in lines if not line.startswith("TASK ")), f"TASK ERROR: {reason}"]
+            txn.writes.append(self.tasks.end_early(upid, now, lines))
+            return True
+
     # -- storage content ---------------------------------------------------------------------------
     def dump_dir(self, storage_id: str, node: str) -> Path:
         """The directory holding ``storage_id``'s backups as ``node`` sees it (tests, tools)."""

@@ -9,15 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_TRUE = {"1", "on", "yes", "true"}
 _SHELL_SAFE = re.compile(r"^[-_.:/\w]+$")  # PVE::Tools::shellquote leaves these unquoted
-
-
-def parse_bool(value: Any) -> bool:
-    """pve-common ``parse_boolean``: 1|on|yes|true (any case) are true."""
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in _TRUE
 
 
 def format_size(size: float) -> str:

@@ -29,12 +29,12 @@ from typing import Any, BinaryIO
 from vzkeep.pve import archive, localtime, vma
 from vzkeep.pve import ct_tar as ct_tar_format
 from vzkeep.pve.decompress import DecompressedStream, ExactReader
+from vzkeep.pve.values import is_true
 from vzkeep.sandbox.diskdata import CT_PART_SIZE, ct_disk_part
 from vzkeep.sandbox.faults import Fault
 from vzkeep.sandbox.guestconfig import mac_address
 from vzkeep.sandbox.journal import Transaction
 from vzkeep.sandbox.model import Cluster, Guest, Node
-from vzkeep.sandbox.pveformat import parse_bool
 from vzkeep.sandbox.settings import Settings
 from vzkeep.sandbox.storages import StorageDirs
 from vzkeep.sandbox.tasks import PveError, Task, TaskStore
@@ -77,7 +77,7 @@ def prepare(cluster: Cluster, dirs: StorageDirs, node: Node, guest_type: str, pa
             ) -> RestoreRequest:
     vmid = int(params["vmid"])
     ref = str(params.get("archive") if guest_type == "qemu" else params.get("ostemplate") or "")
-    force = parse_bool(params.get("force", False))
+    force = is_true(params.get("force", False))
     check_target_vmid(cluster, node, guest_type, vmid, force)
     path = resolve_archive(cluster, dirs, node, ref)
     try:
@@ -88,8 +88,8 @@ def prepare(cluster: Cluster, dirs: StorageDirs, node: Node, guest_type: str, pa
         kind = "VM" if info.type == "qemu" else "CT"
         raise PveError(_restore_prefix(guest_type, vmid) + f"archive '{path.name}' is a {kind} backup")
     return RestoreRequest(node, guest_type, vmid, ref, path, info, force,
-                          parse_bool(params.get("unique", False)), params.get("pool"),
-                          parse_bool(params.get("start", False)))
+                          is_true(params.get("unique", False)), params.get("pool"),
+                          is_true(params.get("start", False)))
 
 
 def _restore_prefix(guest_type: str, vmid: int) -> str:
@@ -428,3 +428,38 @@ def _leave_guest(cluster: Cluster, req: RestoreRequest, task: Task, existing: Gu
         vmid=req.vmid, name=f"VM {req.vmid}" if req.guest_type == "qemu" else f"CT{req.vmid}",
         type=req.guest_type, node=req.node.name, pool=pool, disk_bytes=0, status="stopped", lock=lock,
         config=config, full_config=True)
+
+
+# -- a restore stopped while it runs (``DELETE /nodes/{node}/tasks/{upid}``) ------------------------------
+#
+# pve-manager PVE/API2/Tasks.pm stop_task → RESTEnvironment.pm check_worker($upid, 1) sends SIGTERM to the
+# worker's process group. qmrestore dies in restore_vma_archive's handler ("interrupted by signal",
+# qemu-server src/PVE/QemuServer.pm) and takes the error path above: the new volumes are freed and an empty,
+# unlocked config is left ("… VM N state is NOT cleaned up."). A pct restore dies in fork_worker's handler
+# ("received interrupt", pve-common src/PVE/RESTEnvironment.pm), wrapped as "unable to restore CT N - …"
+# (pve-container src/PVE/API2/LXC.pm create_vm), and its config is destroyed with its disks.
+# The engine wrote the whole restore when the task started; the lines after the data copy began are the
+# part a stopped worker never wrote.
+
+RESTORE_TASKS = ("qmrestore", "vzrestore")
+_COPY_STARTED = {"qmrestore": "map 'drive-", "vzrestore": "extracting archive "}
+
+
+def stop_restore(cluster: Cluster, task_type: str, vmid: int, lines: list[str], txn: Transaction) -> list[str]:
+    """The log a restore stopped during its data copy leaves, and the guest as its error path leaves it."""
+    marker = _COPY_STARTED[task_type]
+    copied = [i for i, line in enumerate(lines) if line.startswith(marker)]
+    kept = lines[: copied[-1] + 1] if copied else [line for line in lines if not line.startswith("TASK ")]
+    guest = cluster.guests.get(vmid)
+    if guest is not None and guest.disk_image:
+        txn.removals.append(guest.disk_image)
+    if task_type == "qmrestore":
+        kept += [f"temporary volume 'local-lvm:vm-{vmid}-disk-0' successfully removed",
+                 "error before or during data restore, some or all disks were not completely restored. "
+                 f"VM {vmid} state is NOT cleaned up.", "TASK ERROR: interrupted by signal"]
+        if guest is not None:
+            cluster.guests[vmid] = Guest(vmid=vmid, name=f"VM {vmid}", type="qemu", node=guest.node, pool=None,
+                                         disk_bytes=0, status="stopped", lock=None, config={}, full_config=True)
+        return kept
+    cluster.guests.pop(vmid, None)
+    return [*kept, f"TASK ERROR: unable to restore CT {vmid} - received interrupt"]

@@ -18,8 +18,8 @@ from functools import lru_cache
 from typing import Any
 
 from vzkeep.pve import calendar
+from vzkeep.pve.values import is_true
 from vzkeep.sandbox.model import Cluster
-from vzkeep.sandbox.pveformat import parse_bool
 from vzkeep.sandbox.tasks import TaskStore
 
 # Options that belong to the job, not to vzdump (pve-guest-common VZDump/JobBase.pm).
@@ -41,7 +41,7 @@ def minute_ceil(t: int) -> int:
 
 def runtime_props(job: dict[str, Any]) -> dict[str, Any]:
     """What ``detect_changed_runtime_props`` compares: enabled (default 1) and schedule."""
-    return {"enabled": int(parse_bool(job.get("enabled", 1))), "schedule": str(job.get("schedule", ""))}
+    return {"enabled": int(is_true(job.get("enabled", 1))), "schedule": str(job.get("schedule", ""))}
 
 
 def vzdump_params(job_id: str, job: dict[str, Any]) -> dict[str, Any]:
@@ -85,7 +85,7 @@ class Scheduler:
         self.sync_states(now)
         for job_id, job in self.cluster.jobs.items():
             state = self.state(job_id, node)
-            if state is not None and not parse_bool(job.get("repeat-missed", 0)):
+            if state is not None and not is_true(job.get("repeat-missed", 0)):
                 state["updated"] = now
 
     def last_run(self, state: dict[str, Any]) -> int:
@@ -104,7 +104,7 @@ class Scheduler:
         """The minute at which pvescheduler on ``node`` would start ``job_id``, or None (disabled,
         bound to another node, node down, or a schedule with no further event)."""
         job = self.cluster.jobs[job_id]
-        if not parse_bool(job.get("enabled", 1)):
+        if not is_true(job.get("enabled", 1)):
             return None
         if job.get("node") and job["node"] != node:
             return None

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from vzkeep.errors import UsageError
 from vzkeep.pve import retention
+from vzkeep.pve.values import UnknownTimeZone, load_zone
 from vzkeep.sandbox.api.errors import ApiError
 from vzkeep.sandbox.model import Cluster, Guest, Node, Pool, Storage
 from vzkeep.sandbox.storages import confined_path, storage_root
@@ -119,9 +119,9 @@ def _nodes(r: _Reader, doc: dict[str, Any]) -> dict[str, Node]:
             raise r.fail(item, f"{where}.name", f"{name!r} is not a node name (letters, digits, '-')")
         tz = str(item.get("timezone", "Europe/Paris"))
         try:
-            ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise r.fail(item, f"{where}.timezone", f"unknown time zone {tz!r}; use an IANA name") from None
+            load_zone(tz)
+        except UnknownTimeZone as exc:
+            raise r.fail(item, f"{where}.timezone", str(exc)) from None
         if name in nodes:
             raise r.fail(item, f"{where}.name", f"node {name!r} is listed twice")
         nodes[name] = Node(name=name, timezone=tz, online=bool(item.get("online", True)))

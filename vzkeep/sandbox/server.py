@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import ssl
 import threading
 import time
 from http.cookies import CookieError, SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -41,7 +40,7 @@ from vzkeep.sandbox.api.router import PagedResult, Request, Router
 from vzkeep.sandbox.api.schema import validate
 from vzkeep.sandbox.api.versions import PveVersion
 from vzkeep.sandbox.api.versions import get as get_version
-from vzkeep.sandbox.tls import ensure_certificate, server_context
+from vzkeep.sandbox.tls import ThreadingTLSServer, ensure_certificate, server_context
 
 API_PREFIX = "/api2/json"
 CONTROL_PREFIX = "/_sandbox"
@@ -367,9 +366,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.flush_headers()
 
 
-class _TLSServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _TLSServer(ThreadingTLSServer):
     allow_reuse_address = False  # a second sandbox on the same port must fail, not share it
+    idle_timeout = IDLE_TIMEOUT
 
     def __init__(self, address: tuple[str, int], app: SandboxApp, context: ssl.SSLContext,
                  auth_failure_delay: float) -> None:
@@ -377,22 +376,6 @@ class _TLSServer(ThreadingHTTPServer):
         self.context = context
         self.auth_failure_delay = auth_failure_delay
         super().__init__(address, _Handler)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        # The TLS handshake runs here, in the connection's own thread, so a slow or rejecting
-        # client never blocks the accept loop.
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        request.settimeout(IDLE_TIMEOUT)
-        try:
-            tls = self.context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            super().finish_request(tls, client_address)
-        except (ssl.SSLError, OSError):
-            pass  # the client hung up, stalled past the timeout or spoke garbage: nothing to log
-        finally:
-            tls.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver prints a traceback here; a client can trigger it, so stay quiet.

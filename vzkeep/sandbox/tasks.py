@@ -192,6 +192,25 @@ class TaskStore:
             if self.pending is None:
                 self.compact()
 
+    def end_early(self, upid: str, endtime: int, lines: list[str]) -> tuple[str, str]:
+        """A running task ends at ``endtime`` with the log ``lines`` (its trailer last): what a stopped
+        worker leaves. Its index line is written again with the new end and status (read back, the newer
+        line of a UPID wins); the new log is returned as (path, text) for the engine's transaction."""
+        record = self._lookup(upid)
+        status = read_status(lines[-1] if lines else None)
+        line = f"{upid} {endtime:08X} {status}"
+        index = str(self.index_path(record.info.node))
+        with self._lock:
+            records = self._records[record.info.node]
+            records[records.index(record)] = TaskRecord(upid, record.info, endtime, status)
+            if self.pending is not None:
+                self.pending.append((index, line))
+            else:
+                with open(index, "a") as f:
+                    f.write(line + "\n")
+            self._index_lines[record.info.node] = self._index_lines.get(record.info.node, 0) + 1
+        return str(self._log_path(record.info, upid)), "".join(text + "\n" for text in lines)
+
     def forget(self, node: str) -> None:
         """Drop a lost node's tasks (its logs went with its disk)."""
         with self._lock:
@@ -218,7 +237,7 @@ class TaskStore:
 
     def _load_node(self, node: str) -> None:
         index = self.root / node / "index"
-        records: list[TaskRecord] = []
+        records: dict[str, TaskRecord] = {}  # a UPID written again (a task stopped early): the newer line wins
         if index.exists():
             for line in index.read_text().splitlines():
                 m = re.match(r"^(\S+) ([0-9A-Fa-f]{8}) (.*)$", line)
@@ -228,11 +247,12 @@ class TaskStore:
                     info = decode_upid(m.group(1))
                 except ValueError:
                     continue
-                records.append(TaskRecord(m.group(1), info, int(m.group(2), 16), m.group(3)))
-        self._records[node] = records[-self.max_records :]
-        self._index_lines[node] = len(records)
-        if records:
-            self._next_pid[node] = max(r.info.pid for r in records) + 1
+                records[m.group(1)] = TaskRecord(m.group(1), info, int(m.group(2), 16), m.group(3))
+        kept = list(records.values())
+        self._records[node] = kept[-self.max_records :]
+        self._index_lines[node] = len(kept)
+        if kept:
+            self._next_pid[node] = max(r.info.pid for r in kept) + 1
 
     # -- reading -------------------------------------------------------------------------------
     def records(self, node: str) -> list[TaskRecord]:

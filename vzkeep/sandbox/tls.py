@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import socket
 import ssl
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -21,8 +24,8 @@ from vzkeep.fingerprint import fingerprint_of_der, normalize_fingerprint
 CERT_NAME = "pve-ssl.pem"  # the names PVE uses in /etc/pve/nodes/<node>/
 KEY_NAME = "pve-ssl.key"
 
-__all__ = ["CERT_NAME", "KEY_NAME", "ensure_certificate", "fingerprint_of_der", "normalize_fingerprint",
-           "server_context"]
+__all__ = ["CERT_NAME", "KEY_NAME", "ThreadingTLSServer", "ensure_certificate", "fingerprint_of_der",
+           "normalize_fingerprint", "server_context"]
 
 
 def _make_certificate(common_name: str) -> tuple[bytes, bytes]:
@@ -69,3 +72,30 @@ def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_path, key_path)
     return context
+
+
+class ThreadingTLSServer(ThreadingHTTPServer):
+    """An HTTPS server whose TLS handshake runs in each connection's own thread, so a slow or rejecting
+    client never blocks the accept loop; responses leave without Nagle's delay (``TCP_NODELAY``).
+
+    Subclasses set ``context`` (``server_context``) and may set ``idle_timeout`` (seconds a connection may
+    sit idle or stall mid-request)."""
+
+    daemon_threads = True
+    context: ssl.SSLContext
+    idle_timeout: float | None = None
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.idle_timeout is not None:
+            request.settimeout(self.idle_timeout)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return
+        try:
+            super().finish_request(tls, client_address)
+        except (ssl.SSLError, OSError):
+            pass  # the client hung up, stalled past the timeout or spoke garbage: nothing to log
+        finally:
+            tls.close()

@@ -27,11 +27,12 @@ from typing import Any
 from vzkeep.atomic import write_atomic
 from vzkeep.pve import archive, localtime, retention
 from vzkeep.pve.selection import GuestRef, included_guests_per_node
+from vzkeep.pve.values import is_true
 from vzkeep.sandbox.archivefile import compression_of, write_archive_file, writer_error
 from vzkeep.sandbox.archives import PROTECTED_EXT, ArchiveIndex, archive_remove
 from vzkeep.sandbox.guestconfig import size_text
 from vzkeep.sandbox.model import Cluster, Guest, Node, Storage
-from vzkeep.sandbox.pveformat import command_line, format_size, hms, parse_bool, render_bytes, render_notes
+from vzkeep.sandbox.pveformat import command_line, format_size, hms, render_bytes, render_notes
 from vzkeep.sandbox.settings import Settings
 from vzkeep.sandbox.storages import StorageDirs
 from vzkeep.sandbox.tasks import Task, TaskStore
@@ -99,7 +100,7 @@ class VzdumpJob:
         if self.params.get("node") and self.params["node"] != self.node.name:
             return "OK"  # API2/VZDump.pm: node given and not this one
         local, skipped = self.split_guests()
-        if not local and not parse_bool(self.params.get("all", False)):
+        if not local and not is_true(self.params.get("all", False)):
             return "OK"  # silent exit: the VMs run on other nodes
         task_id = str(local[0]) if len(local) == 1 else ""
         task = self.tasks.start(self.node.name, "vzdump", task_id, self.user, self.now)
@@ -142,7 +143,7 @@ class VzdumpJob:
         except ValueError as exc:
             raise ValueError(f"invalid prune-backups: {exc}") from None
         # keep-all forces remove=0; with remove=0 vzdump never prunes
-        if "keep-all" in keep or not parse_bool(self.params.get("remove", True)):
+        if "keep-all" in keep or not is_true(self.params.get("remove", True)):
             return storage, None
         return storage, keep
 
@@ -202,7 +203,7 @@ class VzdumpJob:
 
     def check_backup_limit(self, guest: Guest, storage: Storage, keep: dict[str, int] | None) -> str | None:
         """With ``remove=0`` and a finite policy, refuse once the guest has ``sum(keep-*)`` backups ."""
-        if parse_bool(self.params.get("remove", True)):
+        if is_true(self.params.get("remove", True)):
             return None
         source = self.params.get("prune-backups") or storage.prune_backups
         limit = retention.max_backups(source) if source else None
@@ -269,7 +270,7 @@ class VzdumpJob:
             notes = render_notes(str(self.params["notes-template"]), self.cluster.name, guest.name,
                                  self.node.name, guest.vmid)
             self.write_file(index, final + archive.NOTES_EXT, notes)
-        if parse_bool(self.params.get("protected", False)):
+        if is_true(self.params.get("protected", False)):
             log.info("marking backup as protected", end)
             self.write_file(index, final + PROTECTED_EXT, "")
         if keep is not None:

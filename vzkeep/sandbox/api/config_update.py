@@ -26,10 +26,10 @@ from vzkeep.sandbox.api.common import guest_on_node, node_or_fail, now
 from vzkeep.sandbox.api.errors import die, param_error
 from vzkeep.sandbox.api.formats import HashFormat, split_list
 from vzkeep.sandbox.api.guest_permissions import check_lxc_keys, check_qemu_keys
-from vzkeep.sandbox.api.guests import config_digest, guest_config, unnamed
+from vzkeep.sandbox.api.guests import config_digest, guest_config
 from vzkeep.sandbox.api.router import Handlers, Request
 from vzkeep.sandbox.api.validation import print_property_string
-from vzkeep.sandbox.guestconfig import mac_address
+from vzkeep.sandbox.guestconfig import mac_address, unnamed
 from vzkeep.sandbox.model import Guest
 
 NET_RE = re.compile(r"net(\d+)$")

@@ -374,6 +374,9 @@ def _zone_tab() -> frozenset[str]:
     return frozenset()
 
 
+# Not vzkeep.pve.values.load_zone on purpose: PVE's API accepts exactly "UTC" and the names listed in
+# zone.tab (pve-common src/PVE/JSONSchema.pm pve_verify_timezone), not every name the tz database knows
+# (Etc/GMT+1, CET and the links are refused), and answers with its own text.
 @code_format("timezone")
 def verify_timezone(value: str) -> str:
     if value == "UTC" or value in _zone_tab():

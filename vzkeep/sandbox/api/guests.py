@@ -19,10 +19,8 @@ from vzkeep.sandbox import configuration
 from vzkeep.sandbox.api.access.rpcenv import permission_denied_text
 from vzkeep.sandbox.api.common import (
     cluster_of,
-    guest_cores,
     guest_figures,
     guest_label,
-    guest_memory_bytes,
     guest_on_node,
     node_or_fail,
     now,
@@ -32,7 +30,7 @@ from vzkeep.sandbox.api.formats import QEMU_DRIVES
 from vzkeep.sandbox.api.guest_permissions import check_lxc_keys, check_qemu_keys
 from vzkeep.sandbox.api.router import Handlers, Request
 from vzkeep.sandbox.api.storage import backup_owner, volume_access
-from vzkeep.sandbox.guestconfig import mac_address
+from vzkeep.sandbox.guestconfig import guest_config_values
 from vzkeep.sandbox.model import Guest
 
 TASK_PREFIX = {"qemu": "qm", "lxc": "vz"}
@@ -72,47 +70,11 @@ def _list(guest_type: str):  # type: ignore[no-untyped-def]
     return handler
 
 
-def _disk_size_text(guest: Guest) -> str:
-    gib = guest.disk_bytes / 1024**3
-    return f"{gib:g}G"
-
-
-def unnamed(guest: Guest) -> str:
-    """The name PVE shows for a guest whose config has none (``vmstatus``: ``VM 100`` / ``CT100``)."""
-    return f"VM {guest.vmid}" if guest.type == "qemu" else f"CT{guest.vmid}"
-
-
-def _default_config(guest: Guest) -> dict[str, Any]:
-    # The MACs are vzdump's (``mac_address``), so a restored guest's config matches what GET showed.
-    size = _disk_size_text(guest)
-    if guest.type == "qemu":
-        return {
-            "name": guest.name, "memory": guest_memory_bytes(guest) // 1024**2, "cores": guest_cores(guest),
-            "sockets": 1, "ostype": "l26", "scsihw": "virtio-scsi-single", "boot": "order=scsi0",
-            "scsi0": f"local-lvm:vm-{guest.vmid}-disk-0,iothread=1,size={size}",
-            "net0": f"virtio={mac_address(guest.vmid)},bridge=vmbr0",
-        }
-    return {
-        "hostname": guest.name, "memory": guest_memory_bytes(guest) // 1024**2, "cores": guest_cores(guest),
-        "swap": 512, "arch": "amd64", "ostype": "debian", "unprivileged": 1,
-        "rootfs": f"local-lvm:subvol-{guest.vmid}-disk-0,size={size}",
-        "net0": f"name=eth0,bridge=vmbr0,hwaddr={mac_address(guest.vmid)},ip=dhcp,type=veth",
-    }
-
-
 def guest_config(guest: Guest) -> dict[str, Any]:
-    """The guest's config as ``GET …/config`` shows it; ``Guest.config`` overrides the defaults, or is
-    the whole config once ``Guest.full_config`` is set (then a name PVE would not have is left out)."""
-    if guest.full_config:
-        name_key = "name" if guest.type == "qemu" else "hostname"
-        config: dict[str, Any] = {name_key: guest.name} if guest.name != unnamed(guest) else {}
-    else:
-        config = _default_config(guest)
-    config.update({k: _typed(v) for k, v in guest.config.items()})
-    if guest.tags:
-        config["tags"] = ";".join(guest.tags)
-    if guest.lock:
-        config["lock"] = guest.lock
+    """The guest's config as ``GET …/config`` shows it: the engine's ``<vmid>.conf`` (the one vzdump
+    embeds, so an archive and the API agree), numbers as numbers, and its ``digest``."""
+    config: dict[str, Any] = {k: (v if k in ("name", "hostname") else _typed(v))
+                              for k, v in guest_config_values(guest).items()}
     config["digest"] = config_digest(config)
     return config
 

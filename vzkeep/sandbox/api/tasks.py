@@ -1,4 +1,4 @@
-"""Task endpoints: ``/cluster/tasks``, ``/nodes/{node}/tasks[/{upid}[/status|/log]]``.
+"""Task endpoints: ``/cluster/tasks``, ``/nodes/{node}/tasks[/{upid}[/status|/log]]``, and stopping a task.
 
 The task store (``vzkeep.sandbox.tasks``) owns the PVE semantics; this module maps HTTP to it and
 applies who sees what (pve-manager ``PVE/API2/Tasks.pm``: ``$check_task_user``, ``Sys.Audit`` on the
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from vzkeep.sandbox.api.common import cluster_of, node_or_fail
-from vzkeep.sandbox.api.errors import die
+from vzkeep.sandbox.api.errors import die, param_error
 from vzkeep.sandbox.api.router import Handlers, PagedResult, Request
 
 EVERYTHING = 1 << 31
@@ -80,10 +80,24 @@ def _task_log(req: Request) -> PagedResult:
     return PagedResult(lines, total)
 
 
+def _stop_task(req: Request) -> None:
+    """pve-manager ``PVE/API2/Tasks.pm`` ``stop_task``: the UPID must parse and name a task of this node
+    (its log file exists there), and stopping another user's task needs ``Sys.Modify`` on the node."""
+    node = req.params["node"]
+    node_or_fail(req, node)
+    task = req.app.sandbox.tasks.status(node, req.params["upid"])  # 400 "unable to parse …" / "no such task"
+    if task["node"] != node:  # the proxied call looks for the log on {node}: another node's task is not there
+        raise param_error({"upid": "no such task"})
+    if not task_owned(task, req.authid):
+        req.require(f"/nodes/{node}", "Sys.Modify")
+    req.app.sandbox.stop_task(req.params["upid"])
+
+
 def register(handlers: Handlers) -> None:
     handlers.add("GET", "/cluster/tasks")(_cluster_tasks)
     handlers.add("GET", "/nodes/{node}/tasks")(_node_tasks)
     handlers.add("GET", "/nodes/{node}/tasks/{upid}")(_task_index)
     handlers.add("GET", "/nodes/{node}/tasks/{upid}/status")(_task_status)
     handlers.add("GET", "/nodes/{node}/tasks/{upid}/log")(_task_log)
+    handlers.add("DELETE", "/nodes/{node}/tasks/{upid}")(_stop_task)
 

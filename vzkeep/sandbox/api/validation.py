@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vzkeep.pve import values
 from vzkeep.sandbox.api.errors import ApiError
 from vzkeep.sandbox.api.formats import CodeFormat, FormatError, HashFormat, Registry, perl_true, split_list
 
@@ -389,13 +390,16 @@ def schema_pattern(pattern: str) -> re.Pattern[str]:
 
 
 def parse_boolean(value: Any, fallback: Any = None) -> Any:
-    """``parse_boolean``: 1 for ``1|on|yes|true``, 0 for ``0|off|no|false`` (any case), else ``fallback``."""
+    """``parse_boolean`` as the API applies it: 1 for ``1|on|yes|true``, 0 for ``0|off|no|false`` (any case),
+    else ``fallback``. The words are ``vzkeep.pve.values``'; the one difference is PVE's anchoring
+    (``m/^(1|on|yes|true)$/i`` in pve-common ``src/PVE/JSONSchema.pm``): no blanks around the word, except
+    the single trailing newline Perl's ``$`` lets through, where vzkeep's readers of files tolerate blanks."""
     text = perl_str(value)
-    if re.match(r"^(1|on|yes|true)$", text, re.IGNORECASE):
-        return 1
-    if re.match(r"^(0|off|no|false)$", text, re.IGNORECASE):
-        return 0
-    return fallback
+    word = text.removesuffix("\n")
+    if word != word.strip():
+        return fallback
+    parsed = values.parse_boolean(word)
+    return fallback if parsed is None else int(parsed)
 
 
 def normalize_legacy_param_formats(params: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:

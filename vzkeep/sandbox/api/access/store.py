@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vzkeep.atomic import write_atomic_durable
+from vzkeep.atomic import write_private
 from vzkeep.sandbox.api.access import usercfg
 from vzkeep.sandbox.api.access.rpcenv import PoolMembers, RpcEnv
 from vzkeep.sandbox.api.access.usercfg import Cfg
@@ -121,9 +121,9 @@ class AccessStore:
         text = usercfg.write_user_config(cfg, self.version.roles)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if secrets:
-            write_atomic_durable(self.directory / TOKEN_CFG, usercfg.write_secrets(self.token_hashes), 0o600)
-            write_atomic_durable(self.directory / SHADOW_CFG, usercfg.write_secrets(self.password_hashes), 0o600)
-        write_atomic_durable(self.directory / USER_CFG, text, 0o600)
+            write_private(self.directory / TOKEN_CFG, usercfg.write_secrets(self.token_hashes))
+            write_private(self.directory / SHADOW_CFG, usercfg.write_secrets(self.password_hashes))
+        write_private(self.directory / USER_CFG, text)
         self.cfg = self.parse(text)
 
     def set_token_secret(self, tokenid: str, secret: str | None) -> None:
