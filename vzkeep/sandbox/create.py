@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from vzkeep.pve.values import is_true
 from vzkeep.sandbox.guestconfig import mac_address
 from vzkeep.sandbox.model import Cluster, Guest, Node, Storage
-from vzkeep.sandbox.pveformat import parse_bool
 from vzkeep.sandbox.restore import check_target_vmid
 from vzkeep.sandbox.tasks import ParamError, PveError, TaskStore
 from vzkeep.sandbox.templates import template_path
@@ -80,8 +80,9 @@ def prepare(cluster: Cluster, node: Node, params: dict[str, Any]) -> CreateReque
     config = {k: str(v) for k, v in params.items() if k not in CONTROLS}
     return CreateRequest(node=node, vmid=vmid, ostemplate=ostemplate, template_storage=template_storage,
                          rootfs_storage=rootfs, size_gb=float(size), pool=params.get("pool"),
-                         start=parse_bool(params.get("start", False)),
-                         unprivileged=parse_bool(params.get("unprivileged", True)), config=config)
+                         start=is_true(params.get("start", 0)),
+                         unprivileged=params.get("unprivileged") is None or is_true(params["unprivileged"]),
+                         config=config)
 
 
 def _enabled(cluster: Cluster, sid: str, node: Node) -> Storage:
