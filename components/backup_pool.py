@@ -1,6 +1,9 @@
-"""BackupPool: the PVE pool an environment's guests live in.
+"""BackupPool: the PVE pool an environment's guests live in, and the inventory's guests put in it.
 
-The job selects the pool, so a guest added to the pool is covered without a code change.
+The job selects the pool, so a guest added to the pool is covered without a code change. The
+guests the stack's inventory lists exist before the program (it does not create them); each becomes
+a pool member here (`pool.Membership`, PVE `PUT /pools` with `vms`), so the job covers them on a
+fresh cluster too, and `allow-move` takes a guest out of another pool it was in.
 """
 
 from __future__ import annotations
@@ -40,4 +43,8 @@ class BackupPool(pulumi.ComponentResource):
             self.pool_id = self.pool.pool_id
         else:
             self.pool_id = pulumi.Output.from_input(spec.id)
-        self.register_outputs({"poolId": self.pool_id})
+        member = pulumi.ResourceOptions(parent=self, depends_on=[self.pool] if self.pool else None)
+        self.members = [proxmoxve.pool.Membership(f"{name}-member-{vmid}", pool_id=self.pool_id, vm_id=vmid,
+                                                  opts=member)
+                        for vmid in spec.members]
+        self.register_outputs({"poolId": self.pool_id, "members": list(spec.members)})

@@ -56,24 +56,25 @@ def host(tmp_path_factory):
     ssh_host.stop()
 
 
-def _program(monkeypatch) -> preview.ProgramRun:
-    """The monitoring stack with its secrets set; the mock provider returns the token PVE would create."""
-    original = preview._Mocks.new_resource
+class _TokenLikePve(preview.EchoProvisioner):
+    """Echoes inputs, and answers the token's create with a value, as PVE would."""
 
-    def new_resource(self, args):
-        resource_id, state = original(self, args)
-        if args.typ == "proxmoxve:user/token:Token":
+    def register(self, registration: preview.Registration) -> tuple[str, dict]:
+        resource_id, state = super().register(registration)
+        if registration.type == "proxmoxve:user/token:Token":
             state = {**state, "value": EXPORTER_TOKEN}
         return resource_id, state
 
-    monkeypatch.setattr(preview._Mocks, "new_resource", new_resource)
+
+def _program(monkeypatch) -> preview.ProgramRun:
+    """The monitoring stack with its secrets set; the mock provider returns the token PVE would create."""
     document = mutated("monitoring", {})
     values, secrets = stack_file_values(document["config"])
     for key, value in {"vzkeep:s3SecretKey": S3_SECRET, "vzkeep:drillApiToken": DRILL_TOKEN,
                        "vzkeep:telegramBotToken": BOT_TOKEN, "vzkeep:sshPrivateKey": "(the client key)"}.items():
         values[key] = value
         secrets.add(key)
-    return preview.run_program("monitoring", values, secrets, root=ROOT)
+    return preview.run_program("monitoring", values, secrets, root=ROOT, provisioner=_TokenLikePve())
 
 
 def _in_dependency_order(run: preview.ProgramRun) -> list[preview.Registration]:

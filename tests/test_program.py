@@ -83,8 +83,10 @@ def test_children_hang_off_their_components(run):
     job = run.job()
     assert by_urn[job.parent].type == "vzkeep:backup:BackupSchedule"
     assert by_urn[by_urn[job.parent].parent].type == "vzkeep:backup:BackupEnvironment"
-    # depends_on a component means "on its children": the storage and pool must exist first.
-    assert set(job.dependencies) == {run.one(DIRECTORY).urn, run.one(POOL).urn}
+    # depends_on a component means "on its children": the storage, the pool and its members must exist first.
+    members = {r.urn for r in run.of_type("proxmoxve:pool/membership:Membership")}
+    assert len(members) == len(run.settings.inventory)
+    assert set(job.dependencies) == {run.one(DIRECTORY).urn, run.one(POOL).urn} | members
     assert all(r.provider.startswith(run.one(PROVIDER).urn) for r in run.registrations
                if r.custom and r.type.startswith("proxmoxve:"))
 

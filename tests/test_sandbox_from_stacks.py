@@ -1,4 +1,9 @@
-"""`vzkeep sandbox serve --from-stacks`: the cluster the three stack files describe, jobs created via the API."""
+"""`vzkeep sandbox serve --from-stacks`: what exists before `pulumi up` of the three stacks, and nothing more.
+
+Nodes, the inventories' guests and each node's stock storages (`local`, `local-lvm`) are there; pools,
+backup storages, jobs and the exporter's identity are not: they arrive through `vzkeep sandbox apply`
+(test_sandbox_apply.py).
+"""
 
 from __future__ import annotations
 
@@ -42,33 +47,34 @@ def plans():
     return {name: plan_stack(load_stack_file(ROOT / f"Pulumi.{name}.yaml")) for name in STACKS}
 
 
-def test_jobs_are_the_plans_jobs(api, plans):
-    jobs = {job["id"]: job for job in api.cluster.backup.get()}
-    expected = {p.job.id: p.job for p in plans.values()} | {p.offsite.job.id: p.offsite.job
-                                                              for p in plans.values() if p.offsite}
-    assert set(jobs) == set(expected)
-    for job_id, spec in expected.items():
-        job = jobs[job_id]
-        assert (job["schedule"], job["pool"], job["storage"], job["mode"]) == (
-            spec.schedule, spec.pool, spec.storage, spec.mode)
-        assert {k: int(v) for k, v in job["prune-backups"].items()} == spec.prune_backups
-        assert int(job["repeat-missed"]) == 0 and "next-run" in job
+def test_no_pool_backup_storage_job_or_exporter_identity_yet(api):
+    assert api.pools.get() == []
+    assert api.cluster.backup.get() == []
+    assert {s["storage"] for s in api.storage.get()} == {"local", "local-lvm"}
+    assert "vzkeep-exporter@pve" not in {u["userid"] for u in api.access.users.get()}
 
 
-def test_every_guest_sits_in_its_environments_pool(api, plans):
+def test_every_inventory_guest_is_on_its_node_in_no_pool(api, plans):
     guests = {int(g["vmid"]): g for g in api.cluster.resources.get(type="vm")}
+    inventory = {g.vmid for plan in plans.values() for g in plan.settings.inventory}
+    assert set(guests) == inventory  # the S3 server's container is the program's: not there yet
     for plan in plans.values():
         for spec in plan.guests:
-            assert guests[spec.vmid]["pool"] == plan.pool.id
-            assert guests[spec.vmid]["node"] == spec.node
-    assert api.cluster("backup-info")("not-backed-up").get() == []
+            if spec.vmid in inventory:
+                assert guests[spec.vmid]["node"] == spec.node and not guests[spec.vmid].get("pool")
 
 
-def test_storages_are_visible_where_the_stacks_say(api, plans):
+def test_every_node_has_the_installers_local_storages(api, plans):
+    nodes = {n for plan in plans.values() for n in plan.settings.environment.nodes}
+    storages = {s["storage"]: s for s in api.storage.get()}
+    assert (storages["local"]["type"], storages["local"]["path"]) == ("dir", "/var/lib/vz")
+    assert storages["local-lvm"]["type"] == "lvmthin" and storages["local-lvm"]["content"] == "images,rootdir"
     seen = {(s["storage"], s["node"]) for s in api.cluster.resources.get(type="storage")}
-    for plan in plans.values():
-        for node in plan.storage.nodes:
-            assert (plan.storage.id, node) in seen
-        if plan.offsite:
-            shared = [s for s in api.cluster.resources.get(type="storage") if s["storage"] == plan.offsite.storage.id]
-            assert shared and all(int(s["shared"]) == 1 for s in shared)
+    assert {(sid, node) for sid in ("local", "local-lvm") for node in nodes} <= seen
+
+
+def test_the_ct_template_the_monitoring_stack_names_is_downloaded(api, plans):
+    template = plans["monitoring"].settings.object_store.template
+    node = plans["monitoring"].settings.object_store.node or plans["monitoring"].settings.environment.nodes[0]
+    listed = {v["volid"] for v in api.nodes(node).storage("local").content.get(content="vztmpl")}
+    assert template in listed

@@ -1,7 +1,9 @@
 """The demo: the whole strategy on an emulated cluster, one simulated week, in well under a minute.
 
-A sandbox is seeded from the three stack files (their pools, storages, guests and jobs, the jobs
-created through `POST /cluster/backup` as `pulumi up` would). Its clock starts a week ago and is
+A sandbox starts with what exists before `pulumi up` (nodes, the inventories' guests, node-local
+storage); the three stacks are then applied to it with `vzkeep sandbox apply`, so pools, storages,
+jobs and the exporter's identity arrive through the PVE API as pulumi-proxmoxve sends them. Its clock
+starts a week ago and is
 advanced a day at a time: jobs fire on their schedules, vzdump writes real archives, retention
 prunes. On the last night a guest is locked, so its backup fails like PVE's (`VM is locked`).
 Everything the report shows is read back through the PVE API, as from a real cluster; the exporter
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from vzkeep.apply.engine import ApplyOptions, apply_stack
 from vzkeep.config import load_stack_file, stack_file, stack_names
 from vzkeep.connection import ConnectionOptions, connect_client
 from vzkeep.exporter import Poller, Snapshot
@@ -31,6 +34,7 @@ from vzkeep.pve import archive
 from vzkeep.pve.client import PveClient
 from vzkeep.pve.tasklog import parse_task_log
 from vzkeep.sandbox.client import control
+from vzkeep.sandbox.diskdata import scaled_size
 from vzkeep.sandbox.launch import launch
 from vzkeep.sandbox.server import CONNECTION_FILE
 
@@ -64,12 +68,16 @@ class DemoResult:
 
 def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS,
              progress: Callable[[str], None] = lambda _msg: None) -> DemoResult:
-    """Seed a sandbox from the stacks under `root`, let `days` simulated days pass, report."""
+    """A sandbox from the stacks under `root`, the stacks applied to it, `days` simulated days, a report."""
     began = time.monotonic()
     start_epoch = int(time.time()) - days * DAY  # so the week ends about now: ages look real
     running = launch(state_dir, stacks_root=root, port=free_port(), stepped=True, start_epoch=start_epoch)
     try:
         sandbox_json = state_dir / CONNECTION_FILE
+        for name in stack_names(root):
+            progress(f"pulumi up of stack {name}, done to the sandbox through the PVE API (vzkeep sandbox apply)")
+            apply_stack(ApplyOptions(stack=name, sandbox=sandbox_json, root=root, advance=True))
+        _size_backup_storages(sandbox_json, root)
         api = connect_client(ConnectionOptions(sandbox=sandbox_json))
         seen: dict[str, set[str]] = defaultdict(set)  # storage -> every volid ever listed
         tasks = 0
@@ -95,6 +103,17 @@ def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS,
                           wall_seconds=time.monotonic() - began, sandbox_json=sandbox_json)
     finally:
         running.stop()
+
+
+def _size_backup_storages(sandbox_json: Path, root: Path) -> None:
+    """Give each backup storage a disk like a real one (`vzkeep sandbox capacity`): every kept archive of
+    every guest fits with room to spare (archives are scaled down, so is the capacity)."""
+    for name in stack_names(root):
+        plan = plan_stack(load_stack_file(stack_file(name, root)))
+        raw = sum(scaled_size(g.disk_gb * 1024**3) for g in plan.guests)
+        for job in [plan.job] + ([plan.offsite.job] if plan.offsite else []):
+            kept = sum(job.prune_backups.values())
+            control(sandbox_json, "POST", f"/storage/{job.storage}/capacity", bytes=raw * (kept + 2))
 
 
 def _first_snapshot(exporter: Exporter, timeout: float = 30.0) -> Snapshot:

@@ -36,6 +36,7 @@ class PoolSpec:
     id: str
     comment: str
     create: bool
+    members: tuple[int, ...] = ()  # the inventory's guests of this pool: the program puts them in it
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,9 @@ def plan_stack(settings: StackSettings) -> StackPlan:
     return StackPlan(
         settings=settings,
         pool=PoolSpec(id=settings.environment.pool_id, comment=f"vzkeep environment {env}",
-                      create=settings.environment.create_pool),
+                      create=settings.environment.create_pool,
+                      members=tuple(g.vmid for g in settings.inventory
+                                    if (g.pool or settings.environment.pool_id) == settings.environment.pool_id)),
         storage=storage, job=job, guests=_guests(settings), thresholds=thresholds, offsite=offsite,
         telegram=settings.monitoring.telegram if settings.monitoring else None, start_times=starts,
         exporter_identity=ExporterIdentitySpec() if settings.monitoring and settings.monitoring.exporter_host else None,

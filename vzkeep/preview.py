@@ -15,11 +15,13 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import rpc
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from vzkeep import credentials
 from vzkeep.config import PROJECT, StackSettings, load_stack_document, settings_from_document, stack_file_values
@@ -70,13 +72,31 @@ class ProgramRun:
         return found[0]
 
 
-class _Mocks(pulumi.runtime.Mocks):
+class Provisioner(Protocol):
+    """What answers the program's registrations: the engine's part of `pulumi up` or `pulumi preview`.
+
+    `register` gets each resource the program declares (or reads, `registration.read`) and returns its
+    id and outputs, as a provider's Create/Update/Read would. The default echoes the inputs (a provider
+    that accepts everything, no network); `vzkeep sandbox apply` answers with the sandbox's PVE.
+    """
+
+    def register(self, registration: Registration) -> tuple[str, dict[str, Any]]: ...
+
+
+class EchoProvisioner:
     """Echo inputs as outputs, like a provider that accepted everything (no network)."""
 
+    def register(self, registration: Registration) -> tuple[str, dict[str, Any]]:
+        if registration.read:  # a read: pretend the cluster has it
+            return registration.read_id, {**registration.inputs, "resourceId": registration.read_id}
+        return f"{registration.name}-id", dict(registration.inputs)
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    """Invokes answer nothing; registrations never reach here (the monitor hands them to a Provisioner)."""
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        if args.resource_id:  # a read: pretend the cluster has it
-            return args.resource_id, {**args.inputs, "resourceId": args.resource_id}
-        return f"{args.name}-id", dict(args.inputs)
+        raise AssertionError("registrations are answered by the Provisioner")
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         return {}, []
@@ -103,24 +123,30 @@ def _program_logger() -> tuple[logging.Logger, _WarningLog]:
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    """Keeps what `MockResourceArgs` lacks: parent, dependencies, protect, and components' outputs."""
+    """Keeps what `MockResourceArgs` lacks (parent, dependencies, protect, components' outputs) and lets a
+    `Provisioner` answer each registration with the whole `Registration` in hand."""
 
-    def __init__(self, mocks: _Mocks) -> None:
+    def __init__(self, mocks: _Mocks, provisioner: Provisioner) -> None:
         super().__init__(mocks)
+        self.provisioner = provisioner
         self.registrations: list[Registration] = []
         self.component_outputs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            self._record(request, response.urn, read=False)
-        return response
+        if request.type == "pulumi:pulumi:Stack":
+            return super().RegisterResource(request)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        registration = self._registration(request, urn, read=False)
+        resource_id, state = self._provision(registration, request)
+        obj = _serialize(state)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=obj)
 
     def ReadResource(self, request: Any) -> Any:
-        response = super().ReadResource(request)
-        self._record(request, response.urn, read=True)
-        return response
+        urn = self.make_urn(request.parent, request.type, request.name)
+        registration = self._registration(request, urn, read=True)
+        _, state = self._provision(registration, request)
+        return resource_pb2.ReadResourceResponse(urn=urn, properties=_serialize(state))
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
         outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
@@ -128,16 +154,32 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             self.component_outputs[request.urn] = outputs
         return super().RegisterResourceOutputs(request)
 
-    def _record(self, request: Any, urn: str, *, read: bool) -> None:
+    def _provision(self, registration: Registration, request: Any) -> tuple[str, dict[str, Any]]:
+        resource_id, state = self.provisioner.register(registration)
+        # What the provider declares secret (`additional_secret_outputs`) comes back as a secret.
+        for key in getattr(request, "additionalSecretOutputs", []) or []:
+            if key in state and state[key] is not None and not is_secret(state[key]):
+                state[key] = {SECRET_SIG_KEY: SECRET_SIG_VALUE, "value": state[key]}
+        with self._lock:
+            self.resources[registration.urn] = pulumi_mocks.MockMonitor.ResourceRegistration(
+                registration.urn, resource_id, state)
+            self.registrations.append(registration)
+        return resource_id, state
+
+    @staticmethod
+    def _registration(request: Any, urn: str, *, read: bool) -> Registration:
+        _ensure_event_loop()  # deserializing resource references needs a loop on this thread
         inputs = rpc.deserialize_properties(request.properties if read else request.object)
-        registration = Registration(
+        return Registration(
             type=request.type, name=request.name, urn=urn, inputs=dict(inputs),
             custom=bool(getattr(request, "custom", True)) or read, parent=request.parent,
             dependencies=list(getattr(request, "dependencies", [])), provider=request.provider,
             protect=bool(getattr(request, "protect", False)), read=read, read_id=request.id if read else "",
         )
-        with self._lock:
-            self.registrations.append(registration)
+
+
+def _serialize(state: dict[str, Any]) -> Any:
+    return _sync_await(rpc.serialize_properties(state, {}))
 
 
 def run_stack_file(path: Path | str, *, root: Path | None = None) -> ProgramRun:
@@ -175,16 +217,20 @@ _default_unraisable_hook = sys.unraisablehook
 
 def run_program(
     stack: str, values: dict[str, str], secret_keys: set[str], *, root: Path,
-    settings: StackSettings | None = None,
+    settings: StackSettings | None = None, provisioner: Provisioner | None = None, dry_run: bool = True,
 ) -> ProgramRun:
-    """Run `<root>/__main__.py` with the given config (full keys → strings) under recording mocks."""
+    """Run `<root>/__main__.py` with the given config (full keys → strings) under recording mocks.
+
+    `provisioner` answers each registration (default: echo the inputs); `dry_run` is what
+    `pulumi.runtime.is_dry_run()` tells the program (preview: True, `up`: False).
+    """
     sys.unraisablehook = _drop_loop_teardown_noise
     mocks = _Mocks()
-    monitor = _RecordingMonitor(mocks)
+    monitor = _RecordingMonitor(mocks, provisioner or EchoProvisioner())
     logger, warnings = _program_logger()
     # set_mocks keeps an existing root Stack, and with it the previous run's exports: start afresh.
     pulumi.runtime.settings.ROOT.set(None)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor, logger=logger)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=dry_run, monitor=monitor, logger=logger)
     pulumi.runtime.set_all_config(values, sorted(secret_keys))
     outputs: dict[str, Any] = {}
     with _importable(root):

@@ -7,6 +7,7 @@ commands talk to a running sandbox through its ``/_sandbox/`` control API.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -88,6 +89,82 @@ def serve(
         _out().print("stopping sandbox")
     finally:
         running.stop()
+
+
+
+@app.command()
+def apply(
+    stack: Annotated[str, typer.Option("--stack", help="the stack to apply: Pulumi.<stack>.yaml in --stacks-dir")],
+    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    stacks_dir: Annotated[Path | None, typer.Option(
+        "--stacks-dir", help="where the stack files are (default: the project root)")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would change; change nothing")] = False,
+    advance: Annotated[bool, typer.Option(
+        "--advance", help="on a stepped sandbox, move its clock while PVE tasks run (else they never end)")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=1, help="seconds to wait for one PVE task")] = 300.0,
+    unprotect: Annotated[list[str] | None, typer.Option(
+        "--unprotect", help="allow deleting or replacing this protected resource (as `pulumi state unprotect`); "
+                            "repeatable")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Do to the sandbox what `pulumi up` of a stack would do to the cluster, through the PVE API.
+
+    The real program runs under Pulumi's mocks, and each resource it declares becomes the HTTP requests
+    pulumi-proxmoxve (bpg's provider) sends: pools, storages, backup jobs, the state container, users,
+    roles, ACLs, tokens. Files the stack delivers land in the sandbox's state directory; the state
+    bucket goes to a local SeaweedFS; anything else is listed as not applied, with the reason. The
+    stack's endpoint and token are replaced by the sandbox's, unset secrets by throwaway values.
+
+    Like Pulumi, it keeps what it applied (in <state>/apply/<stack>.json) and changes only what differs:
+    a second apply of the same stack changes nothing. It stops before any change when the stack does
+    not fit the cluster or would delete a protected resource, and at the first resource PVE rejects.
+
+    Examples:
+
+        vzkeep sandbox apply --stack prod
+        vzkeep sandbox apply --stack monitoring --dry-run --json
+        vzkeep sandbox apply --stack prod --unprotect prod-offsite-nfs
+    """
+    from vzkeep.apply.engine import ApplyFailed, ApplyOptions, apply_stack
+
+    report = output.Reporter(as_json=as_json)
+    options = ApplyOptions(stack=stack, sandbox=sandbox, root=stacks_dir, dry_run=dry_run, advance=advance,
+                           timeout=timeout, unprotect=frozenset(unprotect or ()), progress=report.progress)
+    try:
+        result = apply_stack(options)
+    except ApplyFailed as exc:
+        _show_apply(exc.result, report)  # what was done before the failure, then the error (exit 1)
+        raise
+    except KeyboardInterrupt:
+        from vzkeep.errors import Interrupted
+
+        raise Interrupted("interrupted: what was applied is kept in the sandbox's apply state",
+                          "run the same apply again to complete it") from None
+    _show_apply(result, report)
+
+
+def _show_apply(result: Any, report: output.Reporter) -> None:
+    """The report: one JSON document on stdout with --json, else one line per resource and the totals."""
+    data = result.to_json()
+    report.result_json(data)
+    if report.as_json:
+        return
+    verb = "would be " if result.dry_run else ""
+    for sub in data["substituted"]:
+        report.progress(f"  {sub['key']}: {sub['by']}")
+    signs = {"create": "+", "update": "~", "replace": "+-", "delete": "-", "read": ">", "not-applied": "?",
+             "skipped": "!", "failed": "x"}
+    changes = ("create", "update", "replace", "delete")
+    for event in result.events:
+        if event.op in signs:
+            what = f"{verb}{event.op}d" if event.op in changes else event.op
+            detail = f" ({event.detail})" if event.detail else ""
+            report.result(f"  {signs[event.op]} {event.name}  {event.description}  {what}{detail}")
+    report.result(f"{result.stack}: {len(data['created'])} {verb}created, {len(data['updated'])} {verb}updated, "
+                  f"{len(data['replaced'])} {verb}replaced, {len(data['deleted'])} {verb}deleted, "
+                  f"{len(data['unchanged'])} unchanged, {len(data['not_applied'])} not applied")
+    for key, value in data["outputs"].items():
+        report.result(f"  output {key} = {value if isinstance(value, str) else json.dumps(value)}")
 
 
 def _print_banner(info: dict[str, Any], created: bool, state: Path) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 
 from vzkeep.atomic import write_atomic
 from vzkeep.pve import archive, retention
+from vzkeep.sandbox import create as create_mod
 from vzkeep.sandbox import journal
 from vzkeep.sandbox import restore as restore_mod
 from vzkeep.sandbox.archives import PROTECTED_EXT, ArchiveIndex, archive_remove
@@ -49,6 +50,7 @@ from vzkeep.sandbox.scheduler import SCHEDULER_USER, Scheduler
 from vzkeep.sandbox.settings import Settings
 from vzkeep.sandbox.storages import FILL_FILE, StorageDirs, storage_root
 from vzkeep.sandbox.tasks import ParamError, PveError, TaskStore
+from vzkeep.sandbox.templates import templates_of
 from vzkeep.sandbox.vzdump import VzdumpJob
 
 STATE_FILE = journal.STATE_FILE
@@ -292,6 +294,12 @@ class Sandbox:
             return restore_mod.run_restore(self.cluster, self.tasks, self.settings, self.state_dir / "disks",
                                            req, user, self.clock.time(), txn, self.faults.take("restore-midway"))
 
+    def create_container(self, node: str, params: dict[str, Any], user: str) -> str:
+        """``POST /nodes/{node}/lxc`` without ``restore``: a container from a CT template (``create.py``)."""
+        with self._change():
+            req = create_mod.prepare(self.cluster, self._online_node(node), params)
+            return create_mod.run(self.cluster, self.tasks, req, user, self.clock.time())
+
     # -- stopping a task ---------------------------------------------------------------------------
     def stop_task(self, upid: str) -> bool:
         """``check_worker($upid, 1)`` (pve-common ``src/PVE/RESTEnvironment.pm``): a running worker is
@@ -327,10 +335,13 @@ class Sandbox:
         (pve-storage ``PVE/API2/Storage/Content.pm`` index)."""
         with self._reading():
             storage = self._storage(storage_id, node)
-            if content is not None and content != "backup":
-                return []
+            wanted = int(vmid) if vmid not in (None, "") else None
+            templates = templates_of(storage, node) if content in (None, "vztmpl") and wanted is None else []
+            if content not in (None, "backup") or "backup" not in storage.content:
+                return templates
             tz = self.cluster.nodes[node].timezone if node in self.cluster.nodes else None
-            return self._index(storage, node).listing(tz, vmid=int(vmid) if vmid not in (None, "") else None)
+            return sorted(templates + self._index(storage, node).listing(tz, vmid=wanted),
+                          key=lambda item: str(item["volid"]).lower())
 
     def volume_path(self, storage_id: str, volume: str, node: str | None = None) -> Path:
         """``sid:backup/file`` or ``backup/file`` on ``storage_id``, as ``node`` sees it, to its file

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,9 @@ class Guest:
     disk_image: str | None = None
 
 
+_GUEST_FIELDS = fields(Guest)
+
+
 @dataclass
 class Pool:
     id: str
@@ -108,7 +111,8 @@ class Cluster:
             "nodes": {k: asdict(v) for k, v in self.nodes.items()},
             "storages": {k: asdict(v) for k, v in self.storages.items()},
             "pools": {k: asdict(v) for k, v in self.pools.items()},
-            "guests": {str(k): asdict(v) for k, v in self.guests.items()},
+            # Shallow: serialised at once, under the lock (asdict's deep copy is most of a commit at 500 guests).
+            "guests": {str(k): {f.name: getattr(v, f.name) for f in _GUEST_FIELDS} for k, v in self.guests.items()},
             "jobs": self.jobs,
             "job_state": self.job_state,
             "clock_epoch": self.clock_epoch,

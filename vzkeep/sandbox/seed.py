@@ -18,9 +18,9 @@ from vzkeep.errors import UsageError
 from vzkeep.pve import retention
 from vzkeep.pve.values import UnknownTimeZone, load_zone
 from vzkeep.sandbox.api.errors import ApiError
-from vzkeep.sandbox.diskdata import scaled_size
 from vzkeep.sandbox.model import Cluster, Guest, Node, Pool, Storage
-from vzkeep.sandbox.storages import confined_path
+from vzkeep.sandbox.storages import confined_path, storage_root
+from vzkeep.sandbox.templates import write_ct_template
 from vzkeep.yamlfile import YamlFileError, load_yaml
 
 LINE = "__line__"
@@ -292,38 +292,43 @@ def create_jobs(app: Any, seed: Seed) -> list[str]:
     return created
 
 
+# pve-installer's storages of a new node (proxinstall: `local` dir /var/lib/vz, `local-lvm` lvmthin pve/data).
+LOCAL_CONTENT = ["backup", "iso", "vztmpl"]
+LOCAL_LVM_CONTENT = ["images", "rootdir"]
+
+
 def from_stacks(root: Path, state_dir: Path) -> Seed:
-    """A cluster holding every environment of the stack files under ``root`` (prod, lab, monitoring…)."""
+    """What a cluster holds before `pulumi up` of the stacks under ``root``: their nodes, the inventories'
+    guests (in no pool: the program puts them in theirs) and every node's stock storages, `local` (with
+    the CT templates the stacks name, as `pveam download` leaves them) and `local-lvm`. Pools, backup
+    storages, jobs and the exporter's identity arrive through `vzkeep sandbox apply`."""
     from vzkeep.config import load_stack_file, stack_names
     from vzkeep.plan import plan_stack
 
     cluster = Cluster(name="homelab")
-    jobs: list[tuple[int, dict[str, str]]] = []
+    templates: set[str] = set()
     for name in stack_names(root):
         plan = plan_stack(load_stack_file(root / f"Pulumi.{name}.yaml"))
         tz = plan.settings.environment.timezone
         for node in plan.settings.environment.nodes:
             cluster.nodes.setdefault(node, Node(name=node, timezone=tz))
-        cluster.pools[plan.pool.id] = Pool(id=plan.pool.id, comment=plan.pool.comment)
-        raw = sum(scaled_size(g.disk_gb * 1024**3) for g in plan.guests)
-        jobs_by_storage = {plan.job.storage: plan.job} | ({plan.offsite.job.storage: plan.offsite.job}
-                                                          if plan.offsite else {})
-        specs = [plan.storage] + ([plan.offsite.storage] if plan.offsite else [])
-        for spec in specs:
-            kept = sum(jobs_by_storage[spec.id].prune_backups.values())
-            cluster.storages[spec.id] = Storage(
-                id=spec.id, type=spec.type, path=str(state_dir / "storages" / spec.id), shared=spec.shared,
-                nodes=list(spec.nodes), content=list(spec.content), server=spec.server, export=spec.export,
-                # Sized like a real backup disk: every kept archive of every guest fits with room to
-                # spare (archives are scaled down, so is the capacity), and `fill` can push it past 80%.
-                capacity_bytes=raw * (kept + 2),
-            )
-        for g in plan.guests:
-            cluster.guests[g.vmid] = Guest(vmid=g.vmid, name=g.name, type=g.type, node=g.node, pool=g.pool,
+        for g in plan.settings.inventory:
+            guest = next(spec for spec in plan.guests if spec.vmid == g.vmid)
+            cluster.guests[g.vmid] = Guest(vmid=g.vmid, name=g.name, type=g.type, node=guest.node, pool=None,
                                            disk_bytes=g.disk_gb * 1024**3)
-        jobs.append((0, plan.job.api_params()))
-        if plan.offsite:
-            jobs.append((0, plan.offsite.job.api_params()))
+        if plan.settings.object_store is not None:
+            templates.add(plan.settings.object_store.template)
     if not cluster.nodes:
         raise SeedError(f"{root}: no Pulumi.<stack>.yaml files found")
-    return Seed(cluster=cluster, jobs=jobs, source=f"stacks in {root}")
+    local = Storage(id="local", type="dir", path=str(confined_path(state_dir, "storages/local")),
+                    content=list(LOCAL_CONTENT), options={"path": "/var/lib/vz"})
+    cluster.storages["local"] = local
+    cluster.storages["local-lvm"] = Storage(
+        id="local-lvm", type="lvmthin", path=str(confined_path(state_dir, "storages/local-lvm")),
+        content=list(LOCAL_LVM_CONTENT), options={"thinpool": "data", "vgname": "pve"})
+    for volid in sorted(templates):
+        storage, _, volume = volid.partition(":")
+        if storage == "local" and volume.startswith("vztmpl/"):
+            for node in cluster.nodes:
+                write_ct_template(storage_root(local, node) / "template" / "cache" / volume.removeprefix("vztmpl/"))
+    return Seed(cluster=cluster, jobs=[], source=f"stacks in {root}")

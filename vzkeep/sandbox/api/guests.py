@@ -206,6 +206,21 @@ CREATE_CONTROLS = {
 }
 
 
+def _create_from_template(req: Request, node: str, vmid: int, params: dict[str, Any], overrides: list[str]) -> str:
+    """pve-container ``src/PVE/API2/LXC.pm`` ``create_vm`` without ``restore``: the config keys need their
+    ``VM.Config.*`` privileges, the template needs read access to its storage and the root disk
+    ``Datastore.AllocateSpace`` on its storage (``check_volume_access``, ``$check_and_activate_storage``)."""
+    from vzkeep.sandbox.create import rootfs_storage_id
+
+    check_lxc_keys(req, vmid, params.get("pool"), overrides)
+    template_sid = str(params.get("ostemplate") or "").partition(":")[0]
+    if template_sid and not req.allowed(f"/storage/{template_sid}", "Datastore.AllocateSpace", "Datastore.Audit",
+                                        any_=True):
+        req.require(f"/storage/{template_sid}", "Datastore.AllocateSpace")
+    req.require(f"/storage/{rootfs_storage_id(params)}", "Datastore.AllocateSpace")
+    return req.app.sandbox.create_container(node, params, req.authid)
+
+
 def _check_create_permissions(req: Request, guest_type: str, restore: bool) -> None:
     """``create_vm``'s checks before any work: the pool exists, the storage may be used, and the caller
     may allocate the guest (on /vms/<vmid> or its pool), or restore over an existing one with VM.Backup."""
@@ -291,13 +306,15 @@ def _create(guest_type: str):  # type: ignore[no-untyped-def]
         _check_create_permissions(req, guest_type, restore)
         vmid = int(params["vmid"])
         overrides = [k for k in params if k not in CREATE_CONTROLS[guest_type]]
+        if guest_type == "lxc" and not restore:
+            return _create_from_template(req, node, vmid, params, overrides)
         if guest_type == "qemu" and restore:
             for key in sorted(overrides):
                 if key in QEMU_DRIVES:
                     raise param_error({key: "option conflicts with option 'archive'"})
         if not restore:
-            raise die("sandbox: only restores are supported here (qemu: give 'archive'; lxc: restore=1 with "
-                      "ostemplate=<backup volid>); add new guests with `vzkeep sandbox guest add`\n")
+            raise die("sandbox: a VM is only restored here (give 'archive'); add new VMs with "
+                      "`vzkeep sandbox guest add`\n")
         _check_archive_access(req, vmid, str(params[archive_key]))
         existing = cluster_of(req).guests.get(vmid)
         pool = params.get("pool") or (existing.pool if existing else None)

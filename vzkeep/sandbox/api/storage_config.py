@@ -3,9 +3,10 @@
 Sources: pve-storage ``src/PVE/API2/Storage/Config.pm``; the per-type checks of pve-common
 ``src/PVE/SectionConfig.pm`` (``check_config``, ``check_value``) and pve-storage
 ``src/PVE/Storage/Plugin.pm`` (``decode_value``, ``parse_config``: network storages are shared),
-``DirPlugin.pm``, ``NFSPlugin.pm``, ``CIFSPlugin.pm`` (``options``, ``plugindata``, ``check_config``).
-The sandbox emulates ``dir``, ``nfs`` and ``cifs`` storages; their files always live in the state
-directory, whatever ``path`` the configuration names.
+``DirPlugin.pm``, ``NFSPlugin.pm``, ``CIFSPlugin.pm``, ``LvmThinPlugin.pm`` (``options``, ``plugindata``,
+``check_config``). The sandbox emulates ``dir``, ``nfs`` and ``cifs`` storages, whose files always live in
+the state directory whatever ``path`` the configuration names, and ``lvmthin`` (a stock node's
+``local-lvm``), which holds guest disks only.
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ PLUGIN_OPTIONS: dict[str, dict[str, dict[str, int]]] = {
     "nfs": {"path": _FIXED, "server": _FIXED, "export": _FIXED, "options": _OPT, **_COMMON},
     "cifs": {"path": _FIXED, "server": _FIXED, "share": _FIXED, "subdir": _OPT, "username": _OPT, "password": _OPT,
              "domain": _OPT, "smbversion": _OPT, "options": _OPT, **_COMMON},
+    "lvmthin": {"thinpool": _FIXED, "vgname": _FIXED, "nodes": _OPT, "disable": _OPT, "content": _OPT,
+                "bwlimit": _OPT},
 }
 # ``plugindata`` content: what the type may hold, and its default
 _ALL_CONTENT = {"images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import"}
 PLUGIN_CONTENT = {"dir": (_ALL_CONTENT | {"none"}, {"images", "rootdir"}), "nfs": (_ALL_CONTENT, {"images"}),
-                  "cifs": (_ALL_CONTENT, {"images"})}
+                  "cifs": (_ALL_CONTENT, {"images"}), "lvmthin": ({"images", "rootdir"}, {"images", "rootdir"})}
 SHARED_TYPES = {"iscsi", "nfs", "cifs", "rbd", "cephfs", "iscsidirect", "zfs", "drbd", "pbs"}  # @SHARED_STORAGE
 SENSITIVE = {"cifs": ("password",)}  # plugindata 'sensitive-properties': never returned by the API
 MODEL_KEYS = ("type", "storage", "content", "nodes", "disable", "shared", "prune-backups", "server", "export")
@@ -55,7 +58,7 @@ def plugin_options(req: Request, kind: str) -> dict[str, dict[str, int]]:
 def scfg(storage: Storage) -> dict[str, Any]:
     """The storage's section as ``PVE::Storage::config()`` holds it (content and nodes as strings)."""
     out: dict[str, Any] = {"type": storage.type, "content": ",".join(sorted(storage.content)) or "none"}
-    if storage.type in PLUGIN_OPTIONS:
+    if "path" in PLUGIN_OPTIONS.get(storage.type, {}):
         out["path"] = storage.options.get("path", storage.path)
     if storage.nodes is not None:
         out["nodes"] = ",".join(sorted(storage.nodes))
