@@ -303,13 +303,13 @@ def test_a_file_that_is_not_a_backup_name_is_a_finding(tmp_path):
 def counted(monkeypatch):
     """Count real reads: every call of verify_archive reads the whole file."""
     calls: list[str] = []
-    real = verify.verify_archive
+    real = verify.check.verify_archive
 
     def spy(path, **kwargs):
         calls.append(str(path))
         return real(path, **kwargs)
 
-    monkeypatch.setattr(verify, "verify_archive", spy)
+    monkeypatch.setattr(verify.check, "verify_archive", spy)
     return calls
 
 
@@ -320,8 +320,8 @@ def test_an_unchanged_archive_is_not_read_again(tmp_path, counted):
     assert len(counted) == 1
     assert not first[0].cached and second[0].cached and second[0].ok
     assert second[0].sha256 == first[0].sha256
-    saved = json.loads(store.path.read_text())["archives"][str(path)]
-    assert saved["sha256"] == first[0].sha256 and saved["ok"] is True
+    saved = verify.ResultStore(store.path).load()[str(path)]
+    assert saved.sha256 == first[0].sha256 and saved.ok is True
 
 
 @pytest.mark.parametrize(
@@ -389,11 +389,13 @@ def test_a_damaged_store_is_named(tmp_path):
         verify.ResultStore(path).load()
 
 
-def test_default_store_location_follows_the_state_dir(monkeypatch, tmp_path):
+def test_default_store_location_follows_the_state_dir_one_file_per_cluster(monkeypatch, tmp_path):
     monkeypatch.setenv("VZKEEP_STATE_DIR", str(tmp_path))
-    assert verify.default_results_path() == tmp_path / "verify.json"
+    assert verify.default_results_path("homelab") == tmp_path / "verify" / "homelab.sqlite"
+    monkeypatch.setattr("socket.gethostname", lambda: "nas.home.arpa")
+    assert verify.default_results_path() == tmp_path / "verify" / "host-nas.sqlite"
     monkeypatch.delenv("VZKEEP_STATE_DIR")
-    assert str(verify.default_results_path()) == "/var/lib/vzkeep/verify.json"
+    assert str(verify.default_results_path("pve/../x")) == "/var/lib/vzkeep/verify/pve_.._x.sqlite"
 
 
 def test_the_exporter_reads_results_by_volid(tmp_path):

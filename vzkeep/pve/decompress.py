@@ -1,10 +1,11 @@
 """The compression layer under a vzdump archive, and exact reads over the decompressed bytes.
 
-Decompression runs through the node's own binaries, the way PVE does it (reference/pve.md §1.2
+Decompression runs through the node's own binaries, the way PVE does it (pve-storage ``PVE/Storage.pm``
 ``decompressor_info``: ``zstd -q -d -c``, ``zcat``, ``lzop -d -c``, ``bzcat -q``), so the verifier needs
-nothing a PVE node lacks: Python's standard library plus those tools. Each compressed format carries its own
-checksum (zstd XXH64, gzip CRC32, lzop adler32, bzip2 CRC; reference/pve.md §6.3), so a clean exit of the
-tool over the whole stream *is* the compression-layer integrity check.
+nothing a PVE node lacks: Python's standard library plus those tools (zstd is decoded in process instead
+when the ``zstandard`` package is installed: ``vzkeep.pve.zstd_stream``). Each compressed format carries its
+own checksum (zstd XXH64, gzip CRC32, lzop adler32, bzip2 CRC), so a clean exit of the tool over the whole
+stream *is* the compression-layer integrity check.
 
 Only the standard library may be imported here: this module runs on PVE nodes.
 """
@@ -19,25 +20,27 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from vzkeep.errors import UsageError
 
-# reference/pve.md §1.2 decompressor_info, vma column (`zcat` is `gzip -d -c`, `bzcat -q` `bzip2 -q -d -c`).
+# pve-storage PVE/Storage.pm decompressor_info, vma column (`zcat` is `gzip -d -c`, `bzcat -q` `bzip2 -q -d -c`).
 DECOMPRESSORS: dict[str, tuple[str, ...]] = {
     "zst": ("zstd", "-q", "-d", "-c"),
     "gz": ("gzip", "-d", "-c"),
     "lzo": ("lzop", "-d", "-c"),
     "bz2": ("bzip2", "-q", "-d", "-c"),
 }
-# What vzdump pipes archives through (reference/pve.md §1.2 compressor_info); zstd keeps its content
-# checksum on, as vzdump does not pass --no-check (§6.3).
+# What vzdump pipes archives through (pve-manager PVE/VZDump.pm compressor_info); zstd keeps its content
+# checksum on, as vzdump does not pass --no-check.
 COMPRESSORS: dict[str, tuple[str, ...]] = {
     "zst": ("zstd", "-q", "-c"),
     "gz": ("gzip", "-c"),
     "lzo": ("lzop", "-c"),
     "bz2": ("bzip2", "-q", "-c"),
 }
+# False: always the node's zstd binary, as on a node without the ``zstandard`` package.
+IN_PROCESS_ZSTD = True
 PACKAGES = {"zstd": "zstd", "gzip": "gzip", "lzop": "lzop", "bzip2": "bzip2"}
 
 CHUNK = 1 << 20
@@ -60,6 +63,9 @@ _MEANINGS: tuple[tuple[str, str], ...] = (
     ("Inappropriate ioctl", "the compressed stream ends prematurely: the archive is truncated"),
     ("trailing garbage", "unexpected data after the end of the compressed stream"),
     ("unsupported format", "not valid zstd data (bad frame header) where a zstd frame should start"),
+    # libzstd's own words (ZSTD_getErrorString), as the in-process decoder reports them
+    ("Unknown frame descriptor", "not valid zstd data (bad frame header) where a zstd frame should start"),
+    ("Data corruption detected", "the compressed data is corrupt"),
     ("not in gzip format", "not gzip data: the file does not start with a gzip header"),
     ("not a lzop file", "not lzop data: the file does not start with an lzop header"),
     ("not a bzip2 file", "not bzip2 data: the file does not start with a bzip2 header"),
@@ -321,6 +327,18 @@ class DecompressedStream:
             if self._proc is not None:
                 self._proc.kill()
         self.close()
+
+
+def open_stream(source: BinaryIO, compression: str | None, *, size: int | None = None,
+                on_chunk: Callable[[memoryview], None] | None = None) -> Any:
+    """The decompressed view of ``source``: zstd decoded in this process when libzstd's Python binding is
+    installed (no process per archive), otherwise the node's tool (``DecompressedStream``)."""
+    if compression == "zst" and IN_PROCESS_ZSTD:
+        from vzkeep.pve import zstd_stream
+
+        if zstd_stream.available():
+            return zstd_stream.InProcessZstdStream(source, size=size, on_chunk=on_chunk)
+    return DecompressedStream(source, compression, on_chunk=on_chunk)
 
 
 def _write_all(fd: int, data: memoryview) -> int:
