@@ -81,7 +81,8 @@ def test_verification_state_comes_from_the_verify_store(sb: RunningSandbox, tmp_
         results.append(verify_archive(path, volid=item["volid"] if item is good else None, tz="Europe/Paris"))
     results[1].ok, results[1].problems = False, ["zstd: Restored data doesn't match checksum"]
     store.save(results)
-    states = {b["volid"]: b["verify"] for b in listing(sb, tmp_path, "--guest", "201")["backups"]}
+    chosen = listing(sb, tmp_path, "--guest", "201", "--results", str(store.path))["backups"]
+    states = {b["volid"]: b["verify"] for b in chosen}
     assert states[good["volid"]]["state"] == "ok"
     assert states[bad["volid"]]["state"] == "corrupt"  # matched by file name and size
     assert states[backups[2]["volid"]]["state"] == "-"

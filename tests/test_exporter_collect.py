@@ -109,7 +109,7 @@ def polled(scenario: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -
                 ok=False,
                 problems=["bad"],
                 sha256="0" * 64,
-                size=1,
+                size=newest_100["size"],  # the file that was read: a result for another size is not published
                 mtime=1.0,
                 verified_at=1_700_000_000,
                 format="tar",

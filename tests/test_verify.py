@@ -538,7 +538,11 @@ def test_cli_usage_errors_exit_2_with_what_is_allowed(tmp_path, case, args, mess
     assert message in result.stderr
 
 
-def test_cli_without_the_decompressor_exits_2_and_says_what_to_install(tmp_path):
+def test_cli_without_the_decompressor_exits_2_and_says_what_to_install(tmp_path, monkeypatch):
+    """On a node without the zstandard package zstd archives go through the node's zstd binary."""
+    from vzkeep.pve import decompress
+
+    monkeypatch.setattr(decompress, "IN_PROCESS_ZSTD", False)
     path = _vm(tmp_path, "zst")
     result = _run(tmp_path, str(path), env={"PATH": str(tmp_path / "empty-bin")})
     assert result.exit_code == 2

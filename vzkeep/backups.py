@@ -13,6 +13,7 @@ the vzkeep notes template writes as ``<guest name> (vmid N, env <env>, node <nod
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ def _annotate(inventory: Inventory, verify_results: dict[str, VerifyResult]) -> 
         backup.name = (guest.get("name") if backup.guest_exists else None) or name_from_notes(backup.notes)
         backup.env = (guest.get("pool") if backup.guest_exists else None) or env_from_notes(backup.notes)
         backup.origin_node = node_from_notes(backup.notes)
-        backup.verification = verify_results.get(backup.volid) or by_name.get((backup.filename, backup.size))
+        backup.verification = _verification(backup, verify_results, by_name)
 
 
 def _same_type(guest: dict[str, Any], backup: Backup) -> bool:
@@ -205,21 +206,31 @@ def _same_type(guest: dict[str, Any], backup: Backup) -> bool:
         backup.guest_type == "openvz" and guest.get("type") == "lxc")
 
 
+def _verification(backup: Backup, results: dict[str, VerifyResult],
+                  by_name: dict[tuple[str, int], VerifyResult]) -> VerifyResult | None:
+    """The result recorded for this volid; else one for a file of the same name and size, but only when it
+    found a problem: "ok" is said only of the archive that was read, never of a look-alike (a copy, another
+    cluster's file, a re-created storage)."""
+    result = results.get(backup.volid)
+    if result is not None:
+        return result
+    alike = by_name.get((backup.filename, backup.size))
+    return alike if alike is not None and not alike.ok else None
+
+
 def _results_by_filename(results: dict[str, VerifyResult]) -> dict[tuple[str, int], VerifyResult]:
-    """Results recorded without a volid (``vzkeep verify FILE``), matched by file name and size."""
+    """Results recorded without a volid (``vzkeep verify FILE``), by file name and size."""
     out: dict[tuple[str, int], VerifyResult] = {}
     for result in results.values():
-        out[(result.path.rsplit("/", 1)[-1], result.size)] = result
+        if not result.volid:
+            out[(result.path.rsplit("/", 1)[-1], result.size)] = result
     return out
 
 
-def all_verify_results(path: str | None = None) -> dict[str, VerifyResult]:
-    """Volid (or path, for archives verified without a storage) -> last result; no store = empty."""
-    try:
-        records = load_results(path)
-    except (OSError, ValueError):
-        return {}
-    return {(r.volid or p): r for p, r in records.items()}
+def all_verify_results(path: str | os.PathLike[str] | None = None) -> dict[str, VerifyResult]:
+    """Volid (or path, for archives verified without a storage) -> last result; no store = empty.
+    A damaged store raises ``vzkeep.verify.StoreError``, an unreadable one ``OSError``."""
+    return {(r.volid or p): r for p, r in load_results(path).items()}
 
 
 # -- filtering --------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from vzkeep.cli import output
 from vzkeep.cli.common import sub_app
 from vzkeep.connection import ConnectionOptions, connect_client, with_connection
 from vzkeep.errors import UsageError
-from vzkeep.pve.client import PveApiError, PveUnreachable
+from vzkeep.pve.client import PveApiError, PveClient, PveUnreachable
+from vzkeep.verify import VerifyResult
 
 app = sub_app("Backup archives across every storage and node.")
 _STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
@@ -40,7 +41,8 @@ def list_backups(
     guest: Annotated[str | None, typer.Option("--guest", help="only this guest: name or VMID")] = None,
     storage: Annotated[str | None, typer.Option("--storage", help="only this storage")] = None,
     results: Annotated[Path | None, typer.Option(
-        "--results", help="verify results store (default $VZKEEP_STATE_DIR/verify.json)")] = None,
+        "--results", help="verify results store (default: the cluster's, $VZKEEP_STATE_DIR/verify/<cluster>.sqlite)"
+    )] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document for scripts")] = False,
 ) -> None:
     """List every backup archive: guest, VMID, environment, time, size, storage, protected, verified.
@@ -57,10 +59,14 @@ def list_backups(
         vzkeep backups list --guest postgres --json | jq '.backups[0].volid'
     """
     try:
-        inventory = collect(connect_client(conn), all_verify_results(str(results) if results else None))
+        client = connect_client(conn)
+        verify_results, damaged = _verify_results(client, results)
+        inventory = collect(client, verify_results)
     except (PveApiError, PveUnreachable) as exc:
         raise UsageError(f"cannot read the cluster: {exc}",
                          "check that the token may read /storage and /nodes (PVEAuditor on /)") from None
+    if damaged:
+        inventory.warnings.insert(0, damaged)
     chosen = select(inventory.backups, env=env, guest=guest, storage=storage)
     if as_json:
         output.emit_json({"backups": [b.to_json() for b in chosen], "warnings": inventory.warnings})
@@ -72,6 +78,18 @@ def list_backups(
         report.result("no backups match")
         return
     report.result(_table(chosen))
+
+
+def _verify_results(client: PveClient, results: Path | None) -> tuple[dict[str, VerifyResult], str | None]:
+    """The cluster's verify results, and a warning when the store cannot be read: a damaged store is said
+    once, loudly, and every backup then shows as not verified rather than the listing failing."""
+    from vzkeep.verify import ClusterView, default_results_path
+
+    path = results or default_results_path(ClusterView(client).cluster_name())
+    try:
+        return all_verify_results(path), None
+    except (OSError, ValueError) as exc:
+        return {}, f"verify results not read, so VERIFIED shows - for every backup: {exc}"
 
 
 def _table(backups: list[Backup]) -> Table:

@@ -25,7 +25,7 @@ from vzkeep.drill import (
 from vzkeep.errors import ExitStatus, FindingError, UsageError, VzkeepError
 from vzkeep.follow import Wait
 from vzkeep.pve.client import PveClient
-from vzkeep.verify import ResultStore, default_results_path
+from vzkeep.verify import ResultStore, cluster_results_path
 
 DEFAULT_TIMEOUT = 3600.0  # per guest: restore, isolate, start, until running
 
@@ -130,7 +130,7 @@ def _prepare(client: PveClient, store: DrillResultStore, scratch_range: tuple[in
 def _run_all(client: PveClient, inventory: Inventory, targets: list[Backup], scratch_range: tuple[int, int],
              store: DrillResultStore, options: DrillOptions, wait: Wait, say: Callable[[str], None],
              outcomes: list[DrillResult]) -> None:
-    verify_store = ResultStore(default_results_path())
+    verify_store = ResultStore(cluster_results_path(client))
     taken: set[int] = set()
     for backup in targets:
         scratch_vmid = free_scratch_vmid(inventory, scratch_range, taken)

@@ -28,7 +28,7 @@ from vzkeep.restore import (
     progress_percent,
     start_and_wait,
 )
-from vzkeep.verify import ResultStore, default_results_path
+from vzkeep.verify import ResultStore, cluster_results_path
 
 DEFAULT_TIMEOUT = 6 * 3600.0  # a restore of a large guest from a NAS takes hours; it must still end
 
@@ -86,7 +86,8 @@ def restore_cmd(
                        ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="answer yes to confirmations (for scripts)")] = False,
     results: Annotated[Path | None, typer.Option(
-        "--results", help="verify results store (default $VZKEEP_STATE_DIR/verify.json)")] = None,
+        "--results", help="verify results store (default: the cluster's, $VZKEEP_STATE_DIR/verify/<cluster>.sqlite)"
+    )] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout for scripts")] = False,
     timeout: Annotated[float, timeout_option(DEFAULT_TIMEOUT, "in all (restore, and start with --start)")
                        ] = DEFAULT_TIMEOUT,
@@ -125,7 +126,7 @@ def restore_cmd(
     out = Reporter(as_json)
     try:
         _run(out, conn, RestoreOptions(guest, source, node, storage, vmid, force, unique), start, dry_run, yes,
-             ResultStore(results or default_results_path()), timeout, advance)
+             results, timeout, advance)
     except VzkeepError as exc:  # refusals, PVE's failures, and waits that ended (they name the task)
         out.fail(exc)
     except KeyboardInterrupt:
@@ -136,10 +137,11 @@ def restore_cmd(
 
 
 def _run(out: Reporter, conn: ConnectionOptions, options: RestoreOptions, start: bool, dry_run: bool, yes: bool,
-         store: ResultStore, timeout: float, advance: bool) -> None:
+         results: Path | None, timeout: float, advance: bool) -> None:
     began = time.monotonic()
     wait = make_wait(conn, timeout, advance, out.say)
     client = connect_client(conn)
+    store = ResultStore(results or cluster_results_path(client))
     inventory = _read_cluster(client)
     plan = plan_restore(inventory, options)
     _describe(out, plan)

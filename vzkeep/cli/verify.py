@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,21 +17,26 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.text import Text
 
 from vzkeep.cli import output
-from vzkeep.errors import ExitStatus, UsageError
+from vzkeep.connection import ConnectionOptions, with_connection
+from vzkeep.errors import ExitStatus, Interrupted, UsageError, WaitTimeout
 from vzkeep.pve import archive, localtime
 from vzkeep.verify import (
     DEFAULT_STORAGE_CFG,
     ResultStore,
     StorageConfigError,
+    Target,
     VerifyResult,
     default_results_path,
     find_archives,
     load_storages,
-    verify_many,
+    verify_targets,
     volids_for,
 )
+from vzkeep.verify.storages import ClusterView, local_cluster_name, local_zone, on_pve_node
 
 PROGRESS_MIN_BYTES = 64 << 20  # smaller archives verify in well under a second
+DEFAULT_TIMEOUT = 4 * 3600.0  # a full storage over a slow NAS takes hours; the run must still end
+NAMED_MAX = 5  # archives named in a timeout's message; the rest are counted
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +51,9 @@ def _reflow(doc: str) -> str:
     )
 
 
+@with_connection
 def verify_cmd(
+    conn: ConnectionOptions,
     archives: Annotated[
         list[Path] | None,
         typer.Argument(help="Archive files (vzdump-*.vma[.zst|.gz|.lzo], vzdump-*.tar[...])."),
@@ -53,17 +63,18 @@ def verify_cmd(
     ] = None,
     storage: Annotated[
         list[str] | None,
-        typer.Option("--storage", help="Verify every backup of this PVE storage: <path>/dump (repeatable)."),
+        typer.Option("--storage", help="Verify every backup of this PVE storage (repeatable): found through "
+                                       "the PVE API when connected, else in the node's storage.cfg."),
     ] = None,
     storage_cfg: Annotated[
-        Path, typer.Option("--storage-cfg", help="PVE storage config used to resolve --storage.")
+        Path, typer.Option("--storage-cfg", help="PVE storage config used to resolve --storage offline.")
     ] = Path(DEFAULT_STORAGE_CFG),
     results: Annotated[
         Path | None,
         typer.Option(
             "--results",
-            help="Results store (JSON). Default: $VZKEEP_STATE_DIR/verify.json, "
-            "else /var/lib/vzkeep/verify.json.",
+            help="Results store (SQLite). Default: $VZKEEP_STATE_DIR/verify/<cluster>.sqlite (else under "
+            "/var/lib/vzkeep), <cluster> being the cluster's name, or host-<this host> offline.",
         ),
     ] = None,
     force: Annotated[
@@ -71,24 +82,36 @@ def verify_cmd(
     ] = False,
     tz: Annotated[
         str | None,
-        typer.Option("--tz", help="Time zone of the node that wrote the archives (default: this one's)."),
+        typer.Option("--tz", help="Time zone of the node that wrote the archives (default: asked from the "
+                                  "cluster, or this node's own; unknown: the name/time check is not made)."),
     ] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", min=1.0, show_default=False, metavar="SECONDS",
+        help=f"stop after SECONDS (default: {DEFAULT_TIMEOUT:g}, {DEFAULT_TIMEOUT / 3600:g} h), saying which "
+             "archives were verified and which were not")] = DEFAULT_TIMEOUT,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")] = False,
 ) -> None:
     """Verify vzdump archives: compression checksums, VMA or tar structure, name/time, SHA-256, one pass.
 
-    Each archive is read once. Its SHA-256 is computed from the same bytes that feed the node's
-    decompressor (zstd, gzip, lzop: their checksums catch any flipped byte); the decompressed stream is
-    checked as VMA (header and extent MD5s, uuid, block counts, device sizes, every cluster present, the
-    VM config present) or as a CT tar (pct.conf first, every header valid, nothing truncated); the header
-    time is compared with the time in the file name. A plain .vma/.tar has no data checksum: only its
-    structure can be checked, and the recorded SHA-256 catches later silent changes (with --force).
+    Each archive is read once. Its SHA-256 is computed from the same bytes that feed the decompressor
+    (zstd, gzip, lzop: their checksums catch any flipped byte); the decompressed stream is checked as VMA
+    (header and extent MD5s, uuid, block counts, device sizes, every cluster present, the VM config
+    present) or as a CT tar (pct.conf first, every header valid, nothing truncated); the header time is
+    compared with the time in the file name, read in the zone of the node that wrote it. A plain
+    .vma/.tar has no data checksum: only its structure can be checked, and the recorded SHA-256 catches
+    later silent changes (with --force).
 
-    Results are stored per archive, so an unchanged archive (same size, mtime, inode) is not read again;
-    the exporter publishes them as vzkeep_backup_verified_timestamp_seconds and vzkeep_backup_verify_ok.
-    Needs only Python 3 and the node's zstd/gzip/lzop: run it on the node or on the NAS.
+    Connected to the cluster (--sandbox, or --endpoint and --token-file), the nodes' zones and the
+    storages come from the PVE API, and every archive on a storage is recorded with its volid (also when
+    given by --dir or path). On a node, storage.cfg and the node's zone are read instead. When the zone
+    is unknown, the name/time check is reported as not checked: it never makes an archive corrupt.
 
-    Exit codes: 0 every archive is sound, 1 corruption found (each problem named with where), 2 usage.
+    Results are stored per cluster and bound to the bytes checked (size, mtime, inode, SHA-256, zone):
+    an unchanged archive is not read again, a changed or vanished one is no longer verified. The exporter
+    publishes them as vzkeep_backup_verified_timestamp_seconds and vzkeep_backup_verify_ok.
+
+    Exit codes: 0 every archive is sound, 1 corruption found (each problem named with where), 2 usage,
+    3 stopped by --timeout (verified ones kept), 130 interrupted (verified ones kept).
 
     Examples:
 
@@ -96,33 +119,50 @@ def verify_cmd(
 
         vzkeep verify --storage backup-prod
 
+        vzkeep verify --storage backup-prod --sandbox .sandbox/sandbox.json
+
         vzkeep verify --dir /mnt/pve/offsite-prod/dump --force --json | jq '.summary'
     """
     _check_tz(tz)
-    storages_cfg = _load_storage_cfg(storage_cfg, required=bool(storage))
-    paths = _collect_paths(archives or [], directory or [], storage or [], storages_cfg)
-    if not paths:
+    plan = _plan(conn, archives or [], directory or [], storage or [], storage_cfg, tz)
+    if not plan.targets and not plan.unreadable:
         raise UsageError("nothing to verify: give ARCHIVE files, --dir DIR or --storage ID",
                          "see 'vzkeep verify --help' for examples")
-    store = _open_store(results)
+    store = _open_store(results or default_results_path(plan.cluster))
     report = output.Reporter(as_json=as_json)
+    for note in plan.unreadable:
+        report.warn(note)
     console = output.console(soft_wrap=True)
-    progress = _progress_bar(report)
-    for scanned in _scanned_dirs(directory or [], storage or [], storages_cfg):
+    for scanned in plan.scanned:
         store.forget_missing(scanned)  # archives pruned since the last run
+    outcome: list[VerifyResult] = []
+    progress = _progress_bar(report)
     try:
-        outcome = _run(paths, store, force, tz, volids_for(paths, storages_cfg), progress, console, as_json)
+        with _deadline(timeout):
+            _run(plan.targets, store, force, progress, console, as_json, outcome)
+    except _TimedOut:
+        raise WaitTimeout(*_stopped(f"stopped after --timeout {timeout:g} s", plan.targets, outcome)) from None
+    except KeyboardInterrupt:
+        raise Interrupted(*_stopped("interrupted (Ctrl-C)", plan.targets, outcome)) from None
     finally:  # DecompressError (a missing zstd/gzip/lzop) is a usage error: the handler says which tool
         if progress is not None:
             progress.stop()
     if as_json:
-        output.emit_json(_document(outcome))
+        output.emit_json(_document(outcome, plan, store))
     else:
-        _print_summary(console, outcome)
+        _print_summary(console, outcome, store)
     raise typer.Exit(ExitStatus.OK if all(r.ok for r in outcome) else ExitStatus.FINDING)
 
 
 # -- inputs ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    cluster: str | None
+    targets: list[Target] = field(default_factory=list)
+    scanned: list[str] = field(default_factory=list)  # directories listed whole: forget what left them
+    unreadable: list[str] = field(default_factory=list)  # listed by PVE, not readable from here
 
 
 def _check_tz(tz: str | None) -> None:
@@ -133,6 +173,81 @@ def _check_tz(tz: str | None) -> None:
     except ValueError as exc:
         raise UsageError(f"--tz: {exc}", "use the IANA zone of the node that wrote the archives, e.g. "
                          "Europe/Paris") from None
+
+
+def _plan(conn: ConnectionOptions, files: list[Path], directories: list[Path], storage_ids: list[str],
+          storage_cfg: Path, tz: str | None) -> _Plan:
+    paths = _given_paths(files, directories)
+    if conn.sandbox or conn.endpoint:
+        return _plan_connected(conn, paths, directories, storage_ids, tz)
+    return _plan_offline(paths, directories, storage_ids, storage_cfg, tz)
+
+
+def _plan_connected(conn: ConnectionOptions, paths: list[str], directories: list[Path], storage_ids: list[str],
+                    tz: str | None) -> _Plan:
+    from vzkeep.connection import connect_client
+    from vzkeep.pve.client import PveApiError, PveUnreachable
+
+    try:
+        view = ClusterView(connect_client(conn))
+        plan = _Plan(view.cluster_name(), scanned=[str(d) for d in directories])
+        located = view.locate(paths) if paths else {}
+        common = None if tz or len(located) == len(paths) else view.common_zone()
+        for path in paths:
+            hit = located.get(path)
+            zone = tz or (view.zone(hit.node) if hit else common)
+            plan.targets.append(Target(path, hit.volid if hit else None, zone))
+        for storage_id in storage_ids:
+            _add_storage(plan, view, storage_id, tz)
+    except (PveApiError, PveUnreachable) as exc:
+        raise UsageError(f"cannot read the cluster: {exc}",
+                         "check the connection options; the token needs Datastore.Audit on the storages "
+                         "(PVEAuditor on /)") from None
+    return _dedupe(plan)
+
+
+def _add_storage(plan: _Plan, view: ClusterView, storage_id: str, tz: str | None) -> None:
+    config = view.storage(storage_id)
+    for place in view.places(storage_id, config):
+        if place.dump_dir is None:
+            continue  # PVE lists no backup there
+        plan.scanned.append(place.dump_dir)
+        zone = tz or view.zone(place.node)
+        for name, size in sorted(place.volumes.items()):
+            path = os.path.join(place.dump_dir, name)
+            try:
+                readable = os.path.getsize(path) == size
+            except OSError:
+                readable = False
+            if readable:
+                plan.targets.append(Target(path, f"{storage_id}:backup/{name}", zone))
+            else:
+                plan.unreadable.append(f"{storage_id}:backup/{name} (node {place.node}) is not readable here "
+                                       f"at {path}: run vzkeep verify on that node or where it is mounted")
+
+
+def _plan_offline(paths: list[str], directories: list[Path], storage_ids: list[str], storage_cfg: Path,
+                  tz: str | None) -> _Plan:
+    storages = _load_storage_cfg(storage_cfg, required=bool(storage_ids))
+    on_node = storage_cfg == Path(DEFAULT_STORAGE_CFG) and on_pve_node()
+    zone = tz or (local_zone() if on_node else None)
+    plan = _Plan(local_cluster_name() if on_node else None, scanned=[str(d) for d in directories])
+    for storage_id in storage_ids:
+        dump = _storage_dump_dir(storage_id, storages)
+        plan.scanned.append(str(dump))
+        paths += find_archives(dump)
+    volids = volids_for(paths, storages)
+    plan.targets = [Target(p, volids.get(p), zone) for p in paths]
+    return _dedupe(plan)
+
+
+def _dedupe(plan: _Plan) -> _Plan:
+    seen: dict[str, Target] = {}
+    for target in plan.targets:
+        if target.path not in seen or (target.volid and not seen[target.path].volid):
+            seen[target.path] = target
+    plan.targets = list(seen.values())  # each once, in the order given
+    return plan
 
 
 def _load_storage_cfg(path: Path, *, required: bool) -> dict:
@@ -147,9 +262,7 @@ def _load_storage_cfg(path: Path, *, required: bool) -> dict:
         return {}
 
 
-def _collect_paths(
-    files: list[Path], directories: list[Path], storage_ids: list[str], storages: dict
-) -> list[str]:
+def _given_paths(files: list[Path], directories: list[Path]) -> list[str]:
     paths: list[str] = []
     for file in files:
         if not file.is_file():
@@ -166,33 +279,26 @@ def _collect_paths(
         if not directory.is_dir():
             raise UsageError(f"--dir {directory}: no such directory")
         paths += find_archives(directory)
-    for storage_id in storage_ids:
-        paths += _storage_archives(storage_id, storages)
-    return list(dict.fromkeys(paths))  # each once, in the order given
+    return paths
 
 
-def _scanned_dirs(directories: list[Path], storage_ids: list[str], storages: dict) -> list[Path]:
-    return [*directories, *(storages[s].dump_dir() for s in storage_ids)]
-
-
-def _storage_archives(storage_id: str, storages: dict) -> list[str]:
+def _storage_dump_dir(storage_id: str, storages: dict) -> Path:
     if storage_id not in storages:
         known = ", ".join(sorted(storages)) or "none"
-        raise UsageError(f"--storage {storage_id}: no such storage in the storage config (storages: {known})")
+        raise UsageError(f"--storage {storage_id}: no such storage in the storage config (storages: {known})",
+                         "connect to the cluster (--sandbox, or --endpoint and --token-file) to find it through "
+                         "the PVE API")
     dump = storages[storage_id].dump_dir()  # StorageConfigError: exit 2, naming the storage
     if not dump.is_dir():
         raise UsageError(f"--storage {storage_id}: its backup directory {dump} does not exist",
                          "is the storage mounted?")
-    return find_archives(dump)
+    return dump
 
 
-def _open_store(path: Path | None) -> ResultStore:
-    store = ResultStore(path or default_results_path())
+def _open_store(path: Path) -> ResultStore:
+    store = ResultStore(path)
     try:
-        store.path.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(store.path.parent, os.W_OK):
-            raise PermissionError(f"{store.path.parent} is not writable")
-        store.load()
+        store.check_writable()
     except (OSError, ValueError) as exc:
         raise UsageError(f"results store {store.path}: {exc}",
                          "pass --results FILE or set VZKEEP_STATE_DIR") from None
@@ -202,21 +308,43 @@ def _open_store(path: Path | None) -> ResultStore:
 # -- running -----------------------------------------------------------------------------------------------
 
 
+class _TimedOut(BaseException):
+    """Raised in the main thread by the --timeout alarm; a BaseException so no check mistakes it for a
+    finding about the archive being read."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    def expire(_signum: int, _frame: Any) -> None:
+        raise _TimedOut
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _stopped(why: str, targets: list[Target], done: list[VerifyResult]) -> tuple[str, str]:
+    finished = {r.path for r in done}
+    left = [t.path for t in targets if t.path not in finished]
+    corrupt = sum(not r.ok for r in done)
+    named = ", ".join(os.path.basename(p) for p in left[:NAMED_MAX])
+    more = f" and {len(left) - NAMED_MAX} more" if len(left) > NAMED_MAX else ""
+    message = (f"{why}: {len(done)} of {len(targets)} archive(s) verified ({corrupt} corrupt, results "
+               f"saved); not verified: {named}{more}")
+    return message, "run the same command again: verified archives are not read again unless they changed"
+
+
 def _progress_bar(report: output.Reporter) -> Progress | None:
     return report.progress_bar(
         "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
 
 
-def _run(
-    paths: list[str],
-    store: ResultStore,
-    force: bool,
-    tz: str | None,
-    volids: dict[str, str],
-    progress: Progress | None,
-    console: Console,
-    as_json: bool,
-) -> list[VerifyResult]:
+def _run(targets: list[Target], store: ResultStore, force: bool, progress: Progress | None, console: Console,
+         as_json: bool, outcome: list[VerifyResult]) -> None:
     def progress_for(path: str, size: int) -> Callable[[int], None] | None:
         if progress is None or size < PROGRESS_MIN_BYTES:
             return None
@@ -225,12 +353,11 @@ def _run(
         return lambda n: progress.advance(task, n)
 
     def show(result: VerifyResult) -> None:
+        outcome.append(result)
         if not as_json:
             _print_result(console, result)
 
-    return verify_many(
-        paths, store, force=force, tz=tz, volids=volids, progress_for=progress_for, on_result=show
-    )
+    verify_targets(targets, store, force=force, progress_for=progress_for, on_result=show)
 
 
 # -- output ------------------------------------------------------------------------------------------------
@@ -241,24 +368,32 @@ def _print_result(console: Console, result: VerifyResult) -> None:
     detail = f"{output.human_size(result.size)}  sha256 {result.sha256[:16]}"
     if result.cached:
         detail += f"  (unchanged since verified {output.format_time(result.verified_at, seconds=False)})"
-    console.print(Text.assemble(status, " ", f"{result.path}  {detail}"))
+    console.print(Text.assemble(status, " ", result.volid or result.path, f"  {detail}"))
     for problem in result.problems:
-        console.print(f"  - {problem}")
+        console.print(Text(f"  - {problem}"))
 
 
-def _print_summary(console: Console, results: list[VerifyResult]) -> None:
+def _print_summary(console: Console, results: list[VerifyResult], store: ResultStore) -> None:
     corrupt = sum(not r.ok for r in results)
     cached = sum(r.cached for r in results)
     line = f"{len(results)} archive(s): {len(results) - corrupt} OK, {corrupt} corrupt"
     if cached:
         line += f" ({cached} unchanged since their last check; --force re-reads them)"
     console.print(line, style="bold red" if corrupt else "green")
+    unchecked = sum(bool(r.notes) for r in results if r.ok)
+    if unchecked:
+        console.print(Text(f"{unchecked} archive(s): name/time not checked, the node's time zone is unknown "
+                           "(connect with --sandbox or --endpoint, use --storage, or give --tz)"))
+    console.print(Text(f"results: {store.path}"), style="dim")
 
 
-def _document(results: list[VerifyResult]) -> dict[str, object]:
+def _document(results: list[VerifyResult], plan: _Plan, store: ResultStore) -> dict[str, object]:
     corrupt = sum(not r.ok for r in results)
     return {
         "archives": [{**r.to_json(), "cached": r.cached} for r in results],
+        "not_readable": plan.unreadable,
+        "results_store": str(store.path),
+        "time_not_checked": sum(bool(r.notes) for r in results if r.ok),
         "summary": {
             "total": len(results),
             "ok": len(results) - corrupt,
@@ -266,4 +401,3 @@ def _document(results: list[VerifyResult]) -> dict[str, object]:
             "cached": sum(r.cached for r in results),
         },
     }
-

@@ -50,7 +50,7 @@ class Listing:
 class _Reducer:
     """Folds listing entries into per-guest records, one entry at a time."""
 
-    def __init__(self, verify: Mapping[str, tuple[int, bool]]) -> None:
+    def __init__(self, verify: Mapping[str, tuple[int, bool, int]]) -> None:
         self.verify = verify
         self.guests: dict[int, GuestArchives] = {}
         self.count = 0
@@ -73,9 +73,10 @@ class _Reducer:
             record.total_bytes += size
             if ctime > record.last_ctime:
                 record.last_ctime, record.last_size = ctime, size
-        if self.verify and (verified := self.verify.get(volid)) is not None and ctime > record.verified_ctime:
+        if self.verify and (verified := self.verify.get(volid)) is not None and ctime > record.verified_ctime \
+                and verified[2] == size:  # another size is another file under the volid: not verified
             record.verified_ctime = ctime
-            record.verified_at, record.verified_ok = verified
+            record.verified_at, record.verified_ok = verified[0], verified[1]
         self.count += 1
         self.mix ^= hash(volid)
 
@@ -83,8 +84,8 @@ class _Reducer:
         return Listing(self.guests, (self.count, self.mix))
 
 
-def summarize(answer: Any, verify: Mapping[str, tuple[int, bool]], what: str) -> Listing:
-    """Reduce one content listing (parsed); ``verify`` maps a volid to (verified_at, ok)."""
+def summarize(answer: Any, verify: Mapping[str, tuple[int, bool, int]], what: str) -> Listing:
+    """Reduce one content listing (parsed); ``verify`` maps a volid to (verified_at, ok, size read)."""
     if not isinstance(answer, list):
         raise ValueError(f"{what}: expected a list, got {type(answer).__name__}")
     reducer = _Reducer(verify)
@@ -93,7 +94,7 @@ def summarize(answer: Any, verify: Mapping[str, tuple[int, bool]], what: str) ->
     return reducer.listing()
 
 
-def summarize_body(body: bytes, verify: Mapping[str, tuple[int, bool]], what: str) -> Listing:
+def summarize_body(body: bytes, verify: Mapping[str, tuple[int, bool, int]], what: str) -> Listing:
     """Reduce one content listing from PVE's JSON body: each volume is folded in as soon as it is parsed, so
     neither a list of 100,000 objects nor a decoded copy of the body ever exists."""
     reducer = _Reducer(verify)

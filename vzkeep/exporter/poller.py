@@ -57,7 +57,7 @@ class _Parts:
     not_backed_up: set[int] | None = None
     clock: ClusterClock | None = None
     listings: dict[tuple[str, str], archives.Listing] = field(default_factory=dict)
-    verify: dict[str, tuple[int, bool]] = field(default_factory=dict)
+    verify: dict[str, tuple[int, bool, int]] = field(default_factory=dict)
     drills: tuple[DrillInfo, ...] = ()
     state: StateInfo | None = None
 
@@ -86,8 +86,8 @@ class Poller:
         self.job_runs = jobs.JobRuns()
         self.privileges = PrivilegeCheck(authid)
         self.unsupported: set[str] = set()
-        self.verify_stamp: tuple[int, int] | None = None  # the verify results file read last
-        self._listing_keys: dict[tuple[str, str], tuple[bytes, tuple[int, int] | None]] = {}
+        self.verify_stamp: tuple[int, ...] | None = None  # the verify results store read last
+        self._listing_keys: dict[tuple[str, str], tuple[bytes, tuple[int, ...] | None]] = {}
         self._derived_cache: tuple[Any, _Derived] | None = None
         self.snapshot = Snapshot()
 

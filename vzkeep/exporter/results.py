@@ -8,22 +8,23 @@ from pathlib import Path
 from vzkeep.exporter.snapshot import DrillInfo, StateInfo
 
 
-def file_stamp(path: Path) -> tuple[int, int] | None:
-    """(mtime in ns, size) of a results file, None when it does not exist: a file written anew changes it."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return info.st_mtime_ns, info.st_size
+def file_stamp(path: Path) -> tuple[int, ...] | None:
+    """What changes when ``vzkeep verify`` writes its SQLite store (the file and its write-ahead log: mtime
+    in ns and size of each); None when it does not exist."""
+    from vzkeep.verify import store_stamp
+
+    return store_stamp(path)
 
 
-def read_verify_results(path: Path) -> dict[str, tuple[int, bool]]:
-    """volid -> (verified_at, ok) of ``vzkeep verify``'s results file; a missing file is nothing verified."""
+def read_verify_results(path: Path) -> dict[str, tuple[int, bool, int]]:
+    """volid -> (verified_at, ok, size of the file that was read) of ``vzkeep verify``'s results store; a
+    missing store is nothing verified. The size lets the listing tell the verified file from a later one
+    under the same volid."""
     if not path.exists():
         return {}
     from vzkeep.verify import results_by_volid
 
-    return {volid: (int(r.verified_at), bool(r.ok)) for volid, r in results_by_volid(path).items()}
+    return {volid: (int(r.verified_at), bool(r.ok), int(r.size)) for volid, r in results_by_volid(path).items()}
 
 
 def read_drill_results(path: Path) -> tuple[DrillInfo, ...]:

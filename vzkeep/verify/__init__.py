@@ -19,6 +19,7 @@ from vzkeep.verify.storages import (
     Place,
     Storage,
     StorageConfigError,
+    cluster_results_path,
     find_archives,
     load_storages,
     parse_storage_cfg,
@@ -35,11 +36,10 @@ from vzkeep.verify.store import (
     store_stamp,
 )
 
-
 __all__ = [
     "CHECKER_VERSION", "DEFAULT_STATE_DIR", "DEFAULT_STORAGE_CFG", "STATE_DIR_ENV", "TIME_NOT_CHECKED",
     "ClusterView", "Located", "Place", "ResultStore", "Storage", "StorageConfigError", "StoreError", "Target",
-    "VerifyResult", "default_results_path", "find_archives", "load_results", "load_storages",
+    "VerifyResult", "cluster_results_path", "default_results_path", "find_archives", "load_results", "load_storages",
     "parse_storage_cfg", "results_by_volid", "store_stamp", "verify_archive", "verify_many", "verify_paths",
     "verify_targets", "volids_for",
 ]

@@ -287,3 +287,15 @@ class ClusterView:
                 found[path] = hit
         return found
 
+
+
+def cluster_results_path(client: Any) -> Path:
+    """The results store of the cluster ``client`` reaches (``vzkeep.verify.store.default_results_path``);
+    this host's when the cluster's name cannot be read."""
+    from vzkeep.pve.client import PveApiError, PveUnreachable
+    from vzkeep.verify.store import default_results_path
+
+    try:
+        return default_results_path(ClusterView(client).cluster_name())
+    except (PveApiError, PveUnreachable, AttributeError, TypeError):
+        return default_results_path()
