@@ -67,6 +67,8 @@ def list_backups(
                          "check that the token may read /storage and /nodes (PVEAuditor on /)") from None
     if damaged:
         inventory.warnings.insert(0, damaged)
+        if as_json:  # said on stderr too: a script's log must show it, not only its JSON
+            output.Reporter(as_json=True).warn(damaged)
     chosen = select(inventory.backups, env=env, guest=guest, storage=storage)
     if as_json:
         output.emit_json({"backups": [b.to_json() for b in chosen], "warnings": inventory.warnings})

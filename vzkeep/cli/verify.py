@@ -124,10 +124,10 @@ def verify_cmd(
         vzkeep verify --dir /mnt/pve/offsite-prod/dump --force --json | jq '.summary'
     """
     _check_tz(tz)
-    plan = _plan(conn, archives or [], directory or [], storage or [], storage_cfg, tz)
-    if not plan.targets and not plan.unreadable:
+    if not (archives or directory or storage):
         raise UsageError("nothing to verify: give ARCHIVE files, --dir DIR or --storage ID",
                          "see 'vzkeep verify --help' for examples")
+    plan = _plan(conn, archives or [], directory or [], storage or [], storage_cfg, tz)
     store = _open_store(results or default_results_path(plan.cluster))
     report = output.Reporter(as_json=as_json)
     for note in plan.unreadable:
