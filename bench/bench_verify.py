@@ -1,17 +1,24 @@
-"""Verify throughput next to `zstd -t` on the same 1 GiB-disk .vma.zst archive.
+"""`vzkeep verify` end to end (the command, as a subprocess) next to `zstd -t` on the same files.
 
-Target (issue 6): `vzkeep verify` (zstd check + full VMA structure check + SHA-256 of the file, one pass)
-reaches >= 90% of the throughput of `zstd -t` alone. The archive is generated once into a temp dir (or
---keep DIR) with the project's own VMA writer: a 1 GiB disk of mixed clusters (random, text-like, zero),
-compressed by `zstd` as vzdump does. Each tool runs --runs times; the medians are compared.
+Targets (each printed as a ratio to its anchor, measured in the same run, medians of --runs runs):
 
-    .venv/bin/python bench/bench_verify.py [--size-mib 1024] [--runs 3] [--keep DIR]
+(a) many small archives, cold (a new results store each run): 1,000 archives take <= 2x a loop of one
+    `zstd -q -t` process per file over the same files; and linear: 2,000 archives <= 2.2x the time of 1,000.
+(b) one big archive (a 1 GiB disk, ~440 MiB of zstd), SHA-256 included: >= 0.9x the throughput of
+    `zstd -q -t`; CPU <= 1.3x the CPU of `zstd -q -t` plus `sha256sum`.
+
+The archives are written once into a temp dir (or --keep DIR) with the project's VMA and tar writers and
+zstd-compressed like vzdump's (content checksum on). Every tool reads from the page cache (each file is read
+once before timing). --vzkeep runs another checkout's command, e.g. to measure main before a change:
+
+    .venv/bin/python bench/bench_verify.py [--runs 3] [--big-mib 1024] [--keep DIR] [--vzkeep PATH]
+                                          [--only small|big] [--counts 1000,2000]
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import io
 import os
 import random
 import resource
@@ -20,15 +27,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from vzkeep.pve import vma
-from vzkeep.pve.decompress import compressed_writer
-from vzkeep.verify import verify_archive
+import zstandard
 
-TARGET = 0.90
-NAME = "vzdump-qemu-100-2026_01_05-02_00_03.vma.zst"
-CTIME = 1767578403 + 4  # that name's time under TZ=UTC, plus the seconds before the header is written
+from vzkeep.pve import archive, ct_tar, vma
+from vzkeep.pve.decompress import compressed_writer
+
+SMALL_TARGET = 2.0
+LINEAR_TARGET = 2.2
+THROUGHPUT_TARGET = 0.90
+CPU_TARGET = 1.30
+T0 = 1767578403  # 2026-01-05 02:00:03 UTC; names are written in UTC and verified with --tz UTC
+BIG_NAME = "vzdump-qemu-100-2026_01_05-02_00_03.vma.zst"
 _WORDS = (
     b"proxmox backup cluster vzdump archive node storage retention guest disk block data log error "
     b"info warning systemd kernel usr lib share bin etc var 0 1 2 3 4 5 6 7 8 9 10 42 100 255 1024 "
@@ -37,14 +49,17 @@ _WORDS = (
 POOL_SIZE = 64 << 20  # far larger than zstd's 2-8 MiB window, so no cluster repeats inside it
 
 
-def _text_pool(rng: random.Random) -> bytes:
+# -- archives ----------------------------------------------------------------------------------------------
+
+
+def _text_pool(rng: random.Random, size: int = POOL_SIZE) -> bytes:
     """Word soup from a small vocabulary: compresses about 3:1 with zstd -3, like OS files and logs."""
-    return b" ".join(rng.choices(_WORDS, k=POOL_SIZE // 4))[:POOL_SIZE]
+    return b" ".join(rng.choices(_WORDS, k=size // 4))[:size]
 
 
 def _disk(size: int, seed: int = 6) -> vma.VmaDevice:
-    """A disk whose clusters are 30% random (media, encrypted), 45% text-like, 25% zero (never written),
-    decided per cluster by the seed: about what a used VM disk compresses to with zstd (2:1 overall)."""
+    """Clusters 30% random (media, encrypted), 45% text-like, 25% zero (never written), decided per cluster
+    by the seed: about what a used VM disk compresses to with zstd (2:1 overall)."""
     kinds = random.Random(seed).choices(("random", "text", "zero"), weights=(30, 45, 25), k=size // 65536 + 1)
     rng = random.Random(seed + 1)
     pool = _text_pool(rng)
@@ -61,82 +76,177 @@ def _disk(size: int, seed: int = 6) -> vma.VmaDevice:
     return vma.VmaDevice("drive-scsi0", size, read_cluster)
 
 
-def make_archive(directory: Path, size: int) -> Path:
-    path = directory / NAME
+def make_big(directory: Path, size: int) -> Path:
+    path = directory / BIG_NAME
     if path.exists():
         return path
     started = time.perf_counter()
     with compressed_writer(path, "zst") as out:
         config = b"name: bench\nscsi0: local-lvm:vm-100-disk-0,size=1G\n"
-        vma.write_vma(out, config=config, devices=[_disk(size)], ctime=CTIME)
-    print(f"generated {path.name}: {path.stat().st_size / 2**20:.0f} MiB compressed "
-          f"from a {size / 2**20:.0f} MiB disk in {time.perf_counter() - started:.1f} s")
+        vma.write_vma(out, config=config, devices=[_disk(size)], ctime=T0 + 4)
+    print(f"generated {path.name}: {path.stat().st_size / 2**20:.0f} MiB compressed from a "
+          f"{size / 2**20:.0f} MiB disk in {time.perf_counter() - started:.1f} s")
     return path
 
 
-def _cpu() -> float:
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+def make_small(directory: Path, count: int) -> list[Path]:
+    """``count`` small archives (half VMs with a 1 MiB disk, half CTs), ~100 KiB each, distinct bytes."""
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = sorted(directory.glob("vzdump-*"))
+    if len(existing) == count:
+        return existing
+    rng = random.Random(15)
+    pool = _text_pool(rng, 8 << 20)
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)  # zstd -3 as vzdump runs it
+    paths = []
+    for i in range(count):
+        when = T0 + i * 3600
+        raw = _small_vma(rng, pool, when) if i % 2 == 0 else _small_tar(rng, pool, when)
+        guest = "qemu" if i % 2 == 0 else "lxc"
+        path = directory / archive.archive_name(guest, 100 + i % 900, when, "zstd", tz="UTC")
+        path.write_bytes(cctx.compress(raw))
+        paths.append(path)
+    return sorted(paths)
 
 
-def timed(run) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process and its children): CPU time is what other load on a
-    shared machine does not change, wall time is what a user waits."""
-    cpu, started = _cpu(), time.perf_counter()
-    run()
-    return time.perf_counter() - started, _cpu() - cpu
+def _small_vma(rng: random.Random, pool: bytes, when: int) -> bytes:
+    clusters = [rng.randbytes(vma.CLUSTER_SIZE) if i == 0 else _slice(rng, pool, vma.CLUSTER_SIZE) if i < 4
+                else b"" for i in range(16)]
+    device = vma.VmaDevice("drive-scsi0", 16 * vma.CLUSTER_SIZE, lambda i: clusters[i])
+    out = io.BytesIO()
+    vma.write_vma(out, config=b"name: small\n", devices=[device], ctime=when + 4)
+    return out.getvalue()
 
 
-def zstd_test(path: Path) -> None:
-    subprocess.run(["zstd", "-q", "-t", str(path)], check=True)
+def _small_tar(rng: random.Random, pool: bytes, when: int) -> bytes:
+    out = io.BytesIO()
+    files = [("etc/hostname", b"ct\n"), ("usr/lib/blob", rng.randbytes(40_000)),
+             ("var/log/syslog", _slice(rng, pool, 150_000))]
+    ct_tar.write_ct_tar(out, config=b"arch: amd64\nhostname: ct\n", files=files, mtime=when + 2)
+    return out.getvalue()
 
 
-def vzkeep_verify(path: Path) -> None:
-    result = verify_archive(path, tz="UTC")
-    if not result.ok:
-        sys.exit(f"bench archive did not verify: {result.problems}")
+def _slice(rng: random.Random, pool: bytes, size: int) -> bytes:
+    start = rng.randrange(len(pool) - size)
+    return pool[start : start + size]
 
 
-def sha256_only(path: Path) -> None:
-    digest, buf = hashlib.sha256(), bytearray(1 << 20)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            digest.update(view[:n])
+# -- timing ------------------------------------------------------------------------------------------------
+
+
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(argv: list[str], **kwargs: object) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one command run to its end; it must succeed."""
+    cpu, started = _cpu_children(), time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+    return time.perf_counter() - started, _cpu_children() - cpu
+
+
+def warm(paths: list[Path]) -> None:
+    for path in paths:
+        with open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+
+
+def median(samples: list[tuple[float, float]], which: int = 0) -> float:
+    return statistics.median(s[which] for s in samples)
+
+
+def interleaved(runs: int, commands: dict[str, Callable[[], tuple[float, float]]]) -> dict[str, list]:
+    """Each command ``runs`` times, interleaved, so machine load hits all alike."""
+    samples: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
+    for _ in range(runs):
+        for label, command in commands.items():
+            samples[label].append(command())
+    return samples
+
+
+# -- the benches -------------------------------------------------------------------------------------------
+
+
+class Verify:
+    """``vzkeep verify`` with a new results store per run (cold: nothing cached)."""
+
+    def __init__(self, vzkeep: str, scratch: Path) -> None:
+        self.vzkeep, self.scratch, self.n = vzkeep, scratch, 0
+
+    def __call__(self, *args: str) -> tuple[float, float]:
+        self.n += 1
+        results = self.scratch / f"results-{self.n}.sqlite"
+        env = {**os.environ, "TZ": "UTC", "VZKEEP_STATE_DIR": str(self.scratch)}
+        return timed([self.vzkeep, "verify", "--tz", "UTC", "--results", str(results), *args], env=env)
+
+
+def bench_small(directory: Path, verify: Verify, runs: int, counts: tuple[int, ...] = (1000, 2000)) -> None:
+    sets = {n: make_small(directory / f"small-{n}", n) for n in counts}
+    thousand = sets.get(1000) or make_small(directory / "small-1000", 1000)
+    warm([p for paths in sets.values() for p in paths])
+    loop = ["sh", "-c", 'for f in "$@"; do zstd -q -t "$f" || exit 1; done', "sh", *map(str, thousand)]
+    commands = {"zstd -t loop, 1,000 files": lambda: timed(loop)}
+    for n, paths in sets.items():
+        commands[f"vzkeep verify, {n:,} archives"] = lambda d=str(paths[0].parent): verify("--dir", d)
+    samples = interleaved(runs, commands)
+    size = sum(p.stat().st_size for p in thousand) / 1000 / 1024
+    print(f"(a) small archives ({size:.0f} KiB each on average), cold results store, median of {runs} runs:")
+    for label, runs_of in samples.items():
+        print(f"  {label:32s} {median(runs_of):6.2f} s wall {median(runs_of, 1):6.2f} s CPU")
+    anchor = median(samples["zstd -t loop, 1,000 files"])
+    if 1000 in sets:
+        one = median(samples["vzkeep verify, 1,000 archives"])
+        print(f"  verify 1,000 / zstd -t loop: {one / anchor:.2f}x (target <= {SMALL_TARGET}x: "
+              f"{'met' if one / anchor <= SMALL_TARGET else 'MISSED'})")
+    if 1000 in sets and 2000 in sets:
+        two = median(samples["vzkeep verify, 2,000 archives"])
+        print(f"  verify 2,000 / verify 1,000: {two / one:.2f}x (target <= {LINEAR_TARGET}x: "
+              f"{'met' if two / one <= LINEAR_TARGET else 'MISSED'})")
+
+
+def bench_big(directory: Path, verify: Verify, runs: int, size_mib: int) -> None:
+    path = make_big(directory, size_mib << 20)
+    warm([path])
+    samples = interleaved(runs, {
+        "zstd -t": lambda: timed(["zstd", "-q", "-t", str(path)]),
+        "sha256sum": lambda: timed(["sha256sum", str(path)]),
+        "vzkeep verify": lambda: verify(str(path)),
+    })
+    mib = path.stat().st_size / 2**20
+    print(f"(b) one archive of {mib:.0f} MiB, median of {runs} runs, load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs:")
+    for label, runs_of in samples.items():
+        wall = median(runs_of)
+        print(f"  {label:16s} {wall:6.2f} s wall {mib / wall:7.0f} MiB/s {median(runs_of, 1):6.2f} s CPU")
+    throughput = median(samples["zstd -t"]) / median(samples["vzkeep verify"])
+    cpu = median(samples["vzkeep verify"], 1) / (median(samples["zstd -t"], 1) + median(samples["sha256sum"], 1))
+    print(f"  verify throughput / zstd -t: {throughput:.2f}x (target >= {THROUGHPUT_TARGET}x: "
+          f"{'met' if throughput >= THROUGHPUT_TARGET else 'MISSED'}); verify = zstd + VMA structure + SHA-256")
+    print(f"  verify CPU / (zstd -t + sha256sum) CPU: {cpu:.2f}x (target <= {CPU_TARGET}x: "
+          f"{'met' if cpu <= CPU_TARGET else 'MISSED'})")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--size-mib", type=int, default=1024, help="disk size in MiB (default 1024)")
-    parser.add_argument("--runs", type=int, default=3, help="timed runs per tool (default 3)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per command (default 3)")
+    parser.add_argument("--big-mib", type=int, default=1024, help="disk size of the big archive (default 1024)")
     parser.add_argument("--keep", type=Path, help="generate into (or reuse) this directory, not a temp dir")
+    parser.add_argument("--vzkeep", default=str(Path(sys.executable).parent / "vzkeep"),
+                        help="the vzkeep command to measure (default: this environment's)")
+    parser.add_argument("--only", choices=("small", "big"), help="run one bench only")
+    parser.add_argument("--counts", default="1000,2000", help="small archive counts (default 1000,2000)")
     args = parser.parse_args()
-    os.environ["TZ"] = "UTC"
-    time.tzset()
     with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
         directory = args.keep or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
-        path = make_archive(directory, args.size_mib * 2**20)
-        size_mib = path.stat().st_size / 2**20
-        sha256_only(path)  # warm the page cache so every tool reads from memory
-        runs: dict[str, list[tuple[float, float]]] = {"zstd -t": [], "vzkeep verify": [], "sha256 alone": []}
-        for _ in range(args.runs):  # interleaved, so machine load hits all alike
-            runs["zstd -t"].append(timed(lambda: zstd_test(path)))
-            runs["vzkeep verify"].append(timed(lambda: vzkeep_verify(path)))
-            runs["sha256 alone"].append(timed(lambda: sha256_only(path)))
-        print(f"archive: {size_mib:.0f} MiB compressed, median of {args.runs} runs each, "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        medians = {}
-        for label, samples in runs.items():
-            wall, cpu = statistics.median(s[0] for s in samples), statistics.median(s[1] for s in samples)
-            medians[label] = wall
-            print(f"  {label:16s} {wall:6.2f} s wall {size_mib / wall:7.0f} MiB/s   {cpu:6.2f} s CPU")
-        ratio = medians["zstd -t"] / medians["vzkeep verify"]
-        verdict = "met" if ratio >= TARGET else "MISSED"
-        print(f"  verify throughput / zstd -t: {ratio:.0%} (target >= {TARGET:.0%}: {verdict}); verify = zstd "
-              "+ VMA structure check + SHA-256 of the file, one read")
+        with tempfile.TemporaryDirectory(prefix="bench-verify-results-") as scratch:
+            verify = Verify(args.vzkeep, Path(scratch))
+            if args.only in (None, "small"):
+                bench_small(directory, verify, args.runs, tuple(int(n) for n in args.counts.split(",")))
+            if args.only in (None, "big"):
+                bench_big(directory, verify, args.runs, args.big_mib)
 
 
 if __name__ == "__main__":

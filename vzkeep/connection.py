@@ -39,7 +39,6 @@ from urllib.parse import urlsplit
 import typer
 
 from vzkeep.errors import UsageError
-from vzkeep.fingerprint import FingerprintAdapter, normalize_fingerprint
 from vzkeep.pve.client import PveApiError, PveClient, PveUnreachable, api_path
 
 TOKEN_HELP = "file holding the API token as USER@REALM!TOKENID=SECRET (e.g. monitoring@pve!exporter=…)"
@@ -179,6 +178,8 @@ def _from_sandbox(opts: ConnectionOptions) -> Target:
             f"--sandbox {path}: cannot read the sandbox connection file ({exc}); start one with "
             "`vzkeep sandbox serve --state DIR` and pass DIR/sandbox.json"
         ) from None
+    from vzkeep.fingerprint import normalize_fingerprint  # requests: only when connecting (start-up time)
+
     token = info["tokens"]["auditor" if opts.read_only else "admin"]
     return Target(host=info["host"], port=int(info["port"]), user=token["user"], token_name=token["token_name"],
                   token_value=token["token_value"], fingerprint=normalize_fingerprint(info["fingerprint"]),
@@ -197,6 +198,8 @@ def _from_endpoint(opts: ConnectionOptions) -> Target:
     user, name, secret = read_token_file(Path(opts.token_file))
     if opts.fingerprint and opts.insecure:
         raise ConnectionConfigError("--fingerprint and --insecure contradict each other: pin the certificate or don't")
+    from vzkeep.fingerprint import normalize_fingerprint
+
     try:
         pin = normalize_fingerprint(opts.fingerprint) if opts.fingerprint else None
     except ValueError as exc:
@@ -216,6 +219,8 @@ def resolve(opts: ConnectionOptions) -> Target:
 def connect(opts: ConnectionOptions | Target) -> Any:
     """A ``proxmoxer.ProxmoxAPI`` for the options; a pinned fingerprint is enforced on every connection."""
     from proxmoxer import ProxmoxAPI
+
+    from vzkeep.fingerprint import FingerprintAdapter
 
     target = opts if isinstance(opts, Target) else resolve(opts)
     timeout = opts.timeout if isinstance(opts, ConnectionOptions) else 10.0
@@ -282,3 +287,13 @@ def _reason(exc: Exception) -> str:
     while inner.__context__ is not None and inner.__context__ is not inner:
         inner = inner.__context__
     return str(inner) or type(exc).__name__
+
+
+def __getattr__(name: str) -> Any:
+    # FingerprintAdapter and normalize_fingerprint stay importable from here, loaded on first use: requests
+    # costs a tenth of a second at every start of every command otherwise.
+    if name in ("FingerprintAdapter", "normalize_fingerprint"):
+        from vzkeep import fingerprint
+
+        return getattr(fingerprint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

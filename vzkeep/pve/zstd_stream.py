@@ -1,18 +1,22 @@
-"""A zstd archive's decompressed bytes, decoded in this process (libzstd through the ``zstandard`` package).
+"""A zstd archive's decompressed bytes, decoded in this process by the system's libzstd (through ctypes).
 
 The node's ``zstd -q -d -c`` (pve-storage ``PVE/Storage.pm`` ``decompressor_info``) costs a process, two
 pipes and three threads per archive: over a thousand small archives that is most of the time. libzstd in
-process checks the same things the tool does: each frame's content checksum (XXH64, which vzdump leaves on:
-pve-manager ``PVE/VZDump.pm`` ``compressor_info`` passes no ``--no-check``), every block, and a stream that
-stops inside a frame. A big archive is read and hashed by a thread while this one decompresses: hashlib and
-libzstd release the GIL on large buffers, so the two use both cores.
+process checks exactly what the tool checks, with the same library: each frame's content checksum (XXH64,
+which vzdump leaves on: pve-manager ``PVE/VZDump.pm`` ``compressor_info`` passes no ``--no-check``), every
+block, and an input that stops inside a frame. Output goes to one reused buffer, so data the VMA check skips
+is never copied. A big archive is read and hashed by a thread while this one decompresses: hashlib and
+ctypes calls release the GIL, so the two use both cores.
 
-``zstandard`` is imported only when this stream is opened: on a PVE node without it, ``vzkeep.pve.decompress``
-falls back to the node's ``zstd`` binary.
+Standard library only (ctypes): libzstd1 is on every Debian and PVE node (apt and systemd need it). Where it
+cannot be loaded, ``vzkeep.pve.decompress`` runs the node's ``zstd`` binary instead.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import queue
 import threading
 from collections.abc import Callable
@@ -24,19 +28,38 @@ from vzkeep.pve.decompress import CHUNK, explain_failure
 # than it saves.
 PIPELINE_MIN_BYTES = 8 << 20
 QUEUE_CHUNKS = 16  # how far the reading thread may run ahead: 16 MiB
-# Input handed to libzstd per call, adapted so one call yields about OUTPUT_TARGET bytes: a run of zeros
-# compresses a thousandfold, and one call returns all it decodes.
-MAX_SLICE = 1 << 20
-MIN_SLICE = 4 << 10
-OUTPUT_TARGET = 8 << 20
+OUT_SIZE = 1 << 20  # ZSTD_DStreamOutSize() is one block (128 KiB); larger means fewer calls
+
+
+class _Buffer(ctypes.Structure):
+    """ZSTD_inBuffer and ZSTD_outBuffer (zstd.h): the same three fields."""
+
+    _fields_ = [("ptr", ctypes.c_void_p), ("size", ctypes.c_size_t), ("pos", ctypes.c_size_t)]
+
+
+@functools.cache
+def _libzstd() -> Any:
+    """The system's libzstd, its prototypes declared; None when there is none."""
+    name = ctypes.util.find_library("zstd") or "libzstd.so.1"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    lib.ZSTD_createDCtx.restype = ctypes.c_void_p
+    lib.ZSTD_createDCtx.argtypes = []
+    lib.ZSTD_freeDCtx.restype = ctypes.c_size_t
+    lib.ZSTD_freeDCtx.argtypes = [ctypes.c_void_p]
+    lib.ZSTD_decompressStream.restype = ctypes.c_size_t
+    lib.ZSTD_decompressStream.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Buffer), ctypes.POINTER(_Buffer)]
+    lib.ZSTD_isError.restype = ctypes.c_uint
+    lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
+    lib.ZSTD_getErrorName.restype = ctypes.c_char_p
+    lib.ZSTD_getErrorName.argtypes = [ctypes.c_size_t]
+    return lib
 
 
 def available() -> bool:
-    try:
-        import zstandard  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _libzstd() is not None
 
 
 class InProcessZstdStream:
@@ -44,19 +67,21 @@ class InProcessZstdStream:
 
     def __init__(self, source: BinaryIO, *, size: int | None = None,
                  on_chunk: Callable[[memoryview], None] | None = None) -> None:
-        import zstandard
-
-        self._error_type = zstandard.ZstdError
-        self._dctx = zstandard.ZstdDecompressor()
-        self._obj: Any = self._dctx.decompressobj()
-        self._in_frame = False  # input went into a frame that has not ended yet
+        self._lib = _libzstd()
+        self._dctx = self._lib.ZSTD_createDCtx()
+        if not self._dctx:
+            raise MemoryError("libzstd could not allocate a decompression context")
         self.source = source
         self.on_chunk = on_chunk or (lambda _chunk: None)
         self.problems: list[str] = []
         self.raw_bytes = 0
-        self._pending = memoryview(b"")
-        self._out = memoryview(b"")
-        self._slice = MAX_SLICE
+        self._out_raw = ctypes.create_string_buffer(OUT_SIZE)
+        self._out_view = memoryview(self._out_raw).cast("B")
+        self._out = _Buffer(ctypes.addressof(self._out_raw), OUT_SIZE, 0)
+        self._taken = 0  # bytes of the output buffer already handed out or skipped
+        self._data: bytes = b""  # the input chunk being decoded (kept alive while libzstd points into it)
+        self._in = _Buffer(None, 0, 0)
+        self._frame_open = False  # libzstd's last answer: a frame is not finished yet
         self._failed = False
         self._closed = False
         self._eof = False
@@ -70,7 +95,6 @@ class InProcessZstdStream:
 
     # -- input ------------------------------------------------------------------------------------------
     def _read_ahead(self) -> None:
-        assert self._queue is not None
         try:
             while not self._stop.is_set():
                 data = self.source.read(CHUNK)
@@ -93,8 +117,8 @@ class InProcessZstdStream:
                 continue
 
     def _next_input(self) -> bytes | None:
-        if self._queue is None:
-            data = self.source.read()  # a small file: one read, hashed here
+        if self._queue is None:  # a small file: one read, hashed here
+            data = self.source.read()
             self._queue = queue.Queue()
             self._queue.put(None)
             if data:
@@ -108,45 +132,40 @@ class InProcessZstdStream:
 
     # -- decoding ---------------------------------------------------------------------------------------
     def _produce(self) -> bool:
-        """Decode more output into ``_out``; False at the end of the input."""
+        """Decode into the output buffer until it holds unread bytes; False at the end of the input."""
+        self._out.pos = self._taken = 0
         while True:
-            if not self._pending:
-                if self._eof:
-                    return False
+            if self._in.pos >= self._in.size and not self._eof:
                 data = self._next_input()
                 if data is None:
                     self._eof = True
-                    self._finish_input()
-                    return False
-                self._pending = memoryview(data)
+                    self._data, self._in = b"", _Buffer(None, 0, 0)
+                else:
+                    self._data = data  # kept alive while libzstd points into it
+                    self._in = _Buffer(ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p), len(data), 0)
             if self._failed:
-                self._pending = memoryview(b"")  # read (and hashed) to the end, no longer decoded
+                self._in.pos = self._in.size  # read (and hashed) to the end, no longer decoded
+                if self._eof:
+                    return False
                 continue
-            piece, self._pending = self._pending[: self._slice], self._pending[self._slice :]
-            out = self._decode(piece)
-            if out:
-                self._out = memoryview(out)
+            if self._eof and not self._frame_open:
+                return False
+            if self._decode_step():
                 return True
+            if self._eof:  # nothing more came out with no more input: the last frame is cut short
+                if self._frame_open and not self._failed:
+                    self._fail("premature end: the input ends inside a frame")
+                return False
 
-    def _decode(self, piece: memoryview) -> bytes:
-        try:
-            out = self._obj.decompress(piece)
-        except self._error_type as exc:
-            self._fail(str(exc))
-            return b""
-        self._in_frame = True
-        if self._obj.eof:  # one frame ended; zstd reads the next one from the rest (frames concatenate)
-            rest = self._obj.unused_data
-            self._obj, self._in_frame = self._dctx.decompressobj(), False
-            if rest:
-                self._pending = memoryview(bytes(rest) + bytes(self._pending))
-        ratio = len(out) / max(1, len(piece))
-        self._slice = max(MIN_SLICE, min(MAX_SLICE, int(OUTPUT_TARGET / max(ratio, 1.0))))
-        return out
-
-    def _finish_input(self) -> None:
-        if self._in_frame and not self._failed:
-            self._fail("premature end: the input ends inside a frame")
+    def _decode_step(self) -> bool:
+        """One ZSTD_decompressStream call; True when it put bytes in the output buffer."""
+        answer = self._lib.ZSTD_decompressStream(self._dctx, ctypes.byref(self._out), ctypes.byref(self._in))
+        if self._lib.ZSTD_isError(answer):
+            self._fail(self._lib.ZSTD_getErrorName(answer).decode(errors="replace"))
+            return False
+        # 0: a frame ended and is flushed; the next input starts another (frames concatenate, as with zstd -d)
+        self._frame_open = answer != 0
+        return self._out.pos > 0
 
     def _fail(self, message: str) -> None:
         self._failed = True
@@ -154,20 +173,20 @@ class InProcessZstdStream:
 
     # -- the DecompressedStream interface ------------------------------------------------------------------
     def readinto(self, buf: bytearray | memoryview) -> int:
-        if not self._out and not self._produce():
+        if self._taken >= self._out.pos and not self._produce():
             return 0
-        n = min(len(buf), len(self._out))
-        buf[:n] = self._out[:n]
-        self._out = self._out[n:]
+        n = min(len(buf), self._out.pos - self._taken)
+        buf[:n] = self._out_view[self._taken : self._taken + n]
+        self._taken += n
         return n
 
     def discard(self, size: int) -> int:
         done = 0
         while done < size:
-            if not self._out and not self._produce():
+            if self._taken >= self._out.pos and not self._produce():
                 break
-            n = min(size - done, len(self._out))
-            self._out = self._out[n:]
+            n = min(size - done, self._out.pos - self._taken)
+            self._taken += n
             done += n
         return done
 
@@ -178,10 +197,18 @@ class InProcessZstdStream:
         if self._closed:
             return self.problems
         self._closed = True
-        self.drain()
+        try:
+            self.drain()
+        finally:
+            self._release()
+        return self.problems
+
+    def _release(self) -> None:
         if self._thread is not None:
             self._thread.join()
-        return self.problems
+        if self._dctx:
+            self._lib.ZSTD_freeDCtx(self._dctx)
+            self._dctx = None
 
     def __enter__(self) -> InProcessZstdStream:
         return self
@@ -190,7 +217,6 @@ class InProcessZstdStream:
         if exc_info[0] is not None:  # interrupted or timed out: stop reading, do not finish the pass
             self._closed = True
             self._stop.set()
-            if self._thread is not None:
-                self._thread.join()
+            self._release()
             return
         self.close()

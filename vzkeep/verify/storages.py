@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,6 +250,8 @@ class ClusterView:
         config = config if config is not None else self.client.get(f"storage/{storage_id}")
         allowed = [n for n in str(config.get("nodes") or "").split(",") if n]
         nodes = [n for n in self.nodes() if not allowed or n in allowed]
+        import socket
+
         here = socket.gethostname().split(".")[0]
         if int(config.get("shared") or 0):
             nodes = nodes[:1]
