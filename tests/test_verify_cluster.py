@@ -100,6 +100,22 @@ def test_an_unknown_zone_never_makes_an_archive_corrupt(sb, tmp_path, machine_tz
     assert "CORRUPT" not in text and "name/time not checked" in text
 
 
+@pytest.mark.parametrize("machine_tz", MACHINE_ZONES)
+def test_offline_the_stack_file_gives_the_nodes_zone(sb, tmp_path, machine_tz):
+    from vzkeep.config import load_stack_file
+
+    stack = ROOT / "Pulumi.prod.yaml"
+    assert load_stack_file(stack).environment.timezone == node_zone(sb, "pve1")  # the program sets it
+    copy = tmp_path / "nas"
+    shutil.copytree(sb.sandbox.dump_dir("backup-prod", "pve1"), copy)
+    out = vzkeep("verify", "--stack", str(stack), "--dir", str(copy), "--json", machine_tz=machine_tz,
+                 state=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["time_not_checked"] == 0 and doc["summary"]["ok"] == doc["summary"]["total"] > 0
+    assert {a["zone"] for a in doc["archives"]} == {node_zone(sb, "pve1")}
+
+
 # -- results keyed by what changes the verdict -----------------------------------------------------------
 
 

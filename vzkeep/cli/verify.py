@@ -23,6 +23,7 @@ from vzkeep.pve import archive, localtime
 from vzkeep.verify import (
     DEFAULT_STORAGE_CFG,
     ResultStore,
+    Storage,
     StorageConfigError,
     Target,
     VerifyResult,
@@ -85,6 +86,9 @@ def verify_cmd(
         typer.Option("--tz", help="Time zone of the node that wrote the archives (default: asked from the "
                                   "cluster, or this node's own; unknown: the name/time check is not made)."),
     ] = None,
+    stack: Annotated[Path | None, typer.Option(
+        "--stack", help="A stack file (Pulumi.<stack>.yaml): the zone its nodes are set to and its backup "
+                        "storage, used when the cluster cannot tell.")] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", min=1.0, show_default=False, metavar="SECONDS",
         help=f"stop after SECONDS (default: {DEFAULT_TIMEOUT:g}, {DEFAULT_TIMEOUT / 3600:g} h), saying which "
@@ -127,7 +131,7 @@ def verify_cmd(
     if not (archives or directory or storage):
         raise UsageError("nothing to verify: give ARCHIVE files, --dir DIR or --storage ID",
                          "see 'vzkeep verify --help' for examples")
-    plan = _plan(conn, archives or [], directory or [], storage or [], storage_cfg, tz)
+    plan = _plan(conn, archives or [], directory or [], storage or [], storage_cfg, tz, _stack_hints(stack))
     store = _open_store(results or default_results_path(plan.cluster))
     report = output.Reporter(as_json=as_json)
     for note in plan.unreadable:
@@ -175,16 +179,34 @@ def _check_tz(tz: str | None) -> None:
                          "Europe/Paris") from None
 
 
+@dataclass(frozen=True)
+class _StackHints:
+    """What a stack file says that verify can use: its nodes' zone and its backup storage (a dir storage)."""
+
+    zone: str | None = None
+    storages: dict[str, Storage] = field(default_factory=dict)
+
+
+def _stack_hints(stack: Path | None) -> _StackHints:
+    if stack is None:
+        return _StackHints()
+    from vzkeep.config import load_stack_file  # pydantic: only for --stack
+
+    settings = load_stack_file(stack)  # ConfigError: exit 2, naming the file and the key
+    storage = Storage(settings.storage_id, "dir", {"path": settings.storage_path})
+    return _StackHints(settings.environment.timezone, {storage.id: storage})
+
+
 def _plan(conn: ConnectionOptions, files: list[Path], directories: list[Path], storage_ids: list[str],
-          storage_cfg: Path, tz: str | None) -> _Plan:
+          storage_cfg: Path, tz: str | None, hints: _StackHints) -> _Plan:
     paths = _given_paths(files, directories)
     if conn.sandbox or conn.endpoint:
-        return _plan_connected(conn, paths, directories, storage_ids, tz)
-    return _plan_offline(paths, directories, storage_ids, storage_cfg, tz)
+        return _plan_connected(conn, paths, directories, storage_ids, tz, hints)
+    return _plan_offline(paths, directories, storage_ids, storage_cfg, tz, hints)
 
 
 def _plan_connected(conn: ConnectionOptions, paths: list[str], directories: list[Path], storage_ids: list[str],
-                    tz: str | None) -> _Plan:
+                    tz: str | None, hints: _StackHints) -> _Plan:
     from vzkeep.connection import connect_client
     from vzkeep.pve.client import PveApiError, PveUnreachable
 
@@ -195,10 +217,10 @@ def _plan_connected(conn: ConnectionOptions, paths: list[str], directories: list
         common = None if tz or len(located) == len(paths) else view.common_zone()
         for path in paths:
             hit = located.get(path)
-            zone = tz or (view.zone(hit.node) if hit else common)
+            zone = tz or (view.zone(hit.node) if hit else common) or hints.zone
             plan.targets.append(Target(path, hit.volid if hit else None, zone))
         for storage_id in storage_ids:
-            _add_storage(plan, view, storage_id, tz)
+            _add_storage(plan, view, storage_id, tz or None, hints.zone)
     except (PveApiError, PveUnreachable) as exc:
         raise UsageError(f"cannot read the cluster: {exc}",
                          "check the connection options; the token needs Datastore.Audit on the storages "
@@ -206,13 +228,13 @@ def _plan_connected(conn: ConnectionOptions, paths: list[str], directories: list
     return _dedupe(plan)
 
 
-def _add_storage(plan: _Plan, view: ClusterView, storage_id: str, tz: str | None) -> None:
+def _add_storage(plan: _Plan, view: ClusterView, storage_id: str, tz: str | None, fallback: str | None) -> None:
     config = view.storage(storage_id)
     for place in view.places(storage_id, config):
         if place.dump_dir is None:
             continue  # PVE lists no backup there
         plan.scanned.append(place.dump_dir)
-        zone = tz or view.zone(place.node)
+        zone = tz or view.zone(place.node) or fallback
         for name, size in sorted(place.volumes.items()):
             path = os.path.join(place.dump_dir, name)
             try:
@@ -227,10 +249,10 @@ def _add_storage(plan: _Plan, view: ClusterView, storage_id: str, tz: str | None
 
 
 def _plan_offline(paths: list[str], directories: list[Path], storage_ids: list[str], storage_cfg: Path,
-                  tz: str | None) -> _Plan:
-    storages = _load_storage_cfg(storage_cfg, required=bool(storage_ids))
+                  tz: str | None, hints: _StackHints) -> _Plan:
+    storages = {**hints.storages, **_load_storage_cfg(storage_cfg, required=bool(storage_ids) and not hints.storages)}
     on_node = storage_cfg == Path(DEFAULT_STORAGE_CFG) and on_pve_node()
-    zone = tz or (local_zone() if on_node else None)
+    zone = tz or (local_zone() if on_node else None) or hints.zone
     plan = _Plan(local_cluster_name() if on_node else None, scanned=[str(d) for d in directories])
     for storage_id in storage_ids:
         dump = _storage_dump_dir(storage_id, storages)
