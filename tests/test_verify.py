@@ -392,6 +392,17 @@ def test_a_damaged_store_is_named(tmp_path):
         verify.ResultStore(path).load()
 
 
+def test_a_json_store_of_an_older_vzkeep_is_set_aside_by_the_next_run(tmp_path):
+    old = tmp_path / "verify.json"
+    old.write_text(json.dumps({"archives": {}, "version": 1}, indent=1, sort_keys=True) + "\n")
+    with pytest.raises(ValueError, match="not a vzkeep verify results store"):
+        verify.ResultStore(old).load()  # readers (exporter, backups list) say so
+    path = _vm(tmp_path, "zst")
+    assert verify.verify_many([str(path)], verify.ResultStore(old), tz="UTC")[0].ok
+    assert set(verify.load_results(old)) == {str(path)}
+    assert json.loads((tmp_path / "verify.json.json-v1").read_text())["version"] == 1
+
+
 def test_default_store_location_follows_the_state_dir_one_file_per_cluster(monkeypatch, tmp_path):
     monkeypatch.setenv("VZKEEP_STATE_DIR", str(tmp_path))
     assert verify.default_results_path("homelab") == tmp_path / "verify" / "homelab.sqlite"

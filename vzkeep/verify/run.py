@@ -72,6 +72,8 @@ def verify_targets(
     """Verify each target unless the store holds a result for the same bytes checked the same way
     (``force`` re-reads). Results are recorded in batches, and the pending ones when the run stops for any
     reason (Ctrl-C, a timeout raised from a signal handler), so an interrupted run keeps what it finished."""
+    if store is not None:
+        store.check_writable()  # created now (an older JSON store set aside), so a bad path fails before reading
     records = store.load() if store is not None else {}
     batch = _Batch(store)
     results = []

@@ -84,6 +84,7 @@ class ResultStore:
     def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
         if write:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._set_aside_json_store()
         try:
             if write:
                 db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -102,6 +103,19 @@ class ResultStore:
             raise StoreError(self._damaged(exc)) from exc
         finally:
             db.close()
+
+    def _set_aside_json_store(self) -> None:
+        """An older vzkeep wrote its results as JSON at the same path (e.g. the timer's verify.json). Its
+        results were not bound to the node's zone nor to a checker version, so none would count: it is moved
+        to ``<name>.json-v1`` and the run starts a new store, rather than failing every run until someone
+        moves it by hand."""
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(64).lstrip()
+        except OSError:
+            return
+        if head.startswith(b"{") and b'"archives"' in head:  # json.dumps(sort_keys=True): it comes first
+            os.replace(self.path, self.path.with_name(self.path.name + ".json-v1"))
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode=WAL")  # readers (the exporter) never wait for a run, nor block it
