@@ -84,6 +84,19 @@ def test_a_dir_under_a_known_storage_gets_volids_and_the_nodes_zone(sb, tmp_path
     assert {a["zone"] for a in archives} == {node_zone(sb, "pve2")}
 
 
+def test_an_archive_first_verified_by_path_gets_its_volid_once_the_storage_is_known(sb, tmp_path):
+    dump = sb.sandbox.dump_dir("backup-lab", "pve2")
+    results = ["--results", str(tmp_path / "r.sqlite"), "--tz", node_zone(sb, "pve2"), "--json"]
+    first = vzkeep("verify", *results, "--dir", str(dump), machine_tz="UTC", state=tmp_path)
+    assert first.returncode == 0 and not verify.results_by_volid(tmp_path / "r.sqlite")
+    again = vzkeep("verify", *results, "--sandbox", str(sb.sandbox_json), "--dir", str(dump), machine_tz="UTC",
+                   state=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert all(a["cached"] for a in json.loads(again.stdout)["archives"])  # not read again
+    by_volid = verify.results_by_volid(tmp_path / "r.sqlite")
+    assert set(by_volid) == {e["volid"] for e in sb.sandbox.listing("backup-lab", "pve2")}
+
+
 @pytest.mark.parametrize("machine_tz", MACHINE_ZONES)
 def test_an_unknown_zone_never_makes_an_archive_corrupt(sb, tmp_path, machine_tz):
     """Offline, not on a node, no --tz: the name/time check is not made, and said so."""

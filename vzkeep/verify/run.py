@@ -79,10 +79,10 @@ def verify_targets(
     results = []
     try:
         for target in targets:
-            result = _one(target, store, records, force, progress_for)
+            result, changed = _one(target, store, records, force, progress_for)
             if result is None:
                 continue
-            if not result.cached:
+            if changed:
                 batch.add(result)
             results.append(result)
             if on_result is not None:
@@ -93,27 +93,29 @@ def verify_targets(
 
 
 def _one(target: Target, store: ResultStore | None, records: dict[str, VerifyResult], force: bool,
-         progress_for: Callable[[str, int], Callable[[int], None] | None] | None) -> VerifyResult | None:
+         progress_for: Callable[[str, int], Callable[[int], None] | None] | None
+         ) -> tuple[VerifyResult | None, bool]:
+    """The target's result, and whether it is new to the store."""
     path = os.path.abspath(target.path)
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return None  # removed since it was listed (pruned): nothing left to verify
+        return None, False  # removed since it was listed (pruned): nothing left to verify
     cached = None if force or store is None else store.fresh(path, records, zone=target.zone, st=st)
     if cached is not None:
         if target.volid and cached.volid != target.volid:
             cached.volid = target.volid  # the same bytes, now known by their volid: record it
-            cached.cached = False
-        return cached
+            return cached, True
+        return cached, False
     try:
         progress = progress_for(path, st.st_size) if progress_for else None
         result = check.verify_archive(path, tz=target.zone, volid=target.volid, progress=progress)
     except FileNotFoundError:
-        return None
+        return None, False
     if rot := _bitrot_problem(result, records.get(path)):
         result.problems.append(rot)
         result.ok = False
-    return result
+    return result, True
 
 
 def verify_paths(
