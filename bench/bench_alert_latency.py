@@ -23,10 +23,9 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools import FakeTelegram, free_port, http_get, run_alertmanager, run_prometheus
-
+from tests.helpers.tools import FakeTelegram, http_get, run_alertmanager, run_prometheus
 from vzkeep.config import load_stack_file, stack_file
 from vzkeep.monitoring import (
     SHIPPED_TIMING,
@@ -34,6 +33,7 @@ from vzkeep.monitoring import (
 )
 from vzkeep.monitoring import alertmanager as am
 from vzkeep.monitoring.render import scrape_config
+from vzkeep.net import free_port
 from vzkeep.plan import plan_stack
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.seed import DEFAULT_SEED, create_jobs, load_seed

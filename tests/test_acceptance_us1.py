@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.restore_fixtures import invoke, settle
-from tests.sandbox_fixtures import running_sandbox
+from tests.helpers.cli import invoke, settle
+from tests.helpers.sandbox import running_sandbox
 
 DAY = 86400
 

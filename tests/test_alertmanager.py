@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from test_dashboard import exposition
-from test_rules import PROD
-from tools import (
+
+from tests.helpers.metrics import exposition
+from tests.helpers.thresholds import PROD
+from tests.helpers.tools import (
     FakeTelegram,
     StaticExporter,
     TelegramMessage,
@@ -27,7 +28,6 @@ from tools import (
     run_prometheus,
     run_tool,
 )
-
 from vzkeep.monitoring import SHIPPED_TIMING, DeliveryTiming, render
 from vzkeep.monitoring import alertmanager as am
 

@@ -5,12 +5,8 @@ and against the real glibc mktime (through ctypes) in several time zones.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
-import os
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -19,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.zones import process_tz
 from vzkeep.pve import calendar
 from vzkeep.pve.calendar import CalendarEvent, CalendarEventError, Value
 
@@ -44,22 +41,6 @@ def next_utc(spec: str, last: int) -> int | None:
 
 def local(zone: str, *fields: int, fold: int = 0) -> int:
     return int(datetime(*fields, tzinfo=ZoneInfo(zone), fold=fold).timestamp())  # type: ignore[misc]
-
-
-@contextlib.contextmanager
-def process_tz(zone: str) -> Iterator[None]:
-    """Set TZ for this process (what a PVE node's local zone is), restoring it afterwards."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = zone
-    time.tzset()
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
 
 
 # --- reference §3.3 worked examples ---------------------------------------------------------------------

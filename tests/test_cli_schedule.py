@@ -9,7 +9,7 @@ from typing import NamedTuple
 import pytest
 from typer.testing import CliRunner, Result
 
-from tests.test_calendar import process_tz
+from tests.helpers.zones import process_tz
 from vzkeep.cli import app as root_app
 from vzkeep.cli import schedule
 

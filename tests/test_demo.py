@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.stacks import ROOT
-from tests.tools import require_tool
+from tests.helpers.stacks import ROOT
+from tests.helpers.tools import require_tool
 from vzkeep.demo import FAILING_GUEST, run_demo
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.restore_fixtures import ClockPump, invoke, sandbox_cli, with_backups
-from tests.sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers.cli import ClockPump, invoke, sandbox_cli, with_backups
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 from vzkeep.backups import collect
 from vzkeep.drill import DRILL_TAG, DrillResult, DrillResultStore, isolate_network
 from vzkeep.follow import Wait

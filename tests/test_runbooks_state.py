@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.runbook_runner import code_blocks, run_runbook
-from tests.s3server import S3Server, running_s3_server
-from tests.test_state import new_bucket, pulumi_checkpoint, pulumi_lock, pulumi_lock_key, put_versions, stack_key
+from tests.helpers.runbook_runner import code_blocks, run_runbook
+from tests.helpers.s3server import S3Server
+from tests.helpers.state_files import (
+    new_bucket,
+    pulumi_checkpoint,
+    pulumi_lock,
+    pulumi_lock_key,
+    put_versions,
+    stack_key,
+)
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "docs" / "runbooks"
 VENV_BIN = Path(sys.executable).parent
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
 
 
 def healthy_bucket(s3: S3Server) -> str:

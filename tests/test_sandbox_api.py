@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).parent))
-from sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 
 DAY = 86400
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.restore_fixtures import invoke
-from tests.sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers.cli import invoke
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 
 DAY = 86400
 MAC = r"BC:24:11(?::[0-9A-F]{2}){3}"

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from tests.tools import require_tool
+from tests.helpers.tools import require_tool
 from vzkeep.pve import archive
 from vzkeep.pve.upid import decode_upid
 from vzkeep.sandbox.engine import MAX_ADVANCE_SECONDS, Sandbox
@@ -116,7 +116,7 @@ def run_child(root: Path, kill_after: float | None, ran: list[float] | None = No
 def consistency_problems(sb: Sandbox) -> list[str]:
     """Everything that must hold of a reopened sandbox, as a list of what does not."""
     problems = []
-    state = sb.state_dir
+    state = sb.directory
     clock = sb.now()
     if (state / JOURNAL_FILE).exists():
         problems.append("the journal is still there after reopen")

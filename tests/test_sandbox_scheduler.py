@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.waits import wait_until
 from vzkeep.pve.localtime import LocalClock
 from vzkeep.sandbox.clock import Clock
 from vzkeep.sandbox.engine import Sandbox
@@ -179,9 +180,7 @@ def test_ticker_runs_jobs_on_an_accelerated_clock(tmp_path: Path) -> None:
     sb._last_tick = sb.clock.time()
     sb.start_ticker(interval=0.02)
     try:
-        deadline = time.monotonic() + 5
-        while not runs(sb) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: runs(sb), 5, "the ticker to run a job")
     finally:
         sb.stop_ticker()
     assert runs(sb) == ["06-10 21:00"]

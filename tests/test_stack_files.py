@@ -17,7 +17,7 @@ from typing import NamedTuple
 import pytest
 from typer.testing import CliRunner
 
-from tests.stacks import ROOT
+from tests.helpers.stacks import ROOT
 from vzkeep.cli import app
 from vzkeep.config import ConfigError, load_stack_file
 from vzkeep.yamlfile import MAX_BYTES, MAX_DEPTH, YamlFileError, load_yaml, parse_yaml

@@ -19,9 +19,10 @@ import shlex
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers.waits import wait_until
 from vzkeep.net import free_port
 
 OVERLAID = ("/etc", "/opt", "/var/lib")
@@ -30,6 +31,7 @@ echo "$*" >> {log}
 case "$1" in is-active) exit 3;; esac
 exit 0
 """
+PORT_ATTEMPTS = 5
 APT_STUB = """#!/bin/sh
 echo "apt-get $* (refused: the test host must not change)" >> {log}
 exit 1
@@ -40,7 +42,7 @@ exit 1
 class SshHost:
     work: Path
     wheelhouse: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0  # picked by start()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,10 +91,15 @@ class SshHost:
             stub.chmod(0o755)
         pip_conf = self.work / "pip.conf"
         pip_conf.write_text(f"[global]\nno-index = true\nfind-links = {self.wheelhouse}\nno-cache-dir = true\n")
-        self.process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", self._namespace_script(pip_conf)],
-            stdout=subprocess.DEVNULL, stderr=self.sshd_log.open("wb"))
-        self._wait_until_listening()
+        # sshd takes no port 0: pick one now, and another one if something else took it before sshd bound it.
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.port = free_port()
+            self.process = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", self._namespace_script(pip_conf)],
+                stdout=subprocess.DEVNULL, stderr=self.sshd_log.open("wb"))
+            if self._wait_until_listening() or attempt == PORT_ATTEMPTS:
+                break
+        assert self.process.poll() is None, f"sshd found no free port: {self.sshd_log.read_text()[-2000:]}"
 
     def _namespace_script(self, pip_conf: Path) -> str:
         w = self.work
@@ -114,16 +121,20 @@ class SshHost:
         ]
         return "\n".join(lines)
 
-    def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sshd exited: {self.sshd_log.read_text()[-2000:]}")
-            if self.run("true", timeout=5).returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"sshd did not accept a login within 20 s: {self.sshd_log.read_text()[-2000:]}")
+    def _wait_until_listening(self) -> bool:
+        """True once sshd accepts a login; False when it exited because its port was taken."""
+        process = self.process
+        assert process is not None
+
+        def up() -> str | None:
+            if process.poll() is not None:
+                log = self.sshd_log.read_text()
+                if "Address already in use" in log:
+                    return "port taken"
+                raise RuntimeError(f"sshd exited: {log[-2000:]}")
+            return "listening" if self.run("true", timeout=5).returncode == 0 else None
+
+        return wait_until(up, 20, f"sshd to accept a login on port {self.port}") == "listening"
 
     def _ssh_options(self) -> list[str]:
         # -F /dev/null: no client config, so no SendEnv either.
