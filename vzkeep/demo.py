@@ -66,14 +66,14 @@ class DemoResult:
     sandbox_json: Path
 
 
-def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS,
+def run_demo(directory: Path, root: Path, *, days: int = DEFAULT_DAYS,
              progress: Callable[[str], None] = lambda _msg: None) -> DemoResult:
     """A sandbox from the stacks under `root`, the stacks applied to it, `days` simulated days, a report."""
     began = time.monotonic()
     start_epoch = int(time.time()) - days * DAY  # so the week ends about now: ages look real
-    running = launch(state_dir, stacks_root=root, port=free_port(), stepped=True, start_epoch=start_epoch)
+    running = launch(directory, stacks_root=root, port=free_port(), stepped=True, start_epoch=start_epoch)
     try:
-        sandbox_json = state_dir / CONNECTION_FILE
+        sandbox_json = directory / CONNECTION_FILE
         for name in stack_names(root):
             progress(f"pulumi up of stack {name}, done to the sandbox through the PVE API (vzkeep sandbox apply)")
             apply_stack(ApplyOptions(stack=name, sandbox=sandbox_json, root=root, advance=True))

@@ -18,13 +18,18 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from typer._click import exceptions as click_exceptions  # typer vendors click since 0.26
 from typer.core import TyperGroup
 
 from vzkeep.errors import ExitStatus, Interrupted, UsageError, VzkeepError
+
+# The sandbox's directory (`--dir` of `sandbox serve` and `demo`) was once `--state`, a word now kept for the
+# IaC state: the old name still works, unlisted, so runbooks written with it keep running.
+OldDirOpt = Annotated[Path | None, typer.Option("--state", hidden=True, help="old name of --dir")]
 
 PROGRAM = "vzkeep"
 TRACEBACK_ENV = "VZKEEP_TRACEBACK"  # set to 1 to see the traceback of an unexpected error (as --traceback)

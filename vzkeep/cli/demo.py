@@ -12,10 +12,11 @@ from rich.table import Table
 from rich.text import Text
 
 from vzkeep.cli import output
+from vzkeep.cli.common import OldDirOpt
 from vzkeep.config import project_root
 from vzkeep.demo import DEFAULT_DAYS, DemoResult, run_demo
 from vzkeep.errors import UsageError
-from vzkeep.sandbox.engine import STATE_FILE
+from vzkeep.sandbox.engine import CLUSTER_FILE
 from vzkeep.sandbox.server import CONNECTION_FILE
 
 
@@ -25,8 +26,9 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     days: Annotated[int, typer.Option(min=1, max=60, help="Simulated days to let pass.")] = DEFAULT_DAYS,
-    state: Annotated[Path | None, typer.Option(help="Keep the sandbox state here (default: a temp dir).")]
-    = None,
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="Keep the sandbox's directory here (default: a temp dir).")] = None,
+    old_dir: OldDirOpt = None,
     root: Annotated[Path | None, typer.Option(help="Directory holding the stack files.")] = None,
 ) -> None:
     """Watch the whole strategy work on an emulated cluster: one simulated week, in seconds.
@@ -40,18 +42,18 @@ def demo(
 
         vzkeep demo
 
-        vzkeep demo --days 30 --state .sandbox   # keep the state, then `vzkeep sandbox serve --state .sandbox`
+        vzkeep demo --days 30 --dir .sandbox   # keep the sandbox, then `vzkeep sandbox serve --dir .sandbox`
     """
     console = output.console()
     root = root or project_root()
     with tempfile.TemporaryDirectory(prefix="vzkeep-demo-") as tmp:
-        state_dir = state or Path(tmp) / "sandbox"
-        if (state_dir / STATE_FILE).exists() or (state_dir / CONNECTION_FILE).exists():
-            raise UsageError(f"--state {state_dir} already holds a sandbox; the demo needs a fresh directory",
-                             "leave --state out (a temporary directory is used) or name a new directory")
+        directory = old_dir or directory or Path(tmp) / "sandbox"
+        if (directory / CLUSTER_FILE).exists() or (directory / CONNECTION_FILE).exists():
+            raise UsageError(f"--dir {directory} already holds a sandbox; the demo needs a fresh directory",
+                             "leave --dir out (a temporary directory is used) or name a new directory")
         console.print(output.styled(("vzkeep demo", "bold"),
                                     f": sandbox seeded from the stacks in {root}; {days} simulated days"))
-        result = run_demo(state_dir, root, days=days, progress=lambda msg: console.print(f"  {msg}"))
+        result = run_demo(directory, root, days=days, progress=lambda msg: console.print(f"  {msg}"))
         _print_report(console, result)
 
 
