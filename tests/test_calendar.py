@@ -1,5 +1,5 @@
 """PVE calendar events: every upstream case (proxmox-rs test.rs, pve-common calendar_event_test.pl),
-the quirks of reference/pve.md §3.2, DST like glibc mktime, and properties checked against brute force
+the quirks of proxmox-time's grammar, DST like glibc mktime, and properties checked against brute force
 and against the real glibc mktime (through ctypes) in several time zones.
 """
 
@@ -43,7 +43,7 @@ def local(zone: str, *fields: int, fold: int = 0) -> int:
     return int(datetime(*fields, tzinfo=ZoneInfo(zone), fold=fold).timestamp())  # type: ignore[misc]
 
 
-# --- reference §3.3 worked examples ---------------------------------------------------------------------
+# --- worked examples of compute_next_event ----------------------------------------------------------------
 
 WORKED_EXAMPLES = [
     Next("daily", 0, 86400),
@@ -227,7 +227,7 @@ def test_pve_common_next_event(case: Next) -> None:
         assert calendar.parse(case.spec).next_after(case.last) == case.expected
 
 
-# rows without expectations only have to parse; 'Fri..Mon' is accepted since the Rust parser (§3.2)
+# rows without expectations only have to parse; 'Fri..Mon' is accepted since the Rust parser
 PVE_COMMON_VALID = ["0..3", "23..23:0..3", "sun..sat", "wed,mon..tue,fri", "mon */15", "Fri..Mon"]
 # the legacy Perl messages differ; the Rust wording is checked in test_pve_error_messages
 PVE_COMMON_INVALID = ["61", "*/61", "0..80", " mon 0 0 0", "", " mon 0 0"]
@@ -248,7 +248,7 @@ def test_pve_common_sun_to_sat_wraps_to_every_day() -> None:
     assert calendar.parse("sun..sat").weekdays == 127
 
 
-# --- DST (pve-common's four assertions, reference §3.3) --------------------------------------------------
+# --- DST (pve-common's four assertions) ----------------------------------------------------------------
 
 VIENNA = "Europe/Vienna"
 SANTIAGO = "America/Santiago"
@@ -273,7 +273,7 @@ DST_CASES = [
     # UTC in the spec: Monday 00:00 UTC is 01:00 in Vienna
     ZonedNext("mon..fri UTC in Vienna", "mon..fri UTC", VIENNA, local(VIENNA, 2018, 10, 28),
               local(VIENNA, 2018, 10, 29, 1)),
-    # reference §3.3: 02:30 does not exist on the spring-forward day; the next run is the day after
+    # 02:30 does not exist on the spring-forward day; the next run is the day after
     ZonedNext("spring forward skips 2:30", "2:30", VIENNA, local(VIENNA, 2024, 3, 30, 12),
               local(VIENNA, 2024, 4, 1, 2, 30)),
     ZonedNext("spring forward from midnight", "2:30", VIENNA, local(VIENNA, 2024, 3, 31),
@@ -310,7 +310,7 @@ def test_dst_in_process_local_zone(case: ZonedNext) -> None:
         assert calendar.parse(case.spec).next_after(case.last) == case.expected
 
 
-# --- reference §3.2 quirks, keywords, limits -------------------------------------------------------------
+# --- grammar quirks, keywords, limits ---------------------------------------------------------------------
 
 QUIRKS = [
     Next("22", 0, 22 * MIN),  # minute 22 of every hour, not 22:00

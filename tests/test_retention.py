@@ -514,7 +514,7 @@ def listings(draw: st.DrawFn) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _reference_marks(items: list[dict[str, Any]], keep: dict[str, int], tz: str) -> list[str]:
-    """The §2.3 pseudo-code written independently: datetime fields and isocalendar for the keys."""
+    """pve-storage's prune_mark_backup_group written independently: datetime fields and isocalendar for the keys."""
     zone = ZoneInfo(tz)
     key_of = {
         "keep-last": lambda t: t,

@@ -1,5 +1,6 @@
 """The sandbox's `PUT …/config` (qm set / pct set), its fault switch `/_sandbox/faults` and
-`POST /_sandbox/nodes`: shapes, PVE's semantics and error texts (reference/pve.md §4.1, §4.8)."""
+`POST /_sandbox/nodes`: shapes, PVE's semantics and error texts (qemu-server ``PVE/API2/Qemu.pm``,
+pve-container ``src/PVE/API2/LXC/Config.pm``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""pvescheduler in the sandbox (reference/pve.md §3.5): when jobs run, per node, and what a node
+"""pvescheduler in the sandbox (pve-manager ``PVE/Service/pvescheduler.pm``,
+``PVE/Jobs.pm``): when jobs run, per node, and what a node
 outage, a restart, an edit or repeat-missed do to the next run."""
 
 from __future__ import annotations

@@ -250,7 +250,8 @@ class FakeTelegram:
     """A loopback stand-in for the Telegram Bot API (Alertmanager's ``api_url``).
 
     Records ``POST /bot<token>/sendMessage`` and answers like the Bot API: ``{"ok": true, "result": {...}}``
-    with a message_id (reference/monitoring.md §4.3). Anything else gets the API's 404 shape.
+    with a message_id (Telegram Bot API, core.telegram.org/bots/api#sendmessage). Anything else gets the API's
+    404 shape.
     """
 
     messages: list[TelegramMessage] = field(default_factory=list)

@@ -1,7 +1,7 @@
 """PVE calendar events: parse a backup job's ``schedule`` and compute when it runs next.
 
 A faithful port of proxmox-time's ``calendar_event.rs`` (proxmox-rs f330500), which PVE uses through
-pve-common ``PVE::CalendarEvent`` (reference/pve.md §3). Acceptance, quirks and next-run results are
+pve-common ``src/PVE/CalendarEvent.pm``. Acceptance, quirks and next-run results are
 meant to be identical to a PVE node's:
 
 - keywords (``daily``, ``weekly``...) only as the whole string, optionally followed by ``UTC``

@@ -10,7 +10,7 @@ from typing import TypeVar
 from vzkeep.pve.calendar.event import CalendarEvent
 from vzkeep.pve.calendar.fields import WEEKDAY_BITS, Value
 
-# pve-manager's job schema: `schedule` has maxLength 128 (reference §3.1).
+# pve-manager's job schema: `schedule` has maxLength 128 (PVE/Jobs/Plugin.pm).
 MAX_LENGTH = 128
 
 _U32_MAX = 0xFFFFFFFF
@@ -120,7 +120,8 @@ def _skip_space(s: str) -> str:
 
 
 class _Parser:
-    """One parse of one event; each method is one rule of proxmox-time's grammar (reference §3.2)."""
+    """One parse of one event; each method is one rule of proxmox-time's grammar
+    (proxmox-rs ``proxmox-time/src/calendar_event.rs``)."""
 
     def __init__(self, original: str, text: str) -> None:
         self.original = original

@@ -1,4 +1,4 @@
-"""The user's own acceptance test (US1), automated: create a guest in the sandbox, let the scheduled
+"""The user's own acceptance test, automated: create a guest in the sandbox, let the scheduled
 backup run, delete the guest, restore it from the backup with `vzkeep restore`, and check that the
 restored disk content is identical to the original (the sandbox's disk digest)."""
 
