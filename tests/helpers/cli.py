@@ -9,35 +9,24 @@
 
 from __future__ import annotations
 
-import threading
-
 from typer.testing import CliRunner, Result
 
+from tests.helpers.background import Background
 from tests.helpers.sandbox import RunningSandbox
 from vzkeep.cli import app as cli_app
 
 DAY = 86400
 
 
-class ClockPump:
+class ClockPump(Background):
     """Advance the sandbox clock by ``step`` simulated seconds every ``interval`` wall seconds."""
 
     def __init__(self, sb: RunningSandbox, step: float = 20.0, interval: float = 0.01) -> None:
-        self.sb, self.step, self.interval = sb, step, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="clock-pump", daemon=True)
+        super().__init__(interval, "clock-pump")
+        self.sb, self.step = sb, step
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sb.sandbox.advance(self.step)
-
-    def __enter__(self) -> ClockPump:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+    def tick(self) -> None:
+        self.sb.sandbox.advance(self.step)
 
 
 def settle(sb: RunningSandbox) -> None:

@@ -17,11 +17,10 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers.background import Background
 from tests.helpers.waits import wait_until
 from vzkeep.net import free_port
 
@@ -162,34 +161,23 @@ class SshHost:
             self.process.wait(timeout=10)
 
 
-class CommandLineWatch:
+class CommandLineWatch(Background):
     """Samples every process's command line while commands run, and keeps those holding a secret."""
 
     def __init__(self, secrets: list[str]) -> None:
+        super().__init__(0.01, "command-line-watch")
         self.secrets = [s for s in secrets if s]
         self.leaks: list[str] = []
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def __enter__(self) -> CommandLineWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    text = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                if any(secret in text for secret in self.secrets):
-                    self.leaks.append(text[:300])
-            self.samples += 1
-            time.sleep(0.01)
+    def tick(self) -> None:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                text = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(secret in text for secret in self.secrets):
+                self.leaks.append(text[:300])
+        self.samples += 1
