@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 from datetime import UTC, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -344,24 +345,31 @@ def test_reference_quirks(case: Next) -> None:
         assert calendar.parse(case.spec).next_after(case.last) == case.expected
 
 
-KEYWORD_FIELDS = [
-    ("minutely", {"second": (Value(0),)}),
-    ("hourly", {"minute": (Value(0),), "second": (Value(0),)}),
-    ("daily", {"hour": (Value(0),), "minute": (Value(0),), "second": (Value(0),)}),
-    ("weekly", {"weekdays": MON, "hour": (Value(0),), "minute": (Value(0),), "second": (Value(0),)}),
-    ("monthly", {"day": (Value(1),), "hour": (Value(0),), "minute": (Value(0),), "second": (Value(0),)}),
-    ("quarterly", {"month": (Value(1), Value(4), Value(7), Value(10)), "day": (Value(1),)}),
-    ("semiannually", {"month": (Value(1), Value(7)), "day": (Value(1),)}),
-    ("yearly", {"month": (Value(1),), "day": (Value(1),)}),
+# systemd.time(7), "Calendar Events": what each keyword stands for, and its first run after Tuesday
+# 2024-02-27 12:34:56 UTC (a leap February), worked out on a calendar.
+KEYWORDS = [
+    ("minutely", "*-*-* *:*:00", datetime(2024, 2, 27, 12, 35, tzinfo=UTC)),
+    ("hourly", "*-*-* *:00:00", datetime(2024, 2, 27, 13, tzinfo=UTC)),
+    ("daily", "*-*-* 00:00:00", datetime(2024, 2, 28, tzinfo=UTC)),
+    ("weekly", "mon *-*-* 00:00:00", datetime(2024, 3, 4, tzinfo=UTC)),
+    ("monthly", "*-*-01 00:00:00", datetime(2024, 3, 1, tzinfo=UTC)),
+    ("quarterly", "*-01,04,07,10-01 00:00:00", datetime(2024, 4, 1, tzinfo=UTC)),
+    ("semiannually", "*-01,07-01 00:00:00", datetime(2024, 7, 1, tzinfo=UTC)),
+    ("semi-annually", "*-01,07-01 00:00:00", datetime(2024, 7, 1, tzinfo=UTC)),
+    ("yearly", "*-01-01 00:00:00", datetime(2025, 1, 1, tzinfo=UTC)),
+    ("annually", "*-01-01 00:00:00", datetime(2025, 1, 1, tzinfo=UTC)),
 ]
+KEYWORD_FROM = int(datetime(2024, 2, 27, 12, 34, 56, tzinfo=UTC).timestamp())
 
 
-@pytest.mark.parametrize(("keyword", "fields"), KEYWORD_FIELDS, ids=[k for k, _ in KEYWORD_FIELDS])
-def test_keyword_table(keyword: str, fields: dict[str, object]) -> None:
-    event = calendar.parse(keyword)
-    for name, expected in fields.items():
-        assert getattr(event, name) == expected, name
-    assert not event.utc
+@pytest.mark.parametrize(("keyword", "spelled_out", "first"), KEYWORDS, ids=[k for k, _, _ in KEYWORDS])
+def test_a_keyword_runs_like_the_event_it_stands_for(keyword: str, spelled_out: str, first: datetime) -> None:
+    def runs(spec: str) -> list[int]:
+        return list(itertools.islice(calendar.parse(spec).iter_after(KEYWORD_FROM, "UTC"), 6))
+
+    assert runs(keyword)[0] == int(first.timestamp())
+    assert runs(keyword) == runs(spelled_out)
+    assert not calendar.parse(keyword).utc
     assert calendar.parse(f"{keyword} UTC").utc
 
 
