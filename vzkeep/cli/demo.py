@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from vzkeep.cli import output
-from vzkeep.cli.common import OldDirOpt
+from vzkeep.cli.common import OldDirOpt, parse_instant
 from vzkeep.config import project_root
 from vzkeep.demo import DEFAULT_DAYS, DemoResult, run_demo
 from vzkeep.errors import UsageError
@@ -30,17 +30,24 @@ def demo(
         "--dir", help="Keep the sandbox's directory here (default: a temp dir).")] = None,
     old_dir: OldDirOpt = None,
     root: Annotated[Path | None, typer.Option(help="Directory holding the stack files.")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="When the simulated days begin: ISO 8601 (2026-10-21T12:00Z) or epoch seconds; a time without an "
+             "offset is in this machine's zone. Default: so that they end now. The same start gives the same "
+             "week.")] = None,
 ) -> None:
     """Watch the whole strategy work on an emulated cluster: one simulated week, in seconds.
 
     Starts a sandbox (an emulated PVE cluster on 127.0.0.1) seeded from the stack files, lets the
     days pass (jobs fire on their schedules, vzdump writes real archives, retention prunes; on the
-    fourth night a locked guest makes a backup fail), then prints per environment what PVE now
-    holds, and what the exporter publishes for Prometheus.
+    last night without an offsite copy, prod's postgres is left locked and its backup fails as on PVE:
+    "VM is locked (backup)"), then prints per environment what PVE now holds, and what the exporter
+    publishes for Prometheus.
 
     Examples:
 
         vzkeep demo
+
+        vzkeep demo --start 2026-10-21T12:00Z   # a week across the end of summer time
 
         vzkeep demo --days 30 --dir .sandbox   # keep the sandbox, then `vzkeep sandbox serve --dir .sandbox`
     """
@@ -53,7 +60,8 @@ def demo(
                              "leave --dir out (a temporary directory is used) or name a new directory")
         console.print(output.styled(("vzkeep demo", "bold"),
                                     f": sandbox seeded from the stacks in {root}; {days} simulated days"))
-        result = run_demo(directory, root, days=days, progress=lambda msg: console.print(f"  {msg}"))
+        first = None if start is None else parse_instant(start, "--start")
+        result = run_demo(directory, root, days=days, start=first, progress=lambda msg: console.print(f"  {msg}"))
         _print_report(console, result)
 
 
