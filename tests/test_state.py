@@ -446,8 +446,11 @@ def test_concurrent_restores_exactly_one_succeeds_and_no_version_is_lost(s3: S3S
         # Only the holder of the restore lock gets here; keeping it makes the race real, not sequential.
         others_done.wait(timeout=60)
 
+    # Clients are built before the race: state_client patches os.environ, which threads share.
+    clients = {v: state_client(s3, bucket) for v in contenders}
+
     def contend(version_id: str) -> None:
-        client, backend = state_client(s3, bucket)
+        client, backend = clients[version_id]
         try:
             outcomes[version_id] = restore_version(client, bucket, pulumi_target(client, backend, "prod"),
                                                    version_id, before_copy=hold_until_the_others_have_tried)
