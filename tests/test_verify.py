@@ -11,64 +11,29 @@ import hashlib
 import io
 import json
 import os
-import random
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from tests.helpers import archives
 from vzkeep import verify
-from vzkeep.cli import verify as verify_cli
-from vzkeep.cli.common import VzkeepGroup
-from vzkeep.pve import archive, ct_tar, vma
-from vzkeep.pve.decompress import DecompressedStream, ExactReader, compressed_writer
+from vzkeep.pve import decompress
+from vzkeep.pve.decompress import DecompressedStream, ExactReader
 
-T = 1767578403  # 2026-01-05 02:00:03 UTC: the time in the archive names (read in UTC unless a case says)
-CLUSTER = 65536
-RNG = random.Random(6)
-# clusters: random, zero, half random, so some extents carry data and some clusters are mask 0
-DISK = b"".join(
-    (RNG.randbytes(CLUSTER), bytes(CLUSTER), RNG.randbytes(CLUSTER // 2) + bytes(CLUSTER // 2))[i % 3]
-    for i in range(70)
-)
-COMPRESS_OPTION = {None: 0, "zst": "zstd", "gz": "gzip", "lzo": "lzo"}
-
-
-def _name(guest: str, compression: str | None, *, when: int = T, tz: str = "UTC", vmid: int = 100) -> str:
-    return archive.archive_name(guest, vmid, when, COMPRESS_OPTION[compression], tz=tz)
-
-
-def _vma_bytes(ctime: int = T + 4, disk: bytes = DISK) -> bytes:
-    out = io.BytesIO()
-    device = vma.VmaDevice("drive-scsi0", len(disk), lambda i: disk[i * CLUSTER : (i + 1) * CLUSTER])
-    config = b"name: vm100\nscsi0: local-lvm:vm-100-disk-0,size=5M\n"
-    vma.write_vma(out, config=config, devices=[device], ctime=ctime, uuid=b"\x01" * 16)
-    return out.getvalue()
-
-
-def _tar_bytes(mtime: int = T + 2) -> bytes:
-    out = io.BytesIO()
-    files = [("etc/hostname", b"ct101\n"), ("usr/lib/blob", RNG.randbytes(200_000)), ("var/log/empty", b"")]
-    ct_tar.write_ct_tar(out, config=b"arch: amd64\nhostname: ct101\n", files=files, mtime=mtime)
-    return out.getvalue()
-
-
-def _store(path: Path, raw: bytes, compression: str | None) -> Path:
-    with compressed_writer(path, compression) as out:
-        out.write(raw)
-    return path
+T, CLUSTER, RNG = archives.T, archives.CLUSTER, archives.RNG
+_name, _vma_bytes, _tar_bytes, _store = archives.name, archives.vma_bytes, archives.tar_bytes, archives.store
 
 
 def _vm(tmp: Path, compression: str | None = "zst", *, raw: bytes | None = None, name: str | None = None) -> Path:
-    return _store(tmp / (name or _name("qemu", compression)), raw if raw is not None else _vma_bytes(), compression)
+    return archives.vm(tmp, compression, raw=raw, name_=name)
 
 
 def _ct(tmp: Path, compression: str | None = "zst", *, raw: bytes | None = None, name: str | None = None) -> Path:
-    return _store(tmp / (name or _name("lxc", compression)), raw if raw is not None else _tar_bytes(), compression)
+    return archives.ct(tmp, compression, raw=raw, name_=name)
 
 
 def _check(path: Path, tz: str = "UTC") -> verify.VerifyResult:
@@ -76,7 +41,8 @@ def _check(path: Path, tz: str = "UTC") -> verify.VerifyResult:
 
 
 def test_the_verifier_imports_only_the_standard_library():
-    """It must run on a PVE node, which has Python 3 but none of our dependencies."""
+    """It must run on a PVE node, which has Python 3 (ceph-common, a dependency of
+    pve-storage, needs it) but none of our dependencies."""
     probe = (
         "import sys; before = set(sys.modules); "
         "import vzkeep.verify, vzkeep.pve.vma, vzkeep.pve.ct_tar, vzkeep.pve.decompress; "
@@ -107,8 +73,7 @@ def test_sound_archives_verify_ok_with_the_files_sha256(tmp_path, guest, compres
 
 
 def test_bz2_archives_are_read_too(tmp_path):
-    # vzdump never writes .bz2, but PVE lists and restores it (pve-storage PVE/Storage.pm: bz2 is in
-    # KNOWN_COMPRESSION_FORMATS, decompressor_info has bzcat)
+    # vzdump never writes .bz2, but PVE lists and restores it (pve-storage Storage.pm $BACKUP_EXT_RE_2)
     path = _store(tmp_path / (_name("qemu", None) + ".bz2"), _vma_bytes(), "bz2")
     assert _check(path).ok
 
@@ -162,8 +127,7 @@ def _vma_with_bad_extent_md5() -> bytes:
 
 
 def _vma_without_a_cluster() -> tuple[bytes, int]:
-    """Drop the blockinfo of an all-zero cluster from extent 0 and re-seal the extent's MD5 (pve-qemu
-    vma_spec.txt: the extent header's MD5 covers the header with the MD5 field zeroed)."""
+    """Drop the blockinfo of an all-zero cluster from extent 0 and re-seal the extent's MD5 (vma_spec.txt)."""
     raw = bytearray(_vma_bytes())
     at = struct.unpack_from(">I", raw, 56)[0]
     infos = list(struct.unpack_from(">59Q", raw, at + 40))
@@ -235,6 +199,22 @@ def test_corruption_is_found_and_named(tmp_path, case, make, damage, words):
     assert any(all(word in problem for word in words) for problem in result.problems), result.problems
     # the pass still covers the whole file: the hash is of every byte, even after an early error
     assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result.bytes_read == path.stat().st_size
+
+
+ZST_CORRUPTIONS = [c for c in CORRUPTIONS if ".zst" in c[0]]
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["libzstd in process", "zstd binary"])
+@pytest.mark.parametrize(("case", "make", "damage", "words"), ZST_CORRUPTIONS, ids=[c[0] for c in ZST_CORRUPTIONS])
+def test_both_zstd_decoders_find_and_name_the_same_corruption(tmp_path, monkeypatch, in_process, case, make,
+                                                              damage, words):
+    monkeypatch.setattr(decompress, "IN_PROCESS_ZSTD", in_process)
+    path = make(tmp_path)
+    damage(path)
+    result = _check(path)
+    assert not result.ok
+    assert any(all(word in problem for word in words) for problem in result.problems), result.problems
     assert result.bytes_read == path.stat().st_size
 
 
@@ -353,8 +333,7 @@ def test_force_reads_again(tmp_path, counted):
 
 
 def test_force_finds_silent_change_of_a_plain_vma(tmp_path):
-    """VMA data blocks have no checksum (pve-qemu vma_spec.txt); the recorded SHA-256 catches bit rot on
-    re-read."""
+    """VMA data blocks have no checksum (vma_spec.txt); the recorded SHA-256 catches bit rot on re-read."""
     path, store = _vm(tmp_path, None), verify.ResultStore(tmp_path / "verify.json")
     verify.verify_many([str(path)], store, tz="UTC")
     before = path.stat()
@@ -481,11 +460,7 @@ def test_find_archives_lists_what_pve_would_list(tmp_path):
 runner = CliRunner()
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer(cls=VzkeepGroup)  # the CLI's error handler, as `vzkeep verify` runs it
-    verify_cli.register(app)
-    app.command("noop", hidden=True)(lambda: None)  # a second command keeps `verify` a named sub-command
-    return app
+_app = archives.verify_app
 
 
 def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None):
@@ -553,9 +528,7 @@ def test_cli_usage_errors_exit_2_with_what_is_allowed(tmp_path, case, args, mess
 
 
 def test_cli_without_the_decompressor_exits_2_and_says_what_to_install(tmp_path, monkeypatch):
-    """On a node without the zstandard package zstd archives go through the node's zstd binary."""
-    from vzkeep.pve import decompress
-
+    """Where libzstd cannot be loaded, zstd archives go through the node's zstd binary."""
     monkeypatch.setattr(decompress, "IN_PROCESS_ZSTD", False)
     path = _vm(tmp_path, "zst")
     result = _run(tmp_path, str(path), env={"PATH": str(tmp_path / "empty-bin")})

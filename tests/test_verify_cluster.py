@@ -7,8 +7,10 @@ machine's. The command runs as a user runs it (a subprocess, TZ set in its envir
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -20,12 +22,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.restore_fixtures import invoke, with_backups
-from tests.sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers import archives
+from tests.helpers.cli import invoke, with_backups
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 from vzkeep import verify
 from vzkeep.exporter import results as exporter_results
 from vzkeep.exporter.archives import summarize
-from vzkeep.pve import archive, decompress
+from vzkeep.pve import archive
 from vzkeep.verify.storages import ClusterView
 
 ROOT = Path(__file__).parent.parent
@@ -134,10 +137,8 @@ def test_offline_the_stack_file_gives_the_nodes_zone(sb, tmp_path, machine_tz):
 
 def _paris_archive(directory: Path, when: int) -> Path:
     """A sound VM archive whose name is the Paris time of ``when`` and whose header says ``when``."""
-    from tests.test_verify import _store, _vma_bytes
-
     name = archive.archive_name("qemu", 100, when, "zstd", tz="Europe/Paris")
-    return _store(directory / name, _vma_bytes(ctime=when + 4), "zst")
+    return archives.store(directory / name, archives.vma_bytes(ctime=when + 4), "zst")
 
 
 @pytest.mark.parametrize("machine_tz", MACHINE_ZONES)
@@ -259,9 +260,7 @@ def three(tmp_path: Path) -> list[Path]:
 
 
 def _cli(*args: str):  # type: ignore[no-untyped-def]
-    from tests.test_verify import _app
-
-    return CliRunner().invoke(_app(), ["verify", *args])
+    return CliRunner().invoke(archives.verify_app(), ["verify", *args])
 
 
 def test_timeout_says_what_was_verified_and_what_was_not(tmp_path, three, monkeypatch):
@@ -300,47 +299,21 @@ def test_ctrl_c_keeps_what_was_verified(tmp_path, three, monkeypatch):
 
 
 def test_help_states_the_timeout_default_and_the_connection_options():
-    from tests.test_verify import _app
-
-    text = CliRunner().invoke(_app(), ["verify", "--help"], env={"COLUMNS": "300"}).stdout
+    text = CliRunner().invoke(archives.verify_app(), ["verify", "--help"], env={"COLUMNS": "300"}).stdout
     assert "--timeout" in text and "default: 14400, 4 h" in text
     assert "--sandbox" in text and "--endpoint" in text
 
 
-# -- the two zstd decoders agree ---------------------------------------------------------------------------
-
-
-def _zst_corruptions():  # type: ignore[no-untyped-def]
-    from tests.test_verify import CORRUPTIONS
-
-    return [c for c in CORRUPTIONS if ".zst" in c[0]]
-
-
-@pytest.mark.parametrize("in_process", [True, False], ids=["libzstd in process", "zstd binary"])
-@pytest.mark.parametrize(("case", "make", "damage", "words"), _zst_corruptions(),
-                         ids=[c[0] for c in _zst_corruptions()])
-def test_both_zstd_decoders_find_and_name_the_same_corruption(tmp_path, monkeypatch, in_process, case, make,
-                                                              damage, words):
-    monkeypatch.setattr(decompress, "IN_PROCESS_ZSTD", in_process)
-    path = make(tmp_path)
-    damage(path)
-    result = verify.verify_archive(path, tz="UTC")
-    assert not result.ok
-    assert any(all(word in problem for word in words) for problem in result.problems), result.problems
-    assert result.bytes_read == path.stat().st_size
+# -- big archives ---------------------------------------------------------------------------------------
 
 
 def test_a_big_archive_is_hashed_by_a_reading_thread(tmp_path):
     """Above the pipelining threshold the read+hash thread runs; hash and verdict are the same."""
-    from tests.test_verify import CLUSTER, _store, _vma_bytes
-
-    rng = __import__("random").Random(3)
-    disk = rng.randbytes(CLUSTER) * 40 + rng.randbytes(160 * CLUSTER)  # ~12 MiB, mostly incompressible
-    path = _store(tmp_path / archive.archive_name("qemu", 100, 1_767_578_403, "zstd", tz="UTC"),
-                  _vma_bytes(disk=disk), "zst")
+    rng = random.Random(3)
+    disk = rng.randbytes(archives.CLUSTER) * 40 + rng.randbytes(160 * archives.CLUSTER)  # ~12 MiB, incompressible
+    path = archives.store(tmp_path / archive.archive_name("qemu", 100, 1_767_578_403, "zstd", tz="UTC"),
+                          archives.vma_bytes(disk=disk), "zst")
     assert path.stat().st_size > 8 << 20
     result = verify.verify_archive(path, tz="UTC")
     assert result.ok, result.problems
-    import hashlib
-
     assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -176,7 +176,7 @@ def _from_sandbox(opts: ConnectionOptions) -> Target:
     except (OSError, ValueError) as exc:
         raise ConnectionConfigError(
             f"--sandbox {path}: cannot read the sandbox connection file ({exc}); start one with "
-            "`vzkeep sandbox serve --state DIR` and pass DIR/sandbox.json"
+            "`vzkeep sandbox serve --dir DIR` and pass DIR/sandbox.json"
         ) from None
     from vzkeep.fingerprint import normalize_fingerprint  # requests: only when connecting (start-up time)
 

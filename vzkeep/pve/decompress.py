@@ -1,11 +1,11 @@
 """The compression layer under a vzdump archive, and exact reads over the decompressed bytes.
 
-Decompression runs through the node's own binaries, the way PVE does it (pve-storage ``PVE/Storage.pm``
-``decompressor_info``: ``zstd -q -d -c``, ``zcat``, ``lzop -d -c``, ``bzcat -q``), so the verifier needs
-nothing a PVE node lacks: Python's standard library plus those tools (zstd is decoded in process instead
-when the ``zstandard`` package is installed: ``vzkeep.pve.zstd_stream``). Each compressed format carries its
-own checksum (zstd XXH64, gzip CRC32, lzop adler32, bzip2 CRC), so a clean exit of the tool over the whole
-stream *is* the compression-layer integrity check.
+Decompression runs through the node's own binaries, the way PVE does it (pve-storage ``src/PVE/Storage.pm``
+``decompressor_info``: ``zstd -q -d -c``, ``zcat``, ``lzop -d -c``, ``bzcat -q``), so the verifier needs nothing a
+PVE node lacks: Python's standard library plus those tools (zstd is decoded in process by the system's libzstd
+when it can be loaded: ``vzkeep.pve.zstd_stream``). Each compressed format carries its own checksum (zstd
+XXH64, gzip CRC32, lzop adler32, bzip2 CRC), so a clean exit of the tool over the whole stream *is* the
+compression-layer integrity check.
 
 Only the standard library may be imported here: this module runs on PVE nodes.
 """
@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from vzkeep.errors import UsageError
 
-# pve-storage PVE/Storage.pm decompressor_info, vma column (`zcat` is `gzip -d -c`, `bzcat -q` `bzip2 -q -d -c`).
+# pve-storage src/PVE/Storage.pm decompressor_info, vma column (`zcat` is `gzip -d -c`, `bzcat -q` `bzip2 -q -d -c`).
 DECOMPRESSORS: dict[str, tuple[str, ...]] = {
     "zst": ("zstd", "-q", "-d", "-c"),
     "gz": ("gzip", "-d", "-c"),
@@ -32,7 +32,7 @@ DECOMPRESSORS: dict[str, tuple[str, ...]] = {
     "bz2": ("bzip2", "-q", "-d", "-c"),
 }
 # What vzdump pipes archives through (pve-manager PVE/VZDump.pm compressor_info); zstd keeps its content
-# checksum on, as vzdump does not pass --no-check.
+# checksum on, the zstd command line's default, as vzdump does not pass --no-check.
 COMPRESSORS: dict[str, tuple[str, ...]] = {
     "zst": ("zstd", "-q", "-c"),
     "gz": ("gzip", "-c"),
