@@ -298,6 +298,29 @@ def test_ctrl_c_keeps_what_was_verified(tmp_path, three, monkeypatch):
     assert set(verify.load_results(store)) == {str(three[0]), str(three[1])}
 
 
+def test_a_storage_whose_backups_the_token_cannot_see_is_said(sb, tmp_path):
+    """PVEAuditor alone is shown no backup volume: verify says so instead of reporting 0 archives silently."""
+    out = vzkeep("verify", "--sandbox", str(sb.sandbox_json), "--read-only", "--storage", "backup-prod",
+                 machine_tz="UTC", state=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "--storage backup-prod: PVE lists no backup there" in out.stderr
+    assert "0 archive(s)" in out.stdout
+
+
+def test_the_timeout_covers_the_questions_to_the_cluster(tmp_path, three, monkeypatch):
+    from vzkeep.cli import verify as verify_cli
+
+    def stuck(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        time.sleep(30)  # a cluster that never answers; the --timeout alarm interrupts it
+
+    monkeypatch.setattr(verify_cli, "_plan", stuck)
+    started = time.monotonic()
+    result = _cli("--results", str(tmp_path / "r.sqlite"), "--timeout", "1", *map(str, three))
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 3
+    assert "while finding the archives" in result.stderr and "nothing was verified" in result.stderr
+
+
 def test_help_states_the_timeout_default_and_the_connection_options():
     text = CliRunner().invoke(archives.verify_app(), ["verify", "--help"], env={"COLUMNS": "300"}).stdout
     assert "--timeout" in text and "default: 14400, 4 h" in text

@@ -131,23 +131,26 @@ def verify_cmd(
     if not (archives or directory or storage):
         raise UsageError("nothing to verify: give ARCHIVE files, --dir DIR or --storage ID",
                          "see 'vzkeep verify --help' for examples")
-    plan = _plan(conn, archives or [], directory or [], storage or [], storage_cfg, tz, _stack_hints(stack))
-    store = _open_store(results or default_results_path(plan.cluster))
-    report = output.Reporter(as_json=as_json)
-    for note in plan.unreadable:
-        report.warn(note)
-    console = output.console(soft_wrap=True)
-    for scanned in plan.scanned:
-        store.forget_missing(scanned)  # archives pruned since the last run
     outcome: list[VerifyResult] = []
-    progress = _progress_bar(report)
+    plan: _Plan | None = None
+    progress = None
     try:
-        with _deadline(timeout):
+        with _deadline(timeout):  # the questions to the cluster count too: an unreachable API must not hang
+            plan = _plan(conn, archives or [], directory or [], storage or [], storage_cfg, tz,
+                         _stack_hints(stack))
+            store = _open_store(results or default_results_path(plan.cluster))
+            report = output.Reporter(as_json=as_json)
+            for note in plan.unreadable:
+                report.warn(note)
+            console = output.console(soft_wrap=True)
+            for scanned in plan.scanned:
+                store.forget_missing(scanned)  # archives pruned since the last run
+            progress = _progress_bar(report)
             _run(plan.targets, store, force, progress, console, as_json, outcome)
     except _TimedOut:
-        raise WaitTimeout(*_stopped(f"stopped after --timeout {timeout:g} s", plan.targets, outcome)) from None
+        raise WaitTimeout(*_stopped(f"stopped after --timeout {timeout:g} s", plan, outcome)) from None
     except KeyboardInterrupt:
-        raise Interrupted(*_stopped("interrupted (Ctrl-C)", plan.targets, outcome)) from None
+        raise Interrupted(*_stopped("interrupted (Ctrl-C)", plan, outcome)) from None
     finally:  # DecompressError (a missing zstd/gzip/lzop) is a usage error: the handler says which tool
         if progress is not None:
             progress.stop()
@@ -230,7 +233,13 @@ def _plan_connected(conn: ConnectionOptions, paths: list[str], directories: list
 
 def _add_storage(plan: _Plan, view: ClusterView, storage_id: str, tz: str | None, fallback: str | None) -> None:
     config = view.storage(storage_id)
-    for place in view.places(storage_id, config):
+    places = view.places(storage_id, config)
+    if not any(place.volumes for place in places):
+        # which backups a token is shown is PVE's check_volume_access (pve-storage PVE/Storage.pm)
+        plan.unreadable.append(f"--storage {storage_id}: PVE lists no backup there: an empty storage, or a token "
+                               "not allowed to see its backups (try the admin token, or see the exporter's role "
+                               "in docs/exporter.md)")
+    for place in places:
         if place.dump_dir is None:
             continue  # PVE lists no backup there
         plan.scanned.append(place.dump_dir)
@@ -349,15 +358,19 @@ def _deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _stopped(why: str, targets: list[Target], done: list[VerifyResult]) -> tuple[str, str]:
+def _stopped(why: str, plan: _Plan | None, done: list[VerifyResult]) -> tuple[str, str]:
+    hint = "run the same command again: verified archives are not read again unless they changed"
+    if plan is None:
+        return (f"{why} while finding the archives (asking the cluster or listing directories): nothing was "
+                "verified"), "check that the cluster answers (vzkeep backups list with the same options)"
     finished = {r.path for r in done}
-    left = [t.path for t in targets if t.path not in finished]
+    left = [t.path for t in plan.targets if t.path not in finished]
     corrupt = sum(not r.ok for r in done)
     named = ", ".join(os.path.basename(p) for p in left[:NAMED_MAX])
     more = f" and {len(left) - NAMED_MAX} more" if len(left) > NAMED_MAX else ""
-    message = (f"{why}: {len(done)} of {len(targets)} archive(s) verified ({corrupt} corrupt, results "
+    message = (f"{why}: {len(done)} of {len(plan.targets)} archive(s) verified ({corrupt} corrupt, results "
                f"saved); not verified: {named}{more}")
-    return message, "run the same command again: verified archives are not read again unless they changed"
+    return message, hint
 
 
 def _progress_bar(report: output.Reporter) -> Progress | None:

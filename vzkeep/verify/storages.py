@@ -186,6 +186,7 @@ class ClusterView:
     _zones: dict[str, str | None] = field(default_factory=dict)
     _places: dict[str, list[Place]] = field(default_factory=dict)
     _nodes: list[str] | None = None
+    _configs: dict[str, dict[str, Any]] | None = None
 
     def cluster_name(self) -> str:
         """The cluster's name (``GET /cluster/status``, its ``cluster`` entry), or ``host-<node>`` for a node
@@ -220,15 +221,19 @@ class ClusterView:
         zones = {self.zone(node) for node in self.nodes()}
         return zones.pop() if len(zones) == 1 else None
 
-    def storage(self, storage_id: str) -> dict[str, Any]:
-        from vzkeep.pve.client import PveApiError
+    def storage_configs(self) -> dict[str, dict[str, Any]]:
+        """Every storage this token may see (``GET /storage``: the index filters by privilege, while
+        ``GET /storage/{id}`` needs Datastore.Allocate, pve-storage PVE/API2/Storage/Config.pm)."""
+        if self._configs is None:
+            self._configs = {str(s["storage"]): s for s in self.client.get("storage") or [] if s.get("storage")}
+        return self._configs
 
-        try:
-            config = self.client.get(f"storage/{storage_id}")
-        except PveApiError as exc:
+    def storage(self, storage_id: str) -> dict[str, Any]:
+        config = self.storage_configs().get(storage_id)
+        if config is None:
             known = ", ".join(self.backup_storages()) or "none"
-            raise UsageError(f"--storage {storage_id}: no such storage on the cluster ({exc.reason or exc}); "
-                             f"storages holding backups: {known}") from None
+            raise UsageError(f"--storage {storage_id}: no such storage on the cluster, or this token may not see "
+                             f"it; storages holding backups: {known}")
         if config.get("type") == "pbs":
             raise StorageConfigError(
                 f"storage '{storage_id}' is a Proxmox Backup Server: its backups are not files here; "
@@ -239,7 +244,7 @@ class ClusterView:
 
     def backup_storages(self) -> list[str]:
         """File storages that may hold backups (``GET /storage``)."""
-        return sorted(str(s["storage"]) for s in self.client.get("storage") or []
+        return sorted(sid for sid, s in self.storage_configs().items()
                       if s.get("type") in _PATH_TYPES and "backup" in str(s.get("content", "")).split(","))
 
     def places(self, storage_id: str, config: dict[str, Any] | None = None) -> list[Place]:
@@ -247,7 +252,7 @@ class ClusterView:
         (on a node of the cluster, only that node's: the others' directories are on their own disks)."""
         if storage_id in self._places:
             return self._places[storage_id]
-        config = config if config is not None else self.client.get(f"storage/{storage_id}")
+        config = config if config is not None else self.storage(storage_id)
         allowed = [n for n in str(config.get("nodes") or "").split(",") if n]
         nodes = [n for n in self.nodes() if not allowed or n in allowed]
         import socket
