@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vzkeep.pve import archive
-from vzkeep.pve.localtime import LocalClock
+from vzkeep.pve.localtime import clock_of
 
 # Plugin.pm $get_subdir_files: a backup is a file matching $BACKUP_EXT_RE_2 (group 2: the format)
 BACKUP_FILE_RE = re.compile(r"^([^/]+\.(tgz|(?:tar|vma)(?:\.(?:gz|lzo|zst|bz2))?))$")
@@ -124,7 +124,7 @@ class ArchiveIndex:
         key = (name, tz)
         if key not in self._ctimes:
             try:
-                self._ctimes[key] = archive.identify(name, LocalClock(tz))[2]
+                self._ctimes[key] = archive.identify(name, clock_of(tz))[2]
             except ValueError:
                 self._ctimes[key] = None
         return self._ctimes[key]
@@ -147,7 +147,7 @@ class ArchiveIndex:
         item: dict[str, Any] = {"volid": f"{self.storage_id}:backup/{name}", "format": m.group(2),
                                 "size": st.st_size, "content": "backup"}
         try:
-            item["subtype"] = archive.identify(name, LocalClock(tz))[0]
+            item["subtype"] = archive.identify(name, clock_of(tz))[0]
         except ValueError:
             item["subtype"] = "unknown"
         ctime = self.ctime(name, tz)

@@ -71,7 +71,7 @@ class JobLog:
             self.guest_lines.append((at, f"{level}: {message}"))
 
     def stamp(self, at: int) -> str:
-        return localtime.LocalClock(self.tz).strftime("%Y-%m-%d %H:%M:%S", at)
+        return localtime.clock_of(self.tz).strftime("%Y-%m-%d %H:%M:%S", at)
 
 
 @dataclass
