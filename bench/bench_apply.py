@@ -55,7 +55,7 @@ def timed(action) -> float:  # type: ignore[no-untyped-def]
 
 def serve(state: Path, stacks: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen([str(VZKEEP), "sandbox", "serve", "--from-stacks", "--stacks-dir", str(stacks),
-                                "--state", str(state), "--port", str(free_port()), "--stepped"],
+                                "--dir", str(state), "--port", str(free_port()), "--stepped"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while not (state / CONNECTION_FILE).exists():

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.restore_fixtures import ClockPump, with_backups
-from tests.sandbox_fixtures import running_sandbox
+from tests.helpers.cli import ClockPump, with_backups
+from tests.helpers.sandbox import running_sandbox
 
 RUNS = 5
 TARGET_SECONDS = 2.0

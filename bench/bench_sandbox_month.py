@@ -1,7 +1,7 @@
 """30 simulated days of daily backups in the sandbox engine (no HTTP), at 100 and at 500 guests.
 
 Targets: 500 guests in < 60 s, at most 5.5x the time of 100 guests (linear growth), peak RSS < 200 MB.
-Each run is a fresh subprocess (so peak RSS is that run's own) over a fresh state directory. Every
+Each run is a fresh subprocess (so peak RSS is that run's own) over a fresh sandbox directory. Every
 figure is printed as a ratio too: 500 over 100 guests, and over an anchor measured in the same run
 (zstd-compressing the sandbox's own synthetic disk data and creating/removing files in the same
 temporary directory, i.e. what a month mostly costs), so a busy or slow machine shows as a slow anchor,

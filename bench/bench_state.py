@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.s3server import running_s3_server
-from tests.test_state import pulumi_checkpoint, stack_key
+from tests.helpers.s3server import running_s3_server
+from tests.helpers.state_files import pulumi_checkpoint, stack_key
 from vzkeep.state import list_versions, make_client, parse_backend_url, pulumi_target
 from vzkeep.state.versions import SummaryCache
 

@@ -1,6 +1,6 @@
 """A PVE API that serves prebuilt JSON, to measure exporters without measuring a PVE (or the sandbox).
 
-The answers are ``tests/fake_pve.py``'s (PVE's shapes, a cluster of two nodes, three pools with one nightly
+The answers are ``tests/helpers/fake_pve.py``'s (PVE's shapes, a cluster of two nodes, three pools with one nightly
 job each, ``archives`` backups per guest). Every answer is encoded once; the server (HTTPS, HTTP/1.1
 keep-alive, one write per response) only looks it up and counts requests per path.
 
@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fake_pve import TOKEN, build
-
+from tests.helpers.fake_pve import TOKEN, build
 from vzkeep.sandbox.tls import ThreadingTLSServer
 
 # --- the server ---------------------------------------------------------------------------------------------

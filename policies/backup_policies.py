@@ -390,7 +390,8 @@ def _dedicated_storage(args: StackValidationArgs, report: ReportViolation) -> No
     resources = list(args.resources)
     storages = {str(r.props.get("resourceId") or ""): r for r in _of(resources, *STORAGE_TYPES)}
     for job in _of(resources, JOB):
-        target = str(job.props.get("storage") or "local")  # PVE's default storage is `local` (§4.3)
+        # vzdump's default storage is `local` (pve-manager PVE/VZDump.pm new)
+        target = str(job.props.get("storage") or "local")
         declared = storages.get(target)
         if target in SHARED_WITH_DISKS:
             reason = f"'{target}' is the node's own storage, shared with guest disks"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.stacks import ROOT, STACKS
+from tests.helpers.stacks import ROOT, STACKS
 from vzkeep.config import load_stack_file
 from vzkeep.monitoring import rules
 from vzkeep.plan import plan_stack

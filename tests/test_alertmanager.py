@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 import yaml
-from test_dashboard import exposition
-from test_rules import PROD
-from tools import (
+
+from tests.helpers.metrics import exposition
+from tests.helpers.thresholds import PROD
+from tests.helpers.tools import (
     FakeTelegram,
     StaticExporter,
     TelegramMessage,
@@ -27,7 +28,6 @@ from tools import (
     run_prometheus,
     run_tool,
 )
-
 from vzkeep.monitoring import SHIPPED_TIMING, DeliveryTiming, render
 from vzkeep.monitoring import alertmanager as am
 
@@ -191,7 +191,7 @@ def is_backup_failed_for_db(message: TelegramMessage) -> bool:
 
 def test_failed_backup_reaches_telegram_through_prometheus(tmp_path: Path, telegram: FakeTelegram) -> None:
     config = rendered(tmp_path, api_url=telegram.url, timing=FAST)
-    started = round(time.time())
+    started = round(time.time())  # wall clock on purpose: a real Prometheus evaluates the rules at its own time
     with (
         StaticExporter(exposition(started)) as exporter,  # prod's db (101): last attempt failed, 44 h old
         run_alertmanager(config) as alertmanager,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.recording_pve import FakePve
-from tests.stacks import DELETE, mutated, shipped, write_stack
+from tests.helpers.recording_pve import FakePve
+from tests.helpers.stacks import DELETE, mutated, shipped, write_stack
 from vzkeep.apply.engine import ApplyFailed, ApplyOptions, apply_stack
 from vzkeep.apply.http import PveHttpError, PveRequest
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.recording_pve import FakePve
+from tests.helpers.recording_pve import FakePve
 from vzkeep.apply.http import PveHttpError, PveRequest
 from vzkeep.apply.resources.acl import Acl
 from vzkeep.apply.resources.backup_job import BackupJob

@@ -109,6 +109,13 @@ for _virt, _fmt in (("lxc", "tar"), ("openvz", "tar"), ("qemu", "vma")):
             )
         )
 
+# Not in upstream's test, but what vzdump writes with `--compress 0` (pve-manager PVE/VZDump.pm): a plain
+# tar or vma, which Storage.pm's $BACKUP_EXT_RE_2 accepts with no compression and so no decompressor.
+for _virt, _fmt in (("lxc", "tar"), ("qemu", "vma")):
+    _stem = f"vzdump-{_virt}-{VMID}-2020_03_30-21_12_40"
+    POSITIVE.append((f"Backup archive, {_virt}, {_fmt}, uncompressed", f"backup/{_stem}.{_fmt}",
+                     std(_stem, _fmt, _virt, _fmt, None, 1585602760)))
+
 NEGATIVE = [
     f"backup/vzdump-{virt}-{VMID}-2020_03_30-21_12_40.{suffix}"
     for virt, suffixes in (
@@ -121,8 +128,21 @@ NEGATIVE = [
 ]
 
 
-def test_every_upstream_case_is_ported() -> None:
-    assert len(POSITIVE) + len(NEGATIVE) == 31
+def test_every_extension_the_parser_accepts_has_a_ported_case() -> None:
+    # Try every format with every compression suffix vzdump or a user could write: each one the parser
+    # accepts must be one of upstream's positive cases, else a format is accepted that no case checks.
+    suffixes = ("", ".gz", ".lzo", ".zst", ".bz2", ".xz", ".lz4", ".zip")
+    candidates = [f"{fmt}{suffix}" for fmt in ("tar", "vma", "vms", "tgz") for suffix in suffixes]
+    accepted = set()
+    for extension in candidates:
+        try:
+            archive.parse(f"backup/vzdump-qemu-{VMID}-2020_03_30-21_12_40.{extension}")
+        except ValueError:
+            continue
+        accepted.add(extension)
+    covered = {name.split("-21_12_40.", 1)[1] for _, name, _ in POSITIVE if "-21_12_40." in name}
+    covered |= {name.rsplit(".", 1)[1] for _, name, _ in POSITIVE if name.endswith(".tgz")}
+    assert accepted and accepted <= covered, accepted - covered
 
 
 def _comparable(info: archive.ArchiveInfo) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.restore_fixtures import invoke, with_backups
-from tests.sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers.cli import invoke, with_backups
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 from vzkeep.backups import env_from_notes, name_from_notes, node_from_notes
 from vzkeep.verify import ResultStore, verify_archive
 

@@ -1,16 +1,13 @@
 """PVE calendar events: every upstream case (proxmox-rs test.rs, pve-common calendar_event_test.pl),
-the quirks of reference/pve.md §3.2, DST like glibc mktime, and properties checked against brute force
+the quirks of proxmox-time's grammar, DST like glibc mktime, and properties checked against brute force
 and against the real glibc mktime (through ctypes) in several time zones.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
-import os
-import time
-from collections.abc import Iterator
+import itertools
 from datetime import UTC, datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -19,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.zones import process_tz
 from vzkeep.pve import calendar
 from vzkeep.pve.calendar import CalendarEvent, CalendarEventError, Value
 
@@ -46,23 +44,7 @@ def local(zone: str, *fields: int, fold: int = 0) -> int:
     return int(datetime(*fields, tzinfo=ZoneInfo(zone), fold=fold).timestamp())  # type: ignore[misc]
 
 
-@contextlib.contextmanager
-def process_tz(zone: str) -> Iterator[None]:
-    """Set TZ for this process (what a PVE node's local zone is), restoring it afterwards."""
-    saved = os.environ.get("TZ")
-    os.environ["TZ"] = zone
-    time.tzset()
-    try:
-        yield
-    finally:
-        if saved is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = saved
-        time.tzset()
-
-
-# --- reference §3.3 worked examples ---------------------------------------------------------------------
+# --- worked examples of compute_next_event ----------------------------------------------------------------
 
 WORKED_EXAMPLES = [
     Next("daily", 0, 86400),
@@ -246,7 +228,7 @@ def test_pve_common_next_event(case: Next) -> None:
         assert calendar.parse(case.spec).next_after(case.last) == case.expected
 
 
-# rows without expectations only have to parse; 'Fri..Mon' is accepted since the Rust parser (§3.2)
+# rows without expectations only have to parse; 'Fri..Mon' is accepted since the Rust parser
 PVE_COMMON_VALID = ["0..3", "23..23:0..3", "sun..sat", "wed,mon..tue,fri", "mon */15", "Fri..Mon"]
 # the legacy Perl messages differ; the Rust wording is checked in test_pve_error_messages
 PVE_COMMON_INVALID = ["61", "*/61", "0..80", " mon 0 0 0", "", " mon 0 0"]
@@ -267,7 +249,7 @@ def test_pve_common_sun_to_sat_wraps_to_every_day() -> None:
     assert calendar.parse("sun..sat").weekdays == 127
 
 
-# --- DST (pve-common's four assertions, reference §3.3) --------------------------------------------------
+# --- DST (pve-common's four assertions) ----------------------------------------------------------------
 
 VIENNA = "Europe/Vienna"
 SANTIAGO = "America/Santiago"
@@ -292,7 +274,7 @@ DST_CASES = [
     # UTC in the spec: Monday 00:00 UTC is 01:00 in Vienna
     ZonedNext("mon..fri UTC in Vienna", "mon..fri UTC", VIENNA, local(VIENNA, 2018, 10, 28),
               local(VIENNA, 2018, 10, 29, 1)),
-    # reference §3.3: 02:30 does not exist on the spring-forward day; the next run is the day after
+    # 02:30 does not exist on the spring-forward day; the next run is the day after
     ZonedNext("spring forward skips 2:30", "2:30", VIENNA, local(VIENNA, 2024, 3, 30, 12),
               local(VIENNA, 2024, 4, 1, 2, 30)),
     ZonedNext("spring forward from midnight", "2:30", VIENNA, local(VIENNA, 2024, 3, 31),
@@ -329,7 +311,7 @@ def test_dst_in_process_local_zone(case: ZonedNext) -> None:
         assert calendar.parse(case.spec).next_after(case.last) == case.expected
 
 
-# --- reference §3.2 quirks, keywords, limits -------------------------------------------------------------
+# --- grammar quirks, keywords, limits ---------------------------------------------------------------------
 
 QUIRKS = [
     Next("22", 0, 22 * MIN),  # minute 22 of every hour, not 22:00
@@ -363,24 +345,31 @@ def test_reference_quirks(case: Next) -> None:
         assert calendar.parse(case.spec).next_after(case.last) == case.expected
 
 
-KEYWORD_FIELDS = [
-    ("minutely", {"second": (Value(0),)}),
-    ("hourly", {"minute": (Value(0),), "second": (Value(0),)}),
-    ("daily", {"hour": (Value(0),), "minute": (Value(0),), "second": (Value(0),)}),
-    ("weekly", {"weekdays": MON, "hour": (Value(0),), "minute": (Value(0),), "second": (Value(0),)}),
-    ("monthly", {"day": (Value(1),), "hour": (Value(0),), "minute": (Value(0),), "second": (Value(0),)}),
-    ("quarterly", {"month": (Value(1), Value(4), Value(7), Value(10)), "day": (Value(1),)}),
-    ("semiannually", {"month": (Value(1), Value(7)), "day": (Value(1),)}),
-    ("yearly", {"month": (Value(1),), "day": (Value(1),)}),
+# systemd.time(7), "Calendar Events": what each keyword stands for, and its first run after Tuesday
+# 2024-02-27 12:34:56 UTC (a leap February), worked out on a calendar.
+KEYWORDS = [
+    ("minutely", "*-*-* *:*:00", datetime(2024, 2, 27, 12, 35, tzinfo=UTC)),
+    ("hourly", "*-*-* *:00:00", datetime(2024, 2, 27, 13, tzinfo=UTC)),
+    ("daily", "*-*-* 00:00:00", datetime(2024, 2, 28, tzinfo=UTC)),
+    ("weekly", "mon *-*-* 00:00:00", datetime(2024, 3, 4, tzinfo=UTC)),
+    ("monthly", "*-*-01 00:00:00", datetime(2024, 3, 1, tzinfo=UTC)),
+    ("quarterly", "*-01,04,07,10-01 00:00:00", datetime(2024, 4, 1, tzinfo=UTC)),
+    ("semiannually", "*-01,07-01 00:00:00", datetime(2024, 7, 1, tzinfo=UTC)),
+    ("semi-annually", "*-01,07-01 00:00:00", datetime(2024, 7, 1, tzinfo=UTC)),
+    ("yearly", "*-01-01 00:00:00", datetime(2025, 1, 1, tzinfo=UTC)),
+    ("annually", "*-01-01 00:00:00", datetime(2025, 1, 1, tzinfo=UTC)),
 ]
+KEYWORD_FROM = int(datetime(2024, 2, 27, 12, 34, 56, tzinfo=UTC).timestamp())
 
 
-@pytest.mark.parametrize(("keyword", "fields"), KEYWORD_FIELDS, ids=[k for k, _ in KEYWORD_FIELDS])
-def test_keyword_table(keyword: str, fields: dict[str, object]) -> None:
-    event = calendar.parse(keyword)
-    for name, expected in fields.items():
-        assert getattr(event, name) == expected, name
-    assert not event.utc
+@pytest.mark.parametrize(("keyword", "spelled_out", "first"), KEYWORDS, ids=[k for k, _, _ in KEYWORDS])
+def test_a_keyword_runs_like_the_event_it_stands_for(keyword: str, spelled_out: str, first: datetime) -> None:
+    def runs(spec: str) -> list[int]:
+        return list(itertools.islice(calendar.parse(spec).iter_after(KEYWORD_FROM, "UTC"), 6))
+
+    assert runs(keyword)[0] == int(first.timestamp())
+    assert runs(keyword) == runs(spelled_out)
+    assert not calendar.parse(keyword).utc
     assert calendar.parse(f"{keyword} UTC").utc
 
 

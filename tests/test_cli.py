@@ -12,6 +12,7 @@ import os
 import pty
 import re
 import select
+import socket
 import subprocess
 import sys
 from importlib.metadata import version
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import pytest
 from typer.testing import CliRunner
 
-from tests.stacks import ROOT
+from tests.helpers.stacks import ROOT
 from vzkeep.cli import COMMANDS, app, load_command, output
 from vzkeep.errors import ExitStatus
 
@@ -51,7 +52,7 @@ def _failures(tmp: Path) -> list[Failure]:
                 "--stack nope: no Pulumi.nope.yaml"),
         Failure("sandbox", ["sandbox", "status", "--sandbox", str(tmp / "none" / "sandbox.json")],
                 ExitStatus.USAGE, "no sandbox connection file"),
-        Failure("demo", ["demo", "--state", str(used)], ExitStatus.USAGE, "already holds a sandbox"),
+        Failure("demo", ["demo", "--dir", str(used)], ExitStatus.USAGE, "already holds a sandbox"),
         Failure("backups", ["backups", "list"], ExitStatus.USAGE, "no PVE endpoint"),
         Failure("verify", ["verify", "--results", str(tmp / "verify.json")], ExitStatus.USAGE, "nothing to verify"),
         Failure("restore", ["restore", "100"], ExitStatus.USAGE, "no PVE endpoint"),
@@ -141,8 +142,26 @@ def test_user_data_is_printed_as_typed_never_as_markup_or_emoji(tmp_path: Path, 
     assert capsys.readouterr().out == f"{state} {fingerprint}\n"
     state.mkdir()
     (state / "sandbox.json").write_text("{}")
-    result = runner.invoke(app, ["demo", "--state", str(state)])
-    assert f"--state {state} already holds a sandbox" in result.stderr
+    result = runner.invoke(app, ["demo", "--dir", str(state)])
+    assert f"--dir {state} already holds a sandbox" in result.stderr
+
+
+def test_the_old_name_of_the_sandbox_directory_still_works_unlisted(tmp_path: Path) -> None:
+    # `--state` named the sandbox's directory before the word was kept for the IaC state; runbooks may use it.
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "sandbox.json").write_text("{}")
+    result = runner.invoke(app, ["demo", "--state", str(used)])
+    assert result.exit_code == ExitStatus.USAGE and f"--dir {used} already holds a sandbox" in result.stderr
+    with socket.socket() as busy:  # serve seeds the directory it is given, then fails on the busy port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        fresh = tmp_path / "fresh"
+        result = runner.invoke(app, ["sandbox", "serve", "--state", str(fresh), "--port", str(busy.getsockname()[1])])
+    assert result.exit_code == ExitStatus.USAGE and "already in use" in result.stderr, result.output
+    assert (fresh / "cluster.json").exists()
+    for command in (["demo"], ["sandbox", "serve"]):
+        assert "--state" not in runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"}).stdout
 
 
 def test_the_sandbox_banner_shows_the_fingerprint_and_state_as_they_are(tmp_path: Path, capsys) -> None:

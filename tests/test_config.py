@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from tests.stacks import DELETE, ROOT, STACKS, mutated, write_stack
+from tests.helpers.stacks import DELETE, ROOT, STACKS, mutated, write_stack
 from vzkeep.cli import app
 from vzkeep.config import ConfigError, load_stack_file, settings_from_config
 from vzkeep.plan import plan_stack

@@ -1,4 +1,4 @@
-"""CT archive writer and checker (vzkeep.pve.ct_tar) against reference/pve.md §1.4.
+"""CT archive writer and checker (vzkeep.pve.ct_tar) against pve-container ``src/PVE/VZDump/LXC.pm``.
 
 GNU tar is the oracle: archives we write must list and extract with it exactly, and archives GNU tar writes
 the way vzdump calls it (--sparse, --numeric-owner, --xattrs, long names) must pass the checker. GNU tar is

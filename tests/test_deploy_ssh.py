@@ -20,9 +20,9 @@ import pytest
 import yaml
 from packaging.utils import canonicalize_name
 
-from tests.sshd_host import CommandLineWatch, SshHost
-from tests.stacks import ROOT, mutated
-from tests.tools import require_tool
+from tests.helpers.sshd_host import CommandLineWatch, SshHost
+from tests.helpers.stacks import ROOT, mutated
+from tests.helpers.tools import require_tool
 from vzkeep import preview
 from vzkeep.config import stack_file_values
 from vzkeep.policy_check import unwrap_secrets

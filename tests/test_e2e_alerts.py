@@ -35,18 +35,17 @@ from typing import Any
 
 import pytest
 import yaml
-from sandbox_fixtures import RunningSandbox
-from tools import (
+
+from tests.helpers.sandbox import RunningSandbox
+from tests.helpers.tools import (
     FakeTelegram,
     TelegramMessage,
-    free_port,
     http_get,
     query,
     run_alertmanager,
     run_prometheus,
-    wait_until,
 )
-
+from tests.helpers.waits import wait_until
 from vzkeep.config import load_stack_file, stack_file
 from vzkeep.connection import ConnectionOptions, connect
 from vzkeep.exporter import Exporter, Poller, proxmoxer_get
@@ -90,7 +89,8 @@ def prod_backup(sb: Sandbox) -> list[str]:
 
 
 def sync_clock(sb: Sandbox) -> None:
-    """Move the sandbox clock up to the wall clock (it only moves forward)."""
+    """Move the sandbox clock up to the wall clock (it only moves forward). Wall clock on purpose in this
+    module: the real Prometheus and Alertmanager watching the sandbox run in real time."""
     behind = time.time() - sb.now()
     if behind > 0:
         sb.advance(behind)
@@ -111,7 +111,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
     sync_clock(sb)
     for node in ("pve1", "pve2"):
         sb.node_up(node)
-    server = serve_app(make_app(sb, state), state, "127.0.0.1", free_port())
+    server = serve_app(make_app(sb, state), state, "127.0.0.1", 0)
     running = Running(server, sb, state, True)
     try:
         sandbox = RunningSandbox(running)
@@ -164,7 +164,7 @@ def monitoring(work: Path, exporter_address: str) -> Iterator[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     work = tmp_path_factory.mktemp("monitoring")
-    exporter_address = f"127.0.0.1:{free_port()}"
+    log = work / "exporter.log"
     exporter = subprocess.Popen(
         [
             VZKEEP,
@@ -173,22 +173,25 @@ def stack(sandbox: RunningSandbox, tmp_path_factory: pytest.TempPathFactory) -> 
             str(sandbox.sandbox_json),
             "--read-only",
             "--listen",
-            exporter_address,
+            "127.0.0.1:0",  # the system picks the port; the exporter's first log line says which
             "--interval",
             "1",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=(work / "exporter.log").open("wb"),
+        stderr=log.open("wb"),
         env={**os.environ, "VZKEEP_ENDPOINT": ""},
     )
     try:
+        serving = wait_until(lambda: re.search(r"serving http://(\S+)/metrics", log.read_text()), 30,
+                             "the exporter to say where it serves")
+        exporter_address = serving.group(1)
         wait_until(lambda: http_get(f"http://{exporter_address}/metrics")[0] == 200, 30, "the exporter")
         with monitoring(work, exporter_address) as found:
             yield found
     finally:
         exporter.terminate()
         exporter.wait(timeout=10)
-    assert BOT_TOKEN not in (work / "exporter.log").read_text()
+    assert BOT_TOKEN not in log.read_text()
 
 
 def firing(prom: str, alert: str, **labels: str) -> bool:
@@ -308,14 +311,14 @@ def ahead(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     sb.advance(PAST_SECONDS)
     for node in ("pve1", "pve2"):
         sb.node_up(node)
-    server = serve_app(make_app(sb, state), state, "127.0.0.1", free_port())
+    server = serve_app(make_app(sb, state), state, "127.0.0.1", 0)
     running = Running(server, sb, state, True)
     work = tmp_path_factory.mktemp("monitoring-ahead")
     try:
         # The admin token: this pipeline is about time; what each token may see is test_exporter_privileges'.
         api = connect(ConnectionOptions(sandbox=state / "sandbox.json"))
         poller = Poller(SandboxClock(proxmoxer_get(api), sb))
-        with Exporter(poller, f"127.0.0.1:{free_port()}", interval=1) as exporter:
+        with Exporter(poller, "127.0.0.1:0", interval=1) as exporter:
             wait_until(lambda: exporter.loop.polls > 0, 30, "the exporter's first poll")
             with monitoring(work, exporter.address) as found:
                 yield {**found, "sandbox": sb, "exporter": exporter, "backed_up": backed_up}

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from sandbox_fixtures import RunningSandbox, running_sandbox
 
+from tests.helpers.metrics import samples, value
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 from vzkeep.exporter import Poller, proxmoxer_get
 from vzkeep.exporter.jobs import match_job
 from vzkeep.exporter.metrics import render
@@ -73,19 +73,6 @@ class CountingGet:
 
     def paths(self) -> list[str]:
         return [path for path, _ in self.calls]
-
-
-def samples(exposition: bytes) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
-    """name -> {frozenset(labels): value} for every sample of an exposition."""
-    out: dict[str, dict[frozenset[tuple[str, str]], float]] = collections.defaultdict(dict)
-    for family in text_string_to_metric_families(exposition.decode()):
-        for sample in family.samples:
-            out[sample.name][frozenset(sample.labels.items())] = sample.value
-    return out
-
-
-def value(found: dict[str, dict[frozenset[tuple[str, str]], float]], metric: str, /, **labels: str) -> float:
-    return found[metric][frozenset(labels.items())]
 
 
 @pytest.fixture(scope="module")

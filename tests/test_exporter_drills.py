@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
+from tests.helpers.metrics import Series, series
 from vzkeep.drill import DrillResult, DrillResultStore
 from vzkeep.exporter import Poller
 from vzkeep.exporter.metrics import render
@@ -13,13 +12,9 @@ def empty_cluster(path: str, **params: object) -> list:
     return []  # a cluster with no guests: only the drill part has something to say
 
 
-def samples(snapshot) -> dict[tuple[str, tuple], float]:
-    found = {}
-    for family in text_string_to_metric_families(render(snapshot).decode()):
-        for sample in family.samples:
-            if sample.name.startswith("vzkeep_drill_"):
-                found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
+def samples(snapshot) -> Series:
+    """The drill series the snapshot renders."""
+    return {key: v for key, v in series(render(snapshot)).items() if key[0].startswith("vzkeep_drill_")}
 
 
 def result(vmid: int, ok: bool, started: float, duration: float = 42.0) -> DrillResult:
@@ -32,7 +27,7 @@ def test_drill_metrics_follow_the_results_store(tmp_path):
     store.record(result(101, ok=True, started=1_000.0, duration=300.0))
     store.record(result(102, ok=False, started=2_000.0))
     got = samples(Poller(empty_cluster, drill_results=store.path).poll())
-    a, b = (("env", "prod"), ("vmid", "101")), (("env", "prod"), ("vmid", "102"))
+    a, b = frozenset({("env", "prod"), ("vmid", "101")}), frozenset({("env", "prod"), ("vmid", "102")})
     assert got[("vzkeep_drill_last_status", a)] == 1 and got[("vzkeep_drill_last_status", b)] == 0
     assert got[("vzkeep_drill_duration_seconds", a)] == 300.0
     assert got[("vzkeep_drill_last_success_timestamp_seconds", a)] == 1_000.0
@@ -44,7 +39,7 @@ def test_a_failed_drill_keeps_the_time_of_the_last_success(tmp_path):
     store.record(result(101, ok=True, started=1_000.0))
     store.record(result(101, ok=False, started=5_000.0))
     got = samples(Poller(empty_cluster, drill_results=store.path).poll())
-    labels = (("env", "prod"), ("vmid", "101"))
+    labels = frozenset({("env", "prod"), ("vmid", "101")})
     assert got[("vzkeep_drill_last_status", labels)] == 0
     assert got[("vzkeep_drill_last_success_timestamp_seconds", labels)] == 1_000.0
 

@@ -17,23 +17,21 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from fake_pve import FakeApi, build
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
-from prometheus_client.parser import text_string_to_metric_families
-from tools import require_tool, wait_until
 
+from tests.helpers.fake_pve import NOW, FakeApi, fake_cluster
+from tests.helpers.metrics import series
+from tests.helpers.tools import require_tool
+from tests.helpers.waits import wait_until
 from vzkeep.exporter import Exporter, Poller
 from vzkeep.exporter.exposition import PROMETHEUS_ACCEPT, Exposition, version
 from vzkeep.exporter.snapshot import DrillInfo, Snapshot, StateInfo
 
-NOW = 1_795_000_000  # a fixed cluster time: 2026-11-18 (the fake's clock)
 AUDITOR = {"Sys.Audit": 1, "VM.Audit": 1, "Datastore.Audit": 1, "Pool.Audit": 1, "SDN.Audit": 1}
 
 
 def cluster(**overrides: Any) -> FakeApi:
-    answers = build(12, 3, NOW)
-    answers.update(overrides)
-    return FakeApi(answers)
+    return fake_cluster(12, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +45,13 @@ def snapshot() -> Snapshot:
     return replace(polled, drills=(DrillInfo("prod", 100, True, 300.0, NOW - 86400.0),))
 
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def samples(text: str, parser: Any = text_string_to_metric_families) -> Samples:
-    return {(s.name, frozenset(s.labels.items())): s.value for f in parser(text) for s in f.samples}
-
-
 def test_promtool_accepts_the_exposition(snapshot: Snapshot) -> None:
     _, _, body = Exposition().body(snapshot, None, None)
     # `promtool check metrics` lints names, types and units (a `_count` gauge fails it).
     result = subprocess.run([require_tool("promtool"), "check", "metrics"], input=body, capture_output=True,
                             timeout=30, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
-    names = {name for name, _ in samples(body.decode())}
+    names = {name for name, _ in series(body.decode())}
     # every family this snapshot has data for is there, the renamed one too
     assert {"vzkeep_backup_archives", "vzkeep_cluster_time_seconds", "vzkeep_missing_privilege",
             "vzkeep_drill_last_status", "vzkeep_state_versioning_enabled", "vzkeep_build_info",
@@ -69,7 +60,7 @@ def test_promtool_accepts_the_exposition(snapshot: Snapshot) -> None:
 
 
 def test_build_info_and_the_clusters_clock(snapshot: Snapshot) -> None:
-    found = samples(Exposition().body(snapshot, None, None)[2].decode())
+    found = series(Exposition().body(snapshot, None, None)[2].decode())
     assert found[("vzkeep_build_info", frozenset({("version", version())}))] == 1
     assert found[("vzkeep_cluster_time_seconds", frozenset())] == NOW
     assert found[("vzkeep_cluster_timezone_info", frozenset({("node", "pve1"), ("timezone", "Europe/Paris")}))] == 1
@@ -88,8 +79,8 @@ def test_openmetrics_and_the_text_format_say_the_same(snapshot: Snapshot) -> Non
     assert b"# EOF" not in text
     # OpenMetrics names counters without _total in its families and marks it in the sample; compare samples
     # of the data families, which are gauges in both.
-    om_samples = {k: v for k, v in samples(om.decode(), openmetrics_families).items() if k[0].startswith("vzkeep_")}
-    text_samples = {k: v for k, v in samples(text.decode()).items() if k[0].startswith("vzkeep_")}
+    om_samples = {k: v for k, v in series(om.decode(), openmetrics_families).items() if k[0].startswith("vzkeep_")}
+    text_samples = {k: v for k, v in series(text.decode()).items() if k[0].startswith("vzkeep_")}
     assert om_samples == text_samples
 
 
@@ -97,8 +88,8 @@ def test_the_cached_body_is_what_prometheus_client_would_format(snapshot: Snapsh
     from prometheus_client.exposition import generate_latest
 
     exposition = Exposition()
-    ours = samples(exposition.body(snapshot, None, None)[2].decode())
-    reference = samples(generate_latest(exposition.registry(snapshot)).decode())
+    ours = series(exposition.body(snapshot, None, None)[2].decode())
+    reference = series(generate_latest(exposition.registry(snapshot)).decode())
     volatile = ("process_", "python_gc_")  # sampled at each formatting
     assert {k: v for k, v in ours.items() if not k[0].startswith(volatile)} == \
         {k: v for k, v in reference.items() if not k[0].startswith(volatile)}
@@ -106,12 +97,12 @@ def test_the_cached_body_is_what_prometheus_client_would_format(snapshot: Snapsh
 
 def test_a_new_snapshot_is_served_with_its_changes_and_nothing_stale(snapshot: Snapshot) -> None:
     exposition = Exposition()
-    first = samples(exposition.body(snapshot, None, None)[2].decode())
+    first = series(exposition.body(snapshot, None, None)[2].decode())
     assert exposition.body(snapshot, None, None)[2] is exposition.body(snapshot, None, None)[2]  # formatted once
     newest = snapshot.archives[0]
     changed = replace(snapshot, archives=(replace(newest, last_size=newest.last_size + 1), *snapshot.archives[1:]),
                       up=False, poll_errors=snapshot.poll_errors + 1)
-    second = samples(exposition.body(changed, None, None)[2].decode())
+    second = series(exposition.body(changed, None, None)[2].decode())
     key = ("vzkeep_backup_last_size_bytes",
            frozenset({("env", newest.env), ("vmid", str(newest.vmid)), ("storage", newest.storage)}))
     assert second[key] == first[key] + 1
@@ -153,8 +144,8 @@ def test_gzip_is_negotiated(exporter: Exporter) -> None:
     _, headers, zipped = fetch(exporter.url, **{"Accept-Encoding": "gzip"})
     assert "content-encoding" not in plain_headers
     assert headers["content-encoding"] == "gzip"
-    data = {k: v for k, v in samples(gzip.decompress(zipped).decode()).items() if k[0].startswith("vzkeep_")}
-    assert data == {k: v for k, v in samples(plain.decode()).items() if k[0].startswith("vzkeep_")}
+    data = {k: v for k, v in series(gzip.decompress(zipped).decode()).items() if k[0].startswith("vzkeep_")}
+    assert data == {k: v for k, v in series(plain.decode()).items() if k[0].startswith("vzkeep_")}
 
 
 def test_openmetrics_is_negotiated_as_prometheus_asks(exporter: Exporter) -> None:

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
-from fake_pve import FakeApi, build
-from prometheus_client.parser import text_string_to_metric_families
-from sandbox_fixtures import RunningSandbox, running_sandbox
-from tools import wait_until
 
+from tests.helpers.fake_pve import FakeApi, fake_cluster, granted_only
+from tests.helpers.metrics import samples
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
+from tests.helpers.waits import wait_until
 from vzkeep.config import load_stack_file, stack_file
 from vzkeep.exporter import Exporter, Poller, proxmoxer_get, render
 from vzkeep.monitoring import rules
@@ -29,7 +29,6 @@ from vzkeep.monitoring.alert_preview import Alert, evaluate_alerts
 from vzkeep.plan import plan_stack
 from vzkeep.pve.privileges import EXPORTER_ROLE_NAME, EXPORTER_ROLE_PRIVILEGES
 
-NOW = 1_795_000_000
 # pve-access-control src/PVE/AccessControl.pm: PVEAuditor holds the "audit" privileges of every group.
 PVE_AUDITOR = ("Sys.Audit", "VM.Audit", "VM.GuestAgent.Audit", "Datastore.Audit", "Pool.Audit", "SDN.Audit",
                "Mapping.Audit")
@@ -39,22 +38,13 @@ DAY = 86400
 
 def as_seen_by(privileges: tuple[str, ...] | frozenset[str]) -> FakeApi:
     """The cluster as PVE shows it to a token holding ``privileges`` on ``/`` (propagated)."""
-    answers = build(9, 3, NOW)
-    paths = ["/", "/access", "/access/groups", "/nodes", "/pool", "/sdn", "/storage", "/vms"]
-    paths += [f"/vms/{r['vmid']}" for r in answers["cluster/resources"] if "vmid" in r and r.get("pool")]
-    answers["access/permissions"] = {p: {priv: 1 for priv in privileges} for p in paths}
-    if not {"Datastore.AllocateSpace", "VM.Backup"} <= set(privileges):
-        for path in [p for p in answers if p.endswith("/content")]:
-            answers[path] = []  # every volume fails check_volume_access: 200, empty list
-    return FakeApi(answers)
+    return fake_cluster(change=granted_only(privileges))
 
 
-def samples(snapshot: Any) -> dict[str, list[tuple[dict[str, str], float]]]:
-    found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(render(snapshot).decode()):
-        for s in family.samples:
-            found.setdefault(s.name, []).append((s.labels, s.value))
-    return found
+def missing_privileges(snapshot: Any) -> set[tuple[str, str]]:
+    """(privilege, path) of every ``vzkeep_missing_privilege`` series the snapshot renders."""
+    return {(dict(labels)["privilege"], dict(labels)["path"])
+            for labels in samples(render(snapshot))["vzkeep_missing_privilege"]}
 
 
 def alerts_now(exporter: Exporter) -> list[Alert]:
@@ -80,7 +70,7 @@ def test_the_auditor_token_is_told_what_it_lacks(caplog: pytest.LogCaptureFixtur
     caplog.set_level(logging.INFO, logger="vzkeep.exporter")
     poller = Poller(as_seen_by(PVE_AUDITOR), authid=TOKEN)
     snapshot = poller.poll()
-    missing = {(labels["privilege"], labels["path"]) for labels, _ in samples(snapshot)["vzkeep_missing_privilege"]}
+    missing = missing_privileges(snapshot)
     assert missing == {("Datastore.AllocateSpace", "/storage"), ("VM.Backup", "/vms")}
     lines = [r.getMessage() for r in caplog.records if "missing PVE privilege" in r.getMessage()]
     assert len(lines) == 2, lines
@@ -162,7 +152,7 @@ def test_the_sandboxs_auditor_token_is_told_what_it_lacks_and_backups_not_listed
     token = auditor_id(sandbox)
     poller = Poller(proxmoxer_get(sandbox.api(read_only=True)), authid=token)
     snapshot = poller.poll()
-    missing = {(labels["privilege"], labels["path"]) for labels, _ in samples(snapshot)["vzkeep_missing_privilege"]}
+    missing = missing_privileges(snapshot)
     assert missing == {("Datastore.AllocateSpace", "/storage"), ("VM.Backup", "/vms")}
     lines = [r.getMessage() for r in caplog.records if "missing PVE privilege" in r.getMessage()]
     assert len(lines) == 2 and all(f"--tokens '{token}' --roles VzkeepExporter" in line for line in lines), lines

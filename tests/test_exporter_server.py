@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sandbox_fixtures import RunningSandbox, running_sandbox
-from test_exporter_collect import samples, value
-from tools import free_port, http_get, wait_until
 
+from tests.helpers.metrics import samples, value
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
+from tests.helpers.tools import http_get
+from tests.helpers.waits import wait_until
 from vzkeep.connection import ConnectionOptions, connect
 from vzkeep.exporter import Poller, Snapshot, proxmoxer_get
 from vzkeep.exporter.server import Exporter, PollLoop, parse_listen
@@ -122,7 +123,7 @@ def scrape(url: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
 @pytest.fixture
 def exporter(sandbox: RunningSandbox, relay: Relay, tmp_path: Path) -> Iterator[Exporter]:
     conn = ConnectionOptions(sandbox=relayed_connection(sandbox, relay, tmp_path), read_only=True, timeout=2)
-    server = Exporter(Poller(proxmoxer_get(connect(conn))), f"127.0.0.1:{free_port()}", interval=0.2)
+    server = Exporter(Poller(proxmoxer_get(connect(conn))), "127.0.0.1:0", interval=0.2)
     with server:
         yield server
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.stacks import ROOT, mutated, write_stack
-from tests.tools import require_tool
+from tests.helpers.stacks import ROOT, mutated, write_stack
+from tests.helpers.tools import require_tool
 from vzkeep.policy_check import unwrap_secrets
 from vzkeep.preview import is_secret, run_stack_file
 

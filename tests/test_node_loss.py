@@ -7,15 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.restore_fixtures import (
-    NO_OFFSITE_GUEST,
-    NODE_LOSS_GUESTS,
-    invoke,
-    lose_pve1,
-    node_loss_seed,
-    with_backups,
-)
-from tests.sandbox_fixtures import running_sandbox
+from tests.helpers.cli import invoke, with_backups
+from tests.helpers.node_loss import NO_OFFSITE_GUEST, NODE_LOSS_GUESTS, lose_pve1, node_loss_seed
+from tests.helpers.sandbox import running_sandbox
 
 
 def test_every_guest_with_an_offsite_copy_comes_back_on_the_fresh_node(tmp_path: Path) -> None:

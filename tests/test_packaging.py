@@ -10,7 +10,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from tests.stacks import ROOT
+from tests.helpers.stacks import ROOT
 
 PULUMI_SDKS = {"pulumi", "pulumi-proxmoxve", "pulumi-minio", "pulumi-command", "pulumi-policy"}
 

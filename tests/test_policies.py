@@ -12,7 +12,7 @@ from pulumi_policy.policy import _PolicyAnalyzerServicer
 from typer.testing import CliRunner
 
 from policies.backup_policies import PACK_NAME, POLICIES
-from tests.stacks import DELETE, ROOT, STACKS, mutated, write_stack
+from tests.helpers.stacks import DELETE, ROOT, STACKS, mutated, write_stack
 from vzkeep.cli import app
 from vzkeep.policy_check import evaluate, mandatory_failures, props_of
 from vzkeep.preview import ProgramRun, Registration, run_stack_file

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from tests.stacks import ROOT, shipped
+from tests.helpers.stacks import ROOT, shipped
 from vzkeep.cli import app
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.stacks import DELETE, ROOT, STACKS, mutated, write_stack
+from tests.helpers.stacks import DELETE, ROOT, STACKS, mutated, write_stack
 from vzkeep.config import WindowSettings, load_stack_file
 from vzkeep.policy_check import unwrap_secrets
 from vzkeep.preview import is_secret, run_program, run_stack_file

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.sandbox_fixtures import running_sandbox
+from tests.helpers.sandbox import running_sandbox
 from vzkeep.cli import app as cli_app
 from vzkeep.connection import ConnectionOptions, ProxmoxerClient, Target, connect, connect_client
 from vzkeep.errors import ExitStatus

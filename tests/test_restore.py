@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.restore_fixtures import invoke, sandbox_cli, with_backups
-from tests.sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers.cli import invoke, sandbox_cli, with_backups
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 from vzkeep.backups import Backup
 from vzkeep.errors import ExitStatus
 from vzkeep.restore import RestoreError, backup_stamp, choose_backup, node_timezone, parse_time

@@ -9,40 +9,18 @@ the CLOCK_* scenarios run the cluster's clock ten days ahead of Prometheus', and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from tools import run_tool
 
+from tests.helpers.thresholds import PROD
+from tests.helpers.tools import run_tool
 from vzkeep.monitoring import rules
 
 RUNBOOK = "https://runbooks.example/vzkeep.md"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    env: str = "prod"
-    job_id: str = "vzkeep-prod"
-    storage_id: str = "backup-prod"
-    schedule: str = "02:00"
-    timezone: str = "Europe/Vienna"
-    window_start: str = "01:00"
-    window_end: str = "05:00"
-    expected_interval_seconds: int = 86400
-    missing_after_seconds: int = 48 * 3600
-    storage_used_ratio: float = 0.8
-    storage_full_horizon_seconds: int = 7 * 86400
-    offsite_job_id: str | None = "vzkeep-prod-offsite"
-    offsite_storage_id: str | None = "offsite-prod"
-    offsite_missing_after_seconds: int | None = 2 * 86400
-    drill_stale_after_seconds: int = 2 * 86400
-    drill_max_duration_seconds: int = 900
-
-
-PROD = Thresholds()
 
 
 def guest(vmid: str, name: str, env: str = "prod", type_: str = "qemu") -> dict[str, str]:

@@ -15,18 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.restore_fixtures import (
-    LAST_KNOWN,
-    NO_OFFSITE_GUEST,
-    ClockPump,
-    lose_pve1,
-    node_loss_seed,
-    save_guest_list,
-    settle,
-    with_backups,
-)
-from tests.runbook_runner import run_runbook, runnable_blocks
-from tests.sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers.cli import ClockPump, settle, with_backups
+from tests.helpers.node_loss import LAST_KNOWN, NO_OFFSITE_GUEST, lose_pve1, node_loss_seed, save_guest_list
+from tests.helpers.runbook_runner import run_runbook, runnable_blocks
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "docs" / "runbooks"
 MINE = ["restore-vm.md", "restore-container.md", "restore-other-node.md", "node-loss.md",

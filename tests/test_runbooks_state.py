@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.runbook_runner import code_blocks, run_runbook
-from tests.s3server import S3Server, running_s3_server
-from tests.test_state import new_bucket, pulumi_checkpoint, pulumi_lock, pulumi_lock_key, put_versions, stack_key
+from tests.helpers import state_files as files
+from tests.helpers.runbook_runner import code_blocks, run_runbook
+from tests.helpers.s3server import S3Server
 
 RUNBOOKS = Path(__file__).resolve().parent.parent / "docs" / "runbooks"
 VENV_BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
-
-
 def healthy_bucket(s3: S3Server) -> str:
     """A bucket as the StateBucket component makes it, holding three stacks with some history."""
     client = s3.client()
-    bucket = new_bucket(s3)  # versioning Enabled, noncurrent versions expire after 90 days
+    bucket = files.new_bucket(s3)  # versioning Enabled, noncurrent versions expire after 90 days
     client.put_object(Bucket=bucket, Key=".pulumi/meta.yaml", Body=b"version: 1\n")
     for stack, jobs in (("prod", (1, 2, 3)), ("lab", (1,)), ("monitoring", (2, 2))):
-        put_versions(s3, bucket, stack_key(stack), [pulumi_checkpoint(stack, n) for n in jobs])
+        files.put_versions(s3, bucket, files.stack_key(stack), [files.pulumi_checkpoint(stack, n) for n in jobs])
     return bucket
 
 
@@ -49,31 +42,31 @@ def runbook_env(s3: S3Server, bucket: str) -> dict[str, str]:
 def test_restore_version_runbook_restores_the_previous_checkpoint(s3: S3Server, tmp_path: Path) -> None:
     bucket = healthy_bucket(s3)
     outputs = run_runbook(RUNBOOKS / "state-restore-version.md", cwd=tmp_path, env=runbook_env(s3, bucket))
-    current = s3.client().get_object(Bucket=bucket, Key=stack_key("prod"))["Body"].read()
-    assert current == pulumi_checkpoint("prod", 2)
+    current = s3.client().get_object(Bucket=bucket, Key=files.stack_key("prod"))["Body"].read()
+    assert current == files.pulumi_checkpoint("prod", 2)
     assert "no lock on prod" in outputs[0]
     assert "undo: vzkeep state restore --stack prod" in outputs[3]
 
 
 def test_restore_version_runbook_stops_at_a_pulumi_lock_and_names_it(s3: S3Server, tmp_path: Path) -> None:
     bucket = healthy_bucket(s3)
-    s3.client().put_object(Bucket=bucket, Key=pulumi_lock_key(lock_id="1f0c"), Body=pulumi_lock("erin", "ci-7"))
+    lock = files.pulumi_lock_key(lock_id="1f0c")
+    s3.client().put_object(Bucket=bucket, Key=lock, Body=files.pulumi_lock("erin", "ci-7"))
     with pytest.raises(AssertionError) as stopped:
         run_runbook(RUNBOOKS / "state-restore-version.md", cwd=tmp_path, env=runbook_env(s3, bucket))
     said = str(stopped.value)
     assert "block 1/" in said and "vzkeep state locks --stack prod" in said
     assert ".pulumi/locks/organization/vzkeep/prod/1f0c.json: created by erin@ci-7 (pid 4242)" in said
-    current = s3.client().get_object(Bucket=bucket, Key=stack_key("prod"))["Body"].read()
-    assert current == pulumi_checkpoint("prod", 3)  # nothing restored
+    current = s3.client().get_object(Bucket=bucket, Key=files.stack_key("prod"))["Body"].read()
+    assert current == files.pulumi_checkpoint("prod", 3)  # nothing restored
 
 
 def test_new_workstation_runbook_checks_lists_and_exports_everything(s3: S3Server, tmp_path: Path) -> None:
     bucket = healthy_bucket(s3)
     outputs = run_runbook(RUNBOOKS / "state-new-workstation.md", cwd=tmp_path, env=runbook_env(s3, bucket))
     assert all(name in outputs[1] for name in ("prod", "lab", "monitoring"))
-    assert (tmp_path / "state-export/current" / stack_key("monitoring")).read_bytes() == pulumi_checkpoint(
-        "monitoring", 2
-    )
+    exported = tmp_path / "state-export/current" / files.stack_key("monitoring")
+    assert exported.read_bytes() == files.pulumi_checkpoint("monitoring", 2)
 
 
 def test_bootstrap_runbook_checks_the_new_bucket_and_sees_every_moved_stack(s3: S3Server, tmp_path: Path) -> None:

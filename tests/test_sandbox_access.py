@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 import requests
-from sandbox_fixtures import running_sandbox
 
+from tests.helpers.sandbox import running_sandbox
 from vzkeep.sandbox.api.access.auth import ROOT, Principal
 from vzkeep.sandbox.api.errors import ApiError
 from vzkeep.sandbox.launch import open_or_create
@@ -205,7 +205,7 @@ def test_users_tokens_and_their_round_trip_through_user_cfg(app) -> None:
     assert refused(app, "GET", "/access/users/nobody@pve").message == "no such user ('nobody@pve')\n"
     assert refused(app, "GET", "/access/users/ops@pve/token/nope").message == (
         "no such token 'nope' for user 'ops@pve'\n")
-    text = (Path(app.sandbox.state_dir) / "access" / "user.cfg").read_text()
+    text = (Path(app.sandbox.directory) / "access" / "user.cfg").read_text()
     assert "user:ops@pve:1:0:::ops@example.org:night%3A shift::\n" in text
     assert "token:ops@pve!ci:0:1::\n" in text
 

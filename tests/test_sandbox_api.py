@@ -1,16 +1,14 @@
-"""The sandbox's PVE API: shapes, status codes and error bodies against reference/pve.md §4."""
+"""The sandbox's PVE API: shapes, status codes and error bodies as PVE gives them (pve-manager
+``PVE/HTTPServer.pm``, pve-http-server ``Formatter/Standard.pm``, the API modules of each route)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).parent))
-from sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 
 DAY = 86400
 
@@ -81,7 +79,7 @@ def test_job_list_decodes_property_strings_and_has_next_run(sb) -> None:
     assert volumes[0]["children"][0]["id"] == "100:rootfs"
 
 
-# -- /cluster/backup quirks (reference §4.1) ----------------------------------------------------------
+# -- /cluster/backup quirks (pve-manager PVE/API2/Backup.pm) ----------------------------------------------
 
 STRINGIFIED = "400 Parameter verification failed."
 
@@ -232,7 +230,8 @@ def test_storage_status_content_and_notes(sb) -> None:
                 protected="1")[0] == 200
     info = call(sb, "GET", f"/nodes/pve1/storage/backup-prod/content/{volid}")[2]["data"]
     assert info["notes"] == "line one" and info["protected"] == 1
-    # A protected backup still gets an imgdel UPID; the task fails (reference §4.6).
+    # A protected backup still gets an imgdel UPID; the task fails (pve-storage Plugin.pm
+    # free_image: `cannot remove protected volume`).
     upid = call(sb, "DELETE", f"/nodes/pve1/storage/backup-prod/content/{volid}")[2]["data"]
     assert ":imgdel:101@backup-prod:" in upid
     sb.advance(1)
@@ -263,6 +262,6 @@ def test_tasks_listing_log_and_cluster_tasks(sb) -> None:
 
 def test_schedule_analyze(sb) -> None:
     runs = call(sb, "GET", "/cluster/jobs/schedule-analyze", schedule="sat 02:00 UTC", starttime=0, iterations=2)
-    # reference §3.3 worked example: Saturdays 02:00 after epoch 0 is 2d+2h = 180000, then a week later.
+    # 1970-01-01 was a Thursday: Saturdays 02:00 after epoch 0 is 2d+2h = 180000, then a week later.
     assert [r["timestamp"] for r in runs[2]["data"]] == [180000, 180000 + 7 * DAY]
     assert runs[2]["data"][0]["utc"] == "Sat Jan  3 02:00:00 1970"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.stacks import DELETE, ROOT, mutated, write_stack
+from tests.helpers.stacks import DELETE, ROOT, mutated, write_stack
 from vzkeep.apply.engine import ApplyFailed, ApplyOptions, ApplyResult, apply_stack
 from vzkeep.apply.http import PveRequest
 from vzkeep.apply.state import StateFile
@@ -27,7 +27,6 @@ from vzkeep.config import load_stack_file
 from vzkeep.connection import ConnectionOptions, connect
 from vzkeep.exporter.api import proxmoxer_get
 from vzkeep.exporter.poller import Poller
-from vzkeep.net import free_port
 from vzkeep.plan import plan_stack
 from vzkeep.pve.privileges import EXPORTER_ROLE_PRIVILEGES
 from vzkeep.sandbox.client import control
@@ -38,16 +37,16 @@ STACKS = ("prod", "lab", "monitoring")
 
 
 def fresh_sandbox(state: Path) -> Running:
-    return launch(state, stacks_root=ROOT, port=free_port(), stepped=True)
+    return launch(state, stacks_root=ROOT, port=0, stepped=True)
 
 
 def apply(running: Running, stack: str, root: Path | None = None, **options: Any) -> ApplyResult:
-    return apply_stack(ApplyOptions(stack=stack, sandbox=running.state_dir / CONNECTION_FILE, root=root,
+    return apply_stack(ApplyOptions(stack=stack, sandbox=running.directory / CONNECTION_FILE, root=root,
                                     advance=True, **options))
 
 
 def pve(running: Running) -> Any:
-    return connect(ConnectionOptions(sandbox=running.state_dir / CONNECTION_FILE))
+    return connect(ConnectionOptions(sandbox=running.directory / CONNECTION_FILE))
 
 
 def cluster_config(api: Any) -> dict[str, Any]:
@@ -118,10 +117,10 @@ def test_a_second_apply_has_nothing_to_do(applied) -> None:
 
 def test_the_exporter_with_the_stacks_token_sees_every_backup(applied) -> None:
     running, _ = applied
-    control(running.state_dir / CONNECTION_FILE, "POST", "/advance", seconds=86_400)
-    token = running.state_dir / "apply" / "delivered" / "prometheus.home.arpa" / "etc" / "vzkeep" / "pve-token"
+    control(running.directory / CONNECTION_FILE, "POST", "/advance", seconds=86_400)
+    token = running.directory / "apply" / "delivered" / "prometheus.home.arpa" / "etc" / "vzkeep" / "pve-token"
     assert token.read_text().startswith("vzkeep-exporter@pve!exporter=")
-    info = SandboxInfo.read(running.state_dir / CONNECTION_FILE)
+    info = SandboxInfo.read(running.directory / CONNECTION_FILE)
     api = connect(ConnectionOptions(endpoint=info.url, token_file=token, fingerprint=info.fingerprint))
     snapshot = Poller(proxmoxer_get(api)).poll()
     assert snapshot.up
@@ -190,7 +189,7 @@ def bare(tmp_path: Path) -> Iterator[Running]:
 
 
 def test_a_vmid_taken_fails_before_any_change(bare: Running) -> None:
-    control(bare.state_dir / CONNECTION_FILE, "POST", "/guests", vmid=303, name="squatter", type="qemu",
+    control(bare.directory / CONNECTION_FILE, "POST", "/guests", vmid=303, name="squatter", type="qemu",
             node="pve2", disk_gb=1)
     api = pve(bare)
     before = cluster_config(api)
@@ -234,7 +233,7 @@ class _SomeoneElse(SandboxTransport):
 
 
 def test_a_resource_pve_rejects_stops_the_apply_keeping_what_was_applied(bare: Running) -> None:
-    sandbox_json = bare.state_dir / CONNECTION_FILE
+    sandbox_json = bare.directory / CONNECTION_FILE
     with pytest.raises(ApplyFailed) as failed:
         apply(bare, "prod", transport=_SomeoneElse(SandboxInfo.read(sandbox_json)))
     message = failed.value.message
@@ -271,15 +270,15 @@ _KILLED_APPLY = textwrap.dedent("""
 
 
 def test_an_apply_killed_midway_is_completed_by_the_next(bare: Running) -> None:
-    sandbox_json = bare.state_dir / CONNECTION_FILE
+    sandbox_json = bare.directory / CONNECTION_FILE
     killed = subprocess.run([sys.executable, "-c", _KILLED_APPLY, str(sandbox_json)], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
     assert killed.returncode == 137, killed.stderr[-2000:]
     api = pve(bare)
     assert "backup-prod" in {s["storage"] for s in api.storage.get()}
     # The kill left the step log beside the state file: the storage is noted as pending there.
-    assert (bare.state_dir / "apply" / "prod.log").exists()
-    pending = StateFile(bare.state_dir, "prod").load().pending
+    assert (bare.directory / "apply" / "prod.log").exists()
+    pending = StateFile(bare.directory, "prod").load().pending
     assert "prod-storage-dir" in [p.name for p in pending.values()]
     completed = apply(bare, "prod")
     assert completed.failure is None and "prod-storage-dir" in completed.names("same")
@@ -295,7 +294,7 @@ VZKEEP = Path(sys.executable).with_name("vzkeep")
 def test_the_command_prints_json_for_scripts_and_progress_on_stderr(applied) -> None:
     running, _ = applied
     done = subprocess.run([str(VZKEEP), "sandbox", "apply", "--stack", "monitoring", "--json", "--advance",
-                           "--sandbox", str(running.state_dir / CONNECTION_FILE)],
+                           "--sandbox", str(running.directory / CONNECTION_FILE)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -303,16 +302,16 @@ def test_the_command_prints_json_for_scripts_and_progress_on_stderr(applied) -> 
     assert "monitoring-exporter-identity-token" in report["unchanged"]
     assert report["outputs"]["pool"] == "monitoring"
     assert {n["name"] for n in report["not_applied"]} >= {"monitoring-object-store-install"}
-    secrets = json.loads((running.state_dir / "apply" / "monitoring.json").read_text())["secrets"]
-    info = SandboxInfo.read(running.state_dir / CONNECTION_FILE)
+    secrets = json.loads((running.directory / "apply" / "monitoring.json").read_text())["secrets"]
+    info = SandboxInfo.read(running.directory / CONNECTION_FILE)
     assert not any(v in done.stdout + done.stderr for v in [*secrets.values(), info.token.partition("=")[2]])
 
 
 def test_the_command_fails_with_status_1_naming_the_resource(bare: Running) -> None:
-    control(bare.state_dir / CONNECTION_FILE, "POST", "/guests", vmid=303, name="squatter", type="qemu",
+    control(bare.directory / CONNECTION_FILE, "POST", "/guests", vmid=303, name="squatter", type="qemu",
             node="pve2", disk_gb=1)
     done = subprocess.run([str(VZKEEP), "sandbox", "apply", "--stack", "monitoring", "--advance",
-                           "--sandbox", str(bare.state_dir / CONNECTION_FILE)],
+                           "--sandbox", str(bare.directory / CONNECTION_FILE)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert "vzkeep: error: the stack does not fit this sandbox; nothing was changed" in done.stderr

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
+from tests.helpers.sandbox import running_sandbox
+from tests.helpers.waits import wait_until
 from vzkeep.net import free_port
 
-sys.path.insert(0, str(Path(__file__).parent))
-from sandbox_fixtures import running_sandbox
-
 SEEDED_VMIDS = {100, 101, 102, 103, 104, 200, 201, 300, 301, 302, 900}
+PORT_ATTEMPTS = 5
 BACKUP_STORAGES = {"backup-prod", "backup-lab", "backup-monitoring", "offsite-prod", "local"}
 
 
@@ -49,25 +49,32 @@ def test_proxmoxer_password_login_uses_ticket_and_csrf(sandbox) -> None:
     api.cluster.backup("ticket-job").delete()
 
 
-def _start_exporter(config: Path, port: int) -> subprocess.Popen[bytes]:
+def _start_exporter(config: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """pve_exporter on a port picked in advance (it takes no port 0), on another one if that was taken."""
     exe = Path(sys.executable).with_name("pve_exporter")
     assert exe.exists(), f"prometheus-pve-exporter is not installed in this venv ({exe})"
-    return subprocess.Popen([str(exe), "--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(PORT_ATTEMPTS):
+        port = free_port()
+        proc = subprocess.Popen([str(exe), "--config.file", str(config), "--web.listen-address",
+                                 f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_until(lambda p=proc, n=port: p.poll() is not None or _listening(n), 30, "pve_exporter to listen or exit")
+        if proc.poll() is None:
+            return proc, port
+        error = proc.stderr.read().decode()
+        if "address already in use" not in error.lower():
+            raise AssertionError(f"pve_exporter did not start: {error}")
+    raise AssertionError(f"pve_exporter found no free port in {PORT_ATTEMPTS} attempts")
 
 
-def _scrape(port: int, proc: subprocess.Popen[bytes], target: str) -> str:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            reply = requests.get(f"http://127.0.0.1:{port}/pve", params={"target": target, "module": "default"},
-                                 timeout=30)
-            assert reply.status_code == 200, reply.text
-            return reply.text
-        except requests.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"pve_exporter did not start: {proc.stderr.read().decode()}") from None
-            time.sleep(0.2)
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _scrape(port: int, target: str) -> str:
+    reply = requests.get(f"http://127.0.0.1:{port}/pve", params={"target": target, "module": "default"}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    return reply.text
 
 
 def test_prometheus_pve_exporter_sees_guests_storages_and_not_backed_up(sandbox, tmp_path: Path) -> None:
@@ -77,10 +84,9 @@ def test_prometheus_pve_exporter_sees_guests_storages_and_not_backed_up(sandbox,
     config.write_text(yaml.safe_dump({"default": {
         "user": token["user"], "token_name": token["token_name"], "token_value": token["token_value"],
         "verify_ssl": False, "port": sandbox.port}}))
-    port = free_port()
-    proc = _start_exporter(config, port)
+    proc, port = _start_exporter(config)
     try:
-        text = _scrape(port, proc, "127.0.0.1")
+        text = _scrape(port, "127.0.0.1")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -66,7 +66,7 @@ def test_a_dir_storage_round_trip(app) -> None:
         "prune-backups": "keep-last=3"}  # DirPlugin check_config: the trailing slash goes (canonpath)
     assert len(view["digest"]) == 40
     files = Path(app.cluster.storages["usb"].path)
-    assert files.is_relative_to(Path(app.sandbox.state_dir))  # the sandbox never writes to /mnt/usb
+    assert files.is_relative_to(Path(app.sandbox.directory))  # the sandbox never writes to /mnt/usb
     listed = {s["storage"]: s for s in call(app, "GET", "/nodes/pve1/storage")}
     assert listed["usb"]["enabled"] == 1 and listed["usb"]["active"] == 1
     call(app, "PUT", "/storage/usb", digest=view["digest"], delete="nodes", disable="1")
@@ -228,6 +228,6 @@ def test_a_sandbox_keeps_its_version_and_refuses_an_unknown_one(tmp_path: Path) 
     with pytest.raises(LaunchError, match=r"--pve-version: unknown PVE version '7'; the sandbox plays 9 \(9.1.3\), "
                                           r"8 \(8.4.0\)"):
         open_or_create(tmp_path / "other", stepped=True, pve_version="7")
-    result = CliRunner().invoke(cli, ["sandbox", "serve", "--state", str(tmp_path / "cli"), "--pve-version", "7.0",
+    result = CliRunner().invoke(cli, ["sandbox", "serve", "--dir", str(tmp_path / "cli"), "--pve-version", "7.0",
                                       "--port", "1"])
     assert result.exit_code == 2 and "unknown PVE version '7.0'" in result.output

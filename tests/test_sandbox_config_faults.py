@@ -1,5 +1,6 @@
 """The sandbox's `PUT …/config` (qm set / pct set), its fault switch `/_sandbox/faults` and
-`POST /_sandbox/nodes`: shapes, PVE's semantics and error texts (reference/pve.md §4.1, §4.8)."""
+`POST /_sandbox/nodes`: shapes, PVE's semantics and error texts (qemu-server ``PVE/API2/Qemu.pm``,
+pve-container ``src/PVE/API2/LXC/Config.pm``)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.restore_fixtures import invoke
-from tests.sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers.cli import invoke
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 
 DAY = 86400
 MAC = r"BC:24:11(?::[0-9A-F]{2}){3}"

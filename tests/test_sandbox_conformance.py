@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 import requests
-from sandbox_fixtures import running_sandbox
 
+from tests.helpers.sandbox import running_sandbox
 from vzkeep.sandbox.api.access.auth import ROOT, Principal
 from vzkeep.sandbox.api.errors import ApiError
 from vzkeep.sandbox.launch import open_or_create

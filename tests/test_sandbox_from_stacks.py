@@ -10,15 +10,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.stacks import ROOT, STACKS
+from tests.helpers.stacks import ROOT, STACKS
+from tests.helpers.waits import wait_until
 from vzkeep.config import load_stack_file
 from vzkeep.connection import ConnectionOptions, connect
-from vzkeep.net import free_port
 from vzkeep.plan import plan_stack
 
 VZKEEP = Path(sys.executable).parent / "vzkeep"
@@ -28,15 +27,16 @@ VZKEEP = Path(sys.executable).parent / "vzkeep"
 def api(tmp_path_factory):
     state = tmp_path_factory.mktemp("from-stacks") / "sandbox"
     process = subprocess.Popen(
-        [str(VZKEEP), "sandbox", "serve", "--from-stacks", "--stacks-dir", str(ROOT), "--state", str(state),
-         "--port", str(free_port()), "--stepped"],
+        [str(VZKEEP), "sandbox", "serve", "--from-stacks", "--stacks-dir", str(ROOT), "--dir", str(state),
+         "--port", "0", "--stepped"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    deadline = time.monotonic() + 30
-    while not (state / "sandbox.json").exists():
+
+    def started() -> bool:
         assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, "the sandbox did not start within 30 s"
-        time.sleep(0.1)
+        return (state / "sandbox.json").exists()
+
+    wait_until(started, 30, "the sandbox to start (its sandbox.json)")
     yield connect(ConnectionOptions(sandbox=state / "sandbox.json"))
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0

@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from sandbox_fixtures import RunningSandbox, running_sandbox
+
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
 
 ANSWER_WITHIN = 10.0  # seconds; a blocked thread would never answer
 

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 from proxmoxer.core import ResourceException
 
+from tests.helpers.sandbox import running_sandbox
 from vzkeep.connection import ConnectionConfigError, ConnectionOptions, connect, read_token_file
-from vzkeep.net import free_port
 from vzkeep.sandbox.control import parse_duration
 from vzkeep.sandbox.launch import LaunchError, launch
 from vzkeep.sandbox.seed import DEFAULT_SEED, SeedError, load_seed
-
-sys.path.insert(0, str(Path(__file__).parent))
-from sandbox_fixtures import running_sandbox
 
 
 def test_state_survives_restart_with_same_tokens_and_certificate(tmp_path: Path) -> None:
@@ -60,13 +56,27 @@ def test_malformed_seed_names_the_line(tmp_path: Path, name: str, text: str, exp
     seed = tmp_path / "seed.yaml"
     seed.write_text(text)
     with pytest.raises((SeedError, LaunchError), match=expect):
-        launch(tmp_path / "state", seed=seed, port=free_port(), stepped=True)
+        launch(tmp_path / "state", seed=seed, port=0, stepped=True)
     assert not (tmp_path / "state" / "cluster.json").exists()  # nothing half-seeded is left behind
 
 
-def test_default_seed_loads() -> None:
+def test_default_seed_is_a_consistent_cluster() -> None:
+    # What a user of the default seed relies on: every guest on a node of the cluster and in a pool that
+    # exists (or in none: the "not backed up" example), and every job backing up a pool that has guests to a
+    # storage that holds backups on the nodes of those guests, so the first night makes an archive per job.
     seed = load_seed(DEFAULT_SEED, Path("/nonexistent"))
-    assert len(seed.cluster.guests) == 11 and len(seed.jobs) == 4
+    cluster = seed.cluster
+    assert cluster.guests and seed.jobs
+    for guest in cluster.guests.values():
+        assert guest.node in cluster.nodes, guest
+        assert guest.pool is None or guest.pool in cluster.pools, guest
+    assert any(g.pool is None for g in cluster.guests.values()), "a guest no job covers (not backed up)"
+    for _line, job in seed.jobs:
+        job_id = job["id"]
+        members = [g for g in cluster.guests.values() if g.pool == job["pool"]]
+        storage = cluster.storages[job["storage"]]
+        assert members and "backup" in storage.content, job_id
+        assert all(storage.nodes is None or g.node in storage.nodes for g in members), job_id
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("12h", 43200),

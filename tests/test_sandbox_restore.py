@@ -1,4 +1,5 @@
-"""qmrestore / pct restore in the sandbox engine (reference/pve.md §4.8): check before create,
+"""qmrestore / pct restore in the sandbox engine (qemu-server ``PVE/API2/Qemu.pm``
+and pve-container ``src/PVE/API2/LXC.pm`` create_vm): check before create,
 PVE's errors, cross-node restores, unique MACs, and the restored disk equal to the backed-up one."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""pvescheduler in the sandbox (reference/pve.md §3.5): when jobs run, per node, and what a node
+"""pvescheduler in the sandbox (pve-manager ``PVE/Service/pvescheduler.pm``,
+``PVE/Jobs.pm``): when jobs run, per node, and what a node
 outage, a restart, an edit or repeat-missed do to the next run."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.waits import wait_until
 from vzkeep.pve.localtime import LocalClock
 from vzkeep.sandbox.clock import Clock
 from vzkeep.sandbox.engine import Sandbox
@@ -179,9 +181,7 @@ def test_ticker_runs_jobs_on_an_accelerated_clock(tmp_path: Path) -> None:
     sb._last_tick = sb.clock.time()
     sb.start_ticker(interval=0.02)
     try:
-        deadline = time.monotonic() + 5
-        while not runs(sb) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: runs(sb), 5, "the ticker to run a job")
     finally:
         sb.stop_ticker()
     assert runs(sb) == ["06-10 21:00"]

@@ -1,5 +1,5 @@
 """The sandbox task store: PVE's trailers, read_status, listing filters, log paging, persistence
-(reference/pve.md §4.2, §4.5; pve-manager Tasks.pm node_tasks)."""
+(pve-common UPID.pm; pve-manager Tasks.pm node_tasks)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The sandbox's vzdump engine, without HTTP: archives, sidecars, logs, locks, pruning, failures
-(reference/pve.md §1, §2.1, §4.4, §4.5, §5)."""
+(pve-manager ``PVE/VZDump.pm``, pve-storage ``src/PVE/Storage.pm`` and ``Plugin.pm``)."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_backup_writes_real_compressed_archives_named_in_local_time(tmp_path: Pa
         "vzdump-qemu-100-2025_06_10-14_00_00.log", "vzdump-qemu-100-2025_06_10-14_00_00.vma.zst",
     ]
     vm_raw = (dump_dir(sb) / names[3]).read_bytes()
-    assert zstandard.get_frame_parameters(vm_raw).has_checksum  # as `zstd` writes it (§6.3)
+    assert zstandard.get_frame_parameters(vm_raw).has_checksum  # as `zstd` writes it (checksum on by default)
     vm_data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(vm_raw)).read()
     summary = vma.check_vma(io.BytesIO(vm_data))
     assert b"name: web" in summary.header.config

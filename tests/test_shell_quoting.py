@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.stacks import ROOT, mutated, write_stack
+from tests.helpers.stacks import ROOT, mutated, write_stack
 from vzkeep.policy_check import unwrap_secrets
 from vzkeep.preview import is_secret, run_stack_file
 

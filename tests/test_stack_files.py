@@ -17,7 +17,7 @@ from typing import NamedTuple
 import pytest
 from typer.testing import CliRunner
 
-from tests.stacks import ROOT
+from tests.helpers.stacks import ROOT
 from vzkeep.cli import app
 from vzkeep.config import ConfigError, load_stack_file
 from vzkeep.yamlfile import MAX_BYTES, MAX_DEPTH, YamlFileError, load_yaml, parse_yaml
@@ -195,7 +195,7 @@ PATHS = [
 
 @pytest.mark.parametrize(("key", "value", "message"), PATHS, ids=[f"{k}={v!r}" for k, v, _ in PATHS])
 def test_paths_stay_absolute_and_clean(tmp_path: Path, key: str, value: str, message: str) -> None:
-    from tests.stacks import mutated, write_stack
+    from tests.helpers.stacks import mutated, write_stack
 
     path = write_stack(tmp_path, "prod", mutated("prod", {key: value}))
     with pytest.raises(ConfigError) as caught:
@@ -204,7 +204,7 @@ def test_paths_stay_absolute_and_clean(tmp_path: Path, key: str, value: str, mes
 
 
 def test_paths_are_normalised(tmp_path: Path) -> None:
-    from tests.stacks import mutated, write_stack
+    from tests.helpers.stacks import mutated, write_stack
 
     path = write_stack(tmp_path, "prod", mutated("prod", {"vzkeep:backup.storage.path": "//mnt//backup/./prod/"}))
     assert load_stack_file(path).storage_path == "/mnt/backup/prod"

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chromium import Page, browser
-from fake_pve import FakeApi, build
-from tools import require_tool, wait_until
 
+from tests.helpers.chromium import Page, browser
+from tests.helpers.fake_pve import FakeApi, fake_cluster
+from tests.helpers.tools import require_tool
+from tests.helpers.waits import wait_until
 from vzkeep.exporter import Exporter, Poller, Snapshot
 from vzkeep.exporter.status_page import render
 
-NOW = 1_795_000_000  # 2026-11-18 (CET in Europe/Paris, the fake nodes' zone)
 HOSTILE = '<img src=x onerror="console.error(\'injected\')">&amp; "web"'
 FAILED_VMID = 100
 LOCKED = "VM is locked (backup)"
@@ -26,7 +26,10 @@ LOCKED = "VM is locked (backup)"
 def cluster() -> FakeApi:
     """Guest 100's newest backup failed inside its multi-guest job task; guest 103 has a hostile name;
     backup-lab is 85% full (the others 20%)."""
-    answers = build(9, 3, NOW)
+    return fake_cluster(change=failed_guest_hostile_name_full_storage)
+
+
+def failed_guest_hostile_name_full_storage(answers: dict[str, Any]) -> None:
     for entry in answers["cluster/resources"]:
         if entry.get("vmid") == 103:
             entry["name"] = HOSTILE
@@ -43,7 +46,6 @@ def cluster() -> FakeApi:
                         lines[at + 1].replace("Backup finished at", "Failed at")]
     answers[f"nodes/pve1/tasks/{newest['upid']}/log"] = [{"n": i + 1, "t": t} for i, t in enumerate(lines)]
     newest["status"] = "job errors"
-    return FakeApi(answers)
 
 
 @pytest.fixture(scope="module")

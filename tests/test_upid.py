@@ -1,4 +1,4 @@
-"""UPIDs exactly as pve-common UPID.pm writes and reads them (reference/pve.md §4.2)."""
+"""UPIDs exactly as pve-common UPID.pm writes and reads them."""
 
 from __future__ import annotations
 

@@ -76,7 +76,8 @@ def _check(path: Path, tz: str = "UTC") -> verify.VerifyResult:
 
 
 def test_the_verifier_imports_only_the_standard_library():
-    """It must run on a PVE node, which has Python 3 but none of our dependencies (reference/pve.md §7)."""
+    """It must run on a PVE node, which has Python 3 (ceph-common, a dependency of
+    pve-storage, needs it) but none of our dependencies."""
     probe = (
         "import sys; before = set(sys.modules); "
         "import vzkeep.verify, vzkeep.pve.vma, vzkeep.pve.ct_tar, vzkeep.pve.decompress; "
@@ -107,7 +108,7 @@ def test_sound_archives_verify_ok_with_the_files_sha256(tmp_path, guest, compres
 
 
 def test_bz2_archives_are_read_too(tmp_path):
-    # vzdump never writes .bz2, but PVE lists and restores it (reference/pve.md §1.2)
+    # vzdump never writes .bz2, but PVE lists and restores it (pve-storage Storage.pm $BACKUP_EXT_RE_2)
     path = _store(tmp_path / (_name("qemu", None) + ".bz2"), _vma_bytes(), "bz2")
     assert _check(path).ok
 
@@ -161,7 +162,7 @@ def _vma_with_bad_extent_md5() -> bytes:
 
 
 def _vma_without_a_cluster() -> tuple[bytes, int]:
-    """Drop the blockinfo of an all-zero cluster from extent 0 and re-seal the extent's MD5 (§6.1)."""
+    """Drop the blockinfo of an all-zero cluster from extent 0 and re-seal the extent's MD5 (vma_spec.txt)."""
     raw = bytearray(_vma_bytes())
     at = struct.unpack_from(">I", raw, 56)[0]
     infos = list(struct.unpack_from(">59Q", raw, at + 40))
@@ -351,7 +352,7 @@ def test_force_reads_again(tmp_path, counted):
 
 
 def test_force_finds_silent_change_of_a_plain_vma(tmp_path):
-    """VMA data blocks have no checksum (§6.2 item 5); the recorded SHA-256 catches bit rot on re-read."""
+    """VMA data blocks have no checksum (vma_spec.txt); the recorded SHA-256 catches bit rot on re-read."""
     path, store = _vm(tmp_path, None), verify.ResultStore(tmp_path / "verify.json")
     verify.verify_many([str(path)], store, tz="UTC")
     before = path.stat()

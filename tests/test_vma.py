@@ -1,6 +1,6 @@
-"""VMA writer and streaming reader (vzkeep.pve.vma) against reference/pve.md §6.
+"""VMA writer and streaming reader (vzkeep.pve.vma) against pve-qemu's ``vma_spec.txt``.
 
-The layout checks below decode archives with struct and hashlib written out here from §6.1, independent of
+The layout checks below decode archives with struct and hashlib written out here from the spec, independent of
 the module, so a writer and reader that agree with each other but not with the format would still fail.
 Corrupted archives are made by surgery on real written archives, re-sealing MD5s where the case needs it.
 """
@@ -70,7 +70,7 @@ def _extract(raw: bytes) -> tuple[vma.VmaSummary, dict[str, bytearray]]:
     return reader.extract(sink), disks
 
 
-# -- an independent decoder of the layout (reference/pve.md §6.1) ------------------------------------------
+# -- an independent decoder of the layout (vma_spec.txt) --------------------------------------------------
 
 
 @dataclass
@@ -341,7 +341,7 @@ def test_random_bytes_are_not_a_vma():
 
 
 def test_a_flipped_data_byte_in_a_plain_vma_is_not_detectable():
-    # reference/pve.md §6.2 item 5: VMA has no checksum over data blocks. This pins the documented limit,
+    # vma_spec.txt: the MD5s cover headers only, VMA has no checksum over data blocks. This pins the documented limit,
     # which is why `vzkeep verify` records a SHA-256 to compare on later re-reads.
     last = _extents(SAMPLE)[0]
     corrupt = _flip(SAMPLE, last.offset + 512 + 10)

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.restore_fixtures import invoke, with_backups
-from tests.sandbox_fixtures import RunningSandbox, running_sandbox
+from tests.helpers.cli import invoke, with_backups
+from tests.helpers.sandbox import RunningSandbox, running_sandbox
+from tests.helpers.waits import wait_until
 from vzkeep.cli import app as cli_app
 from vzkeep.drill import DrillResultStore
 from vzkeep.pve.client import PveApiError
@@ -145,9 +146,7 @@ def interrupt_while_pve_works(sb: RunningSandbox, tmp_path: Path, *args: str) ->
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)  # type: ignore[arg-type]
     reader.start()
-    deadline = time.monotonic() + 60
-    while not restore_upids(sb) and time.monotonic() < deadline:  # until PVE's restore task runs
-        time.sleep(0.05)
+    wait_until(lambda: restore_upids(sb), 60, "PVE's restore task to start")
     time.sleep(0.5)  # well inside the wait: the restore of 64 GiB takes minutes in real time
     process.send_signal(signal.SIGINT)
     status = process.wait(30)

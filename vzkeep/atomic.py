@@ -10,7 +10,7 @@ keys, the sandbox's credentials, state exports), goes through :func:`write_atomi
    atomic within a directory);
 3. the directory is fsynced, so that the rename itself survives a power loss.
 
-``write_private`` is the same for a secret (0600 to the end). The sandbox's state, rewritten on every
+``write_private`` is the same for a secret (0600 to the end). The sandbox's cluster file, rewritten on every
 change, passes ``fsync=False``: its writes stay whole-or-absent for readers and after a kill (its
 journal makes the whole change consistent), without paying two flushes each.
 

@@ -1,13 +1,15 @@
 """Every backup archive of the cluster, with the guest and environment it belongs to.
 
-One ``GET /cluster/resources`` tells which guests, nodes and storages exist (reference/pve.md §4.7), then
-one content listing per storage (§4.6): a shared storage once, from any online node that sees it; a
+One ``GET /cluster/resources`` tells which guests, nodes and storages exist (pve-manager
+``PVE/API2/Cluster.pm`` resources), then one content listing per storage (pve-storage
+``src/PVE/API2/Storage/Content.pm``): a shared storage once, from any online node that sees it; a
 node-local storage once per node, because ``local`` on pve1 and ``local`` on pve2 are different
 directories. The same file seen from several nodes (same volid, size and time) is one backup that those
 nodes can restore from.
 
 Archives of guests that no longer exist are listed too: that is exactly when they are needed. Their
-name and environment then come from the notes PVE stores beside the archive (first line, §1.3), which
+name and environment then come from the notes PVE stores beside the archive (the listing shows its first
+line: pve-storage ``src/PVE/Storage/Plugin.pm`` ``$get_subdir_files``), which
 the vzkeep notes template writes as ``<guest name> (vmid N, env <env>, node <node>)``.
 """
 

@@ -177,7 +177,7 @@ def _from_sandbox(opts: ConnectionOptions) -> Target:
     except (OSError, ValueError) as exc:
         raise ConnectionConfigError(
             f"--sandbox {path}: cannot read the sandbox connection file ({exc}); start one with "
-            "`vzkeep sandbox serve --state DIR` and pass DIR/sandbox.json"
+            "`vzkeep sandbox serve --dir DIR` and pass DIR/sandbox.json"
         ) from None
     token = info["tokens"]["auditor" if opts.read_only else "admin"]
     return Target(host=info["host"], port=int(info["port"]), user=token["user"], token_name=token["token_name"],

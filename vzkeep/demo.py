@@ -30,7 +30,7 @@ from vzkeep.monitoring.alert_preview import Alert, PrometheusMissing, evaluate_a
 from vzkeep.monitoring.render import RenderOptions, monitoring_texts
 from vzkeep.net import free_port
 from vzkeep.plan import plan_stack
-from vzkeep.pve import archive
+from vzkeep.pve import archive, calendar
 from vzkeep.pve.client import PveClient
 from vzkeep.pve.tasklog import parse_task_log
 from vzkeep.sandbox.client import control
@@ -66,14 +66,20 @@ class DemoResult:
     sandbox_json: Path
 
 
-def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS,
+def default_start(days: int = DEFAULT_DAYS) -> int:
+    """The demo's week ends about now, on the hour, so the ages it shows look real."""
+    return (int(time.time()) - days * DAY) // 3600 * 3600
+
+
+def run_demo(directory: Path, root: Path, *, days: int = DEFAULT_DAYS, start: int | None = None,
              progress: Callable[[str], None] = lambda _msg: None) -> DemoResult:
-    """A sandbox from the stacks under `root`, the stacks applied to it, `days` simulated days, a report."""
+    """A sandbox from the stacks under `root`, the stacks applied to it, `days` simulated days from `start`
+    (epoch seconds; default: so that they end now), a report. The story is the same whatever the start."""
     began = time.monotonic()
-    start_epoch = int(time.time()) - days * DAY  # so the week ends about now: ages look real
-    running = launch(state_dir, stacks_root=root, port=free_port(), stepped=True, start_epoch=start_epoch)
+    start_epoch = default_start(days) if start is None else start
+    running = launch(directory, stacks_root=root, port=free_port(), stepped=True, start_epoch=start_epoch)
     try:
-        sandbox_json = state_dir / CONNECTION_FILE
+        sandbox_json = directory / CONNECTION_FILE
         for name in stack_names(root):
             progress(f"pulumi up of stack {name}, done to the sandbox through the PVE API (vzkeep sandbox apply)")
             apply_stack(ApplyOptions(stack=name, sandbox=sandbox_json, root=root, advance=True))
@@ -81,28 +87,44 @@ def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS,
         api = connect_client(ConnectionOptions(sandbox=sandbox_json))
         seen: dict[str, set[str]] = defaultdict(set)  # storage -> every volid ever listed
         tasks = 0
-        for day in range(1, days + 1):
-            if day == days:
+        nights = days + (_offsite_run(root, start_epoch + (days - 1) * DAY) is not None)
+        if nights > days:
+            progress(f"night {days} also makes the weekly offsite copy: the failure waits one more night, "
+                     "so that it is the guest's newest attempt and nothing else fails")
+        for day in range(1, nights + 1):
+            if day == nights:
                 control(sandbox_json, "POST", f"/guests/{FAILING_GUEST}/lock", lock="backup")
-                progress(f"night {day}: guest {FAILING_GUEST} is locked (a stuck snapshot): its backup will fail")
+                progress(f"night {day}: guest {FAILING_GUEST} is left locked by a backup that never finished: "
+                         "tonight's backup of it fails")
             started = control(sandbox_json, "POST", "/advance", seconds=DAY)
             tasks += len(started.get("tasks") or [])
-            if day == days:
+            if day == nights:
                 control(sandbox_json, "POST", f"/guests/{FAILING_GUEST}/lock", lock="")
             for storage, volids in _volids(api).items():
                 seen[storage] |= volids
-            progress(f"day {day}/{days}: {len(started.get('tasks') or [])} backup task(s)")
+            progress(f"day {day}/{nights}: {len(started.get('tasks') or [])} backup task(s)")
         environments = _report(api, seen, _timezones(root))
         now = control(sandbox_json, "GET", "/status")["now"]
         progress("the exporter polls the sandbox; Prometheus evaluates the generated rules")
         with Exporter(Poller(api.get), listen=f"127.0.0.1:{free_port()}", interval=3600) as exporter:
             snapshot = _first_snapshot(exporter)
             alerts = _alerts(root, exporter.address)
-        return DemoResult(environments=environments, snapshot=snapshot, alerts=alerts, days=days,
+        return DemoResult(environments=environments, snapshot=snapshot, alerts=alerts, days=nights,
                           started_at=start_epoch, ended_at=int(now), tasks=tasks,
                           wall_seconds=time.monotonic() - began, sandbox_json=sandbox_json)
     finally:
         running.stop()
+
+
+def _offsite_run(root: Path, night: int) -> int | None:
+    """When the failing guest's environment runs its offsite copy in the day that begins at `night`, if it
+    does. A failure on that night would fail the copy too, and the story would change with the weekday."""
+    plan = next(p for p in (plan_stack(load_stack_file(stack_file(n, root))) for n in stack_names(root))
+                if any(g.vmid == FAILING_GUEST for g in p.guests))
+    if plan.offsite is None:
+        return None
+    fired = calendar.parse(plan.offsite.job.schedule).next_after(night - 1, plan.offsite.job.timezone)
+    return fired if fired is not None and fired < night + DAY else None
 
 
 def _size_backup_storages(sandbox_json: Path, root: Path) -> None:

@@ -97,7 +97,7 @@ def apply_stack(options: ApplyOptions) -> ApplyResult:
     info = SandboxInfo.read(options.sandbox)
     root = Path(options.root) if options.root else project_root()
     values, secret_keys, settings = _stack_config(root, options.stack)
-    statefile = StateFile(info.state_dir, options.stack)
+    statefile = StateFile(info.directory, options.stack)
     transport = options.transport or SandboxTransport(info)
     warnings.filterwarnings("ignore", message="Unverified HTTPS request")  # the certificate is pinned instead
     with statefile.locked():
@@ -105,8 +105,8 @@ def apply_stack(options: ApplyOptions) -> ApplyResult:
         values, secret_keys, substitutions = for_sandbox(values, secret_keys, info, state)
         statefile.save(state)  # the throwaway secrets, before anything can depend on them
         api = Api(transport, _task_wait(options, transport))
-        ctx = Context(pve=api, files_root=info.state_dir / APPLY_DIR / "delivered",
-                      services={S3_SERVICE: S3StandIn(info.state_dir / APPLY_DIR / "s3")})
+        ctx = Context(pve=api, files_root=info.directory / APPLY_DIR / "delivered",
+                      services={S3_SERVICE: S3StandIn(info.directory / APPLY_DIR / "s3")})
         result = ApplyResult(options.stack, options.dry_run, info.url, [], substitutions, {},
                              state_file=statefile.path)
         try:

@@ -1,6 +1,6 @@
 """The applied state of one stack on one sandbox: what Pulumi's checkpoint would hold after ``pulumi up``.
 
-One JSON file per stack in the sandbox's state directory (``<state>/apply/<stack>.json``), replaced
+One JSON file per stack in the sandbox's directory (``<dir>/apply/<stack>.json``), replaced
 atomically and readable by its owner only (0600): it holds the resources' outputs, among them secrets
 such as a created token's value, and the throwaway secrets generated for the stack. During an apply
 each step is appended to a log beside it (``<stack>.log``, one JSON line per record) instead of
@@ -77,10 +77,10 @@ class StackState:
 
 
 class StateFile:
-    """``<sandbox state dir>/apply/<stack>.json`` and its log of the steps since it was last written."""
+    """``<sandbox dir>/apply/<stack>.json`` and its log of the steps since it was last written."""
 
-    def __init__(self, state_dir: Path, stack: str) -> None:
-        self.dir = Path(state_dir) / APPLY_DIR
+    def __init__(self, directory: Path, stack: str) -> None:
+        self.dir = Path(directory) / APPLY_DIR
         self.path = self.dir / f"{stack}.json"
         self.log = self.dir / f"{stack}.log"
         self.stack = stack

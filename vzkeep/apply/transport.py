@@ -25,14 +25,14 @@ REQUEST_TIMEOUT = 120.0  # seconds for one HTTP exchange; waits on tasks are bou
 
 @dataclass(frozen=True)
 class SandboxInfo:
-    """What ``sandbox.json`` says about a running sandbox; ``state_dir`` is where it keeps its files."""
+    """What ``sandbox.json`` says about a running sandbox; ``directory`` is where it keeps its files."""
 
     url: str
     host: str
     port: int
     fingerprint: str
     token: str  # user@realm!name=value: what `proxmoxve:apiToken` holds
-    state_dir: Path
+    directory: Path
     path: Path
 
     @classmethod
@@ -43,10 +43,10 @@ class SandboxInfo:
             return cls(url=f"https://{info['host']}:{info['port']}/", host=info["host"], port=int(info["port"]),
                        fingerprint=info["fingerprint"],
                        token=f"{admin['user']}!{admin['token_name']}={admin['token_value']}",
-                       state_dir=Path(sandbox_json).resolve().parent, path=Path(sandbox_json))
+                       directory=Path(sandbox_json).resolve().parent, path=Path(sandbox_json))
         except (OSError, ValueError, KeyError, TypeError):
             raise UsageError(f"--sandbox {sandbox_json}: no sandbox connection file there",
-                             hint="start one with `vzkeep sandbox serve --state DIR` (it writes DIR/sandbox.json)"
+                             hint="start one with `vzkeep sandbox serve --dir DIR` (it writes DIR/sandbox.json)"
                              ) from None
 
 

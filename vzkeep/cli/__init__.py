@@ -1,9 +1,9 @@
 """The ``vzkeep`` command line: one sub-command group per area, each in its own module, loaded on use.
 
 ``vzkeep --help`` and ``vzkeep schedule next`` must start as fast as a small CLI, so the root imports
-no sub-command: ``COMMANDS`` lists each one's module and one-line help, and a module is imported
-only when its command runs (or its own ``--help`` is asked for). A test checks that each line here
-matches the loaded command's own help.
+no sub-command: ``COMMANDS`` (read from ``commands.json``) lists each one's module and one-line help,
+and a module is imported only when its command runs (or its own ``--help`` is asked for). A test checks
+that each line there matches the loaded command's own help.
 
 Exit statuses are shared by every command (``vzkeep.errors.ExitStatus``): 0 success, 1 a finding
 (corruption, policy violation, failed check), 2 a usage or configuration error, 3 a wait that timed
@@ -12,8 +12,10 @@ out, 130 interrupted; 70 is a bug in vzkeep.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -30,33 +32,14 @@ class Entry:
     group: bool  # the module has `app` (a group of sub-commands); else `register(app)` adds one command
 
 
-COMMANDS: dict[str, Entry] = {
-    "schedule": Entry("vzkeep.cli.schedule", "PVE calendar events (a backup job's `schedule`): check one and see "
-                      "when it runs.", group=True),
-    "retention": Entry("vzkeep.cli.retention", "Retention (PVE prune-backups): preview what a policy keeps and "
-                       "removes.", group=True),
-    "preview": Entry("vzkeep.cli.preview", "Show what a stack declares and judge it with the policy pack, under "
-                     "Pulumi's mocks.", group=False),
-    "sandbox": Entry("vzkeep.cli.sandbox", "An emulated Proxmox VE cluster on 127.0.0.1 (`serve`), and the knobs "
-                     "to drive it.", group=True),
-    "demo": Entry("vzkeep.cli.demo", "Watch the whole strategy work on an emulated cluster: one simulated week, "
-                  "in seconds.", group=False),
-    "backups": Entry("vzkeep.cli.backups", "Backup archives across every storage and node.", group=True),
-    "verify": Entry("vzkeep.cli.verify", "Verify vzdump archives: compression checksums, VMA or tar structure, "
-                    "name/time, SHA-256, one pass.", group=False),
-    "restore": Entry("vzkeep.cli.restore", "Restore a VM or container from its newest backup (or the one --from "
-                     "names).", group=False),
-    "drill": Entry("vzkeep.cli.drill", "Rehearse restores: each guest's newest backup into a scratch VMID, "
-                   "started, timed, destroyed.", group=False),
-    "exporter": Entry("vzkeep.cli.exporter", "Serve Prometheus metrics about backups (last success, size, status "
-                      "per guest, jobs, storage) and a status page.", group=False),
-    "monitoring": Entry("vzkeep.cli.monitoring", "Monitoring: alert rules, Alertmanager route to Telegram, Grafana "
-                        "dashboard.", group=True),
-    "state": Entry("vzkeep.cli.state", "The IaC state on a self-hosted, versioned S3 bucket (Pulumi DIY backend, "
-                   "Terraform S3 backend).", group=True),
-    "task": Entry("vzkeep.cli.task", "Follow or stop a PVE task (by its UPID) that a vzkeep command stopped "
-                  "waiting for.", group=True),
-}
+def _read_commands() -> dict[str, Entry]:
+    """``commands.json``: each sub-command's line for ``vzkeep --help`` and whether it is a group; the module
+    is ``vzkeep.cli.<name>``. A data file, read without importing any sub-command."""
+    table = json.loads(Path(__file__).with_name("commands.json").read_text(encoding="utf-8"))
+    return {name: Entry(f"vzkeep.cli.{name}", row["help"], row["group"]) for name, row in table.items()}
+
+
+COMMANDS: dict[str, Entry] = _read_commands()
 
 
 def load_command(name: str) -> Any:

@@ -15,16 +15,25 @@ httpie's ``main``:
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from typer._click import exceptions as click_exceptions  # typer vendors click since 0.26
 from typer.core import TyperGroup
 
 from vzkeep.errors import ExitStatus, Interrupted, UsageError, VzkeepError
+
+# The sandbox's directory (`--dir` of `sandbox serve` and `demo`) was once `--state`, a word now kept for the
+# IaC state: the old name still works, unlisted, so runbooks written with it keep running.
+OldDirOpt = Annotated[Path | None, typer.Option("--state", hidden=True, help="old name of --dir")]
 
 PROGRAM = "vzkeep"
 TRACEBACK_ENV = "VZKEEP_TRACEBACK"  # set to 1 to see the traceback of an unexpected error (as --traceback)
@@ -195,3 +204,23 @@ def _flag(value: Any, ctx: Any, param: Any) -> bool:
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
     raise click_exceptions.BadParameter(f"{value!r} is not a valid boolean.", ctx=ctx, param=param)
+
+
+_EPOCH_SECONDS = re.compile(r"-?\d+")
+
+
+def parse_instant(text: str, option: str, tz: str | None = None) -> int:
+    """An instant given on the command line as ISO 8601 or epoch seconds, to epoch seconds.
+
+    A wall-clock time without an offset means the node's: in ``tz`` when given, else this machine's zone.
+    """
+    if _EPOCH_SECONDS.fullmatch(text.strip()):
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{option} '{text}' is neither ISO 8601 nor epoch seconds",
+                         "e.g. 2026-03-29T01:00, 2026-03-29T01:00+02:00, 2026-03-29T00:00Z or 1774746000") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(tz)) if tz is not None else moment.astimezone()
+    return math.floor(moment.timestamp())

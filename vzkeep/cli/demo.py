@@ -12,10 +12,11 @@ from rich.table import Table
 from rich.text import Text
 
 from vzkeep.cli import output
+from vzkeep.cli.common import OldDirOpt, parse_instant
 from vzkeep.config import project_root
 from vzkeep.demo import DEFAULT_DAYS, DemoResult, run_demo
 from vzkeep.errors import UsageError
-from vzkeep.sandbox.engine import STATE_FILE
+from vzkeep.sandbox.engine import CLUSTER_FILE
 from vzkeep.sandbox.server import CONNECTION_FILE
 
 
@@ -25,33 +26,42 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     days: Annotated[int, typer.Option(min=1, max=60, help="Simulated days to let pass.")] = DEFAULT_DAYS,
-    state: Annotated[Path | None, typer.Option(help="Keep the sandbox state here (default: a temp dir).")]
-    = None,
+    directory: Annotated[Path | None, typer.Option(
+        "--dir", help="Keep the sandbox's directory here (default: a temp dir).")] = None,
+    old_dir: OldDirOpt = None,
     root: Annotated[Path | None, typer.Option(help="Directory holding the stack files.")] = None,
+    start: Annotated[str | None, typer.Option(
+        help="When the simulated days begin: ISO 8601 (2026-10-21T12:00Z) or epoch seconds; a time without an "
+             "offset is in this machine's zone. Default: so that they end now. The same start gives the same "
+             "week.")] = None,
 ) -> None:
     """Watch the whole strategy work on an emulated cluster: one simulated week, in seconds.
 
     Starts a sandbox (an emulated PVE cluster on 127.0.0.1) seeded from the stack files, lets the
     days pass (jobs fire on their schedules, vzdump writes real archives, retention prunes; on the
-    fourth night a locked guest makes a backup fail), then prints per environment what PVE now
-    holds, and what the exporter publishes for Prometheus.
+    last night without an offsite copy, prod's postgres is left locked and its backup fails as on PVE:
+    "VM is locked (backup)"), then prints per environment what PVE now holds, and what the exporter
+    publishes for Prometheus.
 
     Examples:
 
         vzkeep demo
 
-        vzkeep demo --days 30 --state .sandbox   # keep the state, then `vzkeep sandbox serve --state .sandbox`
+        vzkeep demo --start 2026-10-21T12:00Z   # a week across the end of summer time
+
+        vzkeep demo --days 30 --dir .sandbox   # keep the sandbox, then `vzkeep sandbox serve --dir .sandbox`
     """
     console = output.console()
     root = root or project_root()
     with tempfile.TemporaryDirectory(prefix="vzkeep-demo-") as tmp:
-        state_dir = state or Path(tmp) / "sandbox"
-        if (state_dir / STATE_FILE).exists() or (state_dir / CONNECTION_FILE).exists():
-            raise UsageError(f"--state {state_dir} already holds a sandbox; the demo needs a fresh directory",
-                             "leave --state out (a temporary directory is used) or name a new directory")
+        directory = old_dir or directory or Path(tmp) / "sandbox"
+        if (directory / CLUSTER_FILE).exists() or (directory / CONNECTION_FILE).exists():
+            raise UsageError(f"--dir {directory} already holds a sandbox; the demo needs a fresh directory",
+                             "leave --dir out (a temporary directory is used) or name a new directory")
         console.print(output.styled(("vzkeep demo", "bold"),
                                     f": sandbox seeded from the stacks in {root}; {days} simulated days"))
-        result = run_demo(state_dir, root, days=days, progress=lambda msg: console.print(f"  {msg}"))
+        first = None if start is None else parse_instant(start, "--start")
+        result = run_demo(directory, root, days=days, start=first, progress=lambda msg: console.print(f"  {msg}"))
         _print_report(console, result)
 
 

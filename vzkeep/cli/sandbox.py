@@ -1,7 +1,7 @@
 """``vzkeep sandbox``: run an emulated PVE cluster on 127.0.0.1 and tell stories with it.
 
-A sandbox keeps its state in a directory (default ``.sandbox``): the cluster, the archives, the task
-logs, its certificate and ``sandbox.json`` (endpoint, fingerprint, tokens; mode 0600). The other
+A sandbox keeps everything in its directory (default ``.sandbox``, ``--dir``): the cluster, the archives,
+the task logs, its certificate and ``sandbox.json`` (endpoint, fingerprint, tokens; mode 0600). The other
 commands talk to a running sandbox through its ``/_sandbox/`` control API.
 """
 
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vzkeep.cli import output
-from vzkeep.cli.common import sub_app
+from vzkeep.cli.common import OldDirOpt, sub_app
 from vzkeep.errors import UsageError
 from vzkeep.sandbox.client import control
 from vzkeep.sandbox.control import parse_duration
@@ -35,7 +35,8 @@ def _out() -> Console:
     return output.console(soft_wrap=True)  # long tokens and URLs must stay on one line (copy-paste)
 
 
-DEFAULT_STATE = Path(".sandbox")
+DEFAULT_DIR = Path(".sandbox")
+DEFAULT_SANDBOX_JSON = DEFAULT_DIR / "sandbox.json"
 SandboxFileOpt = Annotated[Path, typer.Option(
     "--sandbox", envvar="VZKEEP_SANDBOX", help="the running sandbox's sandbox.json")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the reply as JSON (for scripts)")]
@@ -43,7 +44,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print the reply as JSON (
 
 @app.command()
 def serve(
-    state: Annotated[Path, typer.Option("--state", help="state directory (created if missing)")] = DEFAULT_STATE,
+    directory: Annotated[Path, typer.Option(
+        "--dir", help="the sandbox's directory: cluster, archives, logs (created if missing)")] = DEFAULT_DIR,
+    old_dir: OldDirOpt = None,
     seed: Annotated[Path | None, typer.Option("--seed", help="seed YAML for a new sandbox")] = None,
     from_stacks: Annotated[bool, typer.Option(
         "--from-stacks", help="seed a new sandbox from Pulumi.<env>.yaml in --stacks-dir")] = False,
@@ -60,16 +63,18 @@ def serve(
 ) -> None:
     """Start a sandbox and serve the PVE API until Ctrl-C.
 
-    A new state directory is seeded (default seed, --seed FILE, or --from-stacks); an existing one
+    A new directory is seeded (default seed, --seed FILE, or --from-stacks); an existing one
     is reopened as it was left (the seed is then ignored).
 
     Examples:
 
-        vzkeep sandbox serve --state .sandbox --stepped
+        vzkeep sandbox serve --dir .sandbox --stepped
         vzkeep sandbox serve --from-stacks --speed 600 --port 8443
-        vzkeep sandbox serve --state .sandbox-pve8 --pve-version 8
+        vzkeep sandbox serve --dir .sandbox-pve8 --pve-version 8
     """
     from vzkeep.sandbox.launch import launch
+
+    directory = old_dir or directory
 
     if seed and from_stacks:
         raise UsageError("--seed and --from-stacks are alternatives: give one of them")
@@ -78,10 +83,10 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise UsageError(f"--host {host}: the sandbox only listens on the loopback interface (127.0.0.1)",
                          "use --host 127.0.0.1 (the default), localhost or ::1")
-    running = launch(state, seed=seed, stacks_root=stacks_dir if from_stacks else None, host=host,
+    running = launch(directory, seed=seed, stacks_root=stacks_dir if from_stacks else None, host=host,
                      port=port, speed=speed, stepped=stepped, auth_failure_delay=auth_delay,
                      pve_version=pve_version)  # LaunchError: exit 2
-    _print_banner(running.info, running.created, state)
+    _print_banner(running.info, running.created, directory)
     try:
         while True:
             time.sleep(3600)
@@ -95,7 +100,7 @@ def serve(
 @app.command()
 def apply(
     stack: Annotated[str, typer.Option("--stack", help="the stack to apply: Pulumi.<stack>.yaml in --stacks-dir")],
-    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON,
     stacks_dir: Annotated[Path | None, typer.Option(
         "--stacks-dir", help="where the stack files are (default: the project root)")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would change; change nothing")] = False,
@@ -111,11 +116,11 @@ def apply(
 
     The real program runs under Pulumi's mocks, and each resource it declares becomes the HTTP requests
     pulumi-proxmoxve (bpg's provider) sends: pools, storages, backup jobs, the state container, users,
-    roles, ACLs, tokens. Files the stack delivers land in the sandbox's state directory; the state
+    roles, ACLs, tokens. Files the stack delivers land in the sandbox's directory; the state
     bucket goes to a local SeaweedFS; anything else is listed as not applied, with the reason. The
     stack's endpoint and token are replaced by the sandbox's, unset secrets by throwaway values.
 
-    Like Pulumi, it keeps what it applied (in <state>/apply/<stack>.json) and changes only what differs:
+    Like Pulumi, it keeps what it applied (in <dir>/apply/<stack>.json) and changes only what differs:
     a second apply of the same stack changes nothing. It stops before any change when the stack does
     not fit the cluster or would delete a protected resource, and at the first resource PVE rejects.
 
@@ -167,20 +172,20 @@ def _show_apply(result: Any, report: output.Reporter) -> None:
         report.result(f"  output {key} = {value if isinstance(value, str) else json.dumps(value)}")
 
 
-def _print_banner(info: dict[str, Any], created: bool, state: Path) -> None:
+def _print_banner(info: dict[str, Any], created: bool, directory: Path) -> None:
     admin = info["tokens"]["admin"]
     token = f"{admin['user']}!{admin['token_name']}={admin['token_value']}"
-    _out().print(output.styled(("vzkeep sandbox", "bold"), f" {'created' if created else 'reopened'} in {state}"))
+    _out().print(output.styled(("vzkeep sandbox", "bold"), f" {'created' if created else 'reopened'} in {directory}"))
     _out().print(f"  endpoint     {info['url']} (PVE {info.get('pve_version', '?')})")
     _out().print(f"  fingerprint  {info['fingerprint']}")
     _out().print(f"  admin token  {token}")
-    _out().print(f"  connection   {state / 'sandbox.json'} (mode 0600; auditor token inside)")
+    _out().print(f"  connection   {directory / 'sandbox.json'} (mode 0600; auditor token inside)")
     _out().print(
         f"  try          python -c \"from proxmoxer import ProxmoxAPI; print(ProxmoxAPI('{info['host']}', "
         f"port={info['port']}, user='{admin['user']}', token_name='{admin['token_name']}', "
         f"token_value='{admin['token_value']}', verify_ssl=False).cluster.resources.get(type='vm'))\""
     )
-    _out().print("  Ctrl-C stops it; the state stays for the next `serve`.")
+    _out().print("  Ctrl-C stops it; its directory stays for the next `serve`.")
 
 
 # -- talking to a running sandbox -------------------------------------------------------------------
@@ -201,7 +206,7 @@ def _show(data: Any, as_json: bool, text: str) -> None:
 @app.command()
 def advance(
     duration: Annotated[str, typer.Argument(help="how far: 90s, 30m, 12h, 1d, 2w, or '1d 6h'")],
-    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON,
     as_json: JsonOpt = False,
 ) -> None:
     """Move the clock forward; scheduled jobs run on the way, as pvescheduler would.
@@ -222,7 +227,7 @@ def advance(
 
 
 @app.command()
-def status(sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: JsonOpt = False) -> None:
+def status(sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON, as_json: JsonOpt = False) -> None:
     """Clock, nodes, storages (used/capacity) and jobs of a running sandbox.
 
     Example: vzkeep sandbox status --json
@@ -249,7 +254,7 @@ def status(sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: Js
 def node_add(
     node: Annotated[str, typer.Argument(help="the new node's name, e.g. pve3")],
     timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone of the node")] = "Europe/Paris",
-    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON,
     as_json: JsonOpt = False,
 ) -> None:
     """A fresh node joins the cluster, up and empty (what installing PVE and `pvecm add` do).
@@ -267,7 +272,7 @@ def node_add(
 
 
 @node_app.command("down")
-def node_down(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json") -> None:
+def node_down(node: str, sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON) -> None:
     """Power a node off: its guests stop, its jobs do not run, its API calls fail (595).
 
     Example: vzkeep sandbox node down pve2
@@ -277,7 +282,7 @@ def node_down(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json
 
 
 @node_app.command("up")
-def node_up(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json") -> None:
+def node_up(node: str, sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON) -> None:
     """Power a node on again (the scheduler restarts: missed runs are dropped unless repeat-missed).
 
     Example: vzkeep sandbox node up pve2
@@ -287,7 +292,7 @@ def node_up(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json")
 
 
 @node_app.command("lose")
-def node_lose(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: JsonOpt = False) -> None:
+def node_lose(node: str, sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON, as_json: JsonOpt = False) -> None:
     """Lose a node for good, with its disk: it goes down, its guests and the backups on its local
     storages are gone; shared storages (the NAS) keep everything. Restore from offsite, then add a
     fresh node (`node add`, the same name works).
@@ -302,7 +307,7 @@ def node_lose(node: str, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json
 @app.command()
 def capacity(
     storage: str, size: Annotated[str, typer.Argument(help="new capacity, e.g. 5GiB; 0 = unlimited")],
-    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON,
 ) -> None:
     """Set a storage's capacity; writes beyond it fail with ENOSPC like a full disk.
 
@@ -323,7 +328,7 @@ def fill(
     size: Annotated[str | None, typer.Option("--bytes", help="occupy this much more, e.g. 1GiB")] = None,
     node: Annotated[str | None, typer.Option(
         "--node", help="whose copy of a local storage that several nodes list")] = None,
-    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON,
 ) -> None:
     """Occupy space on a storage (a filler file outside dump/), to test the 80% alert or ENOSPC.
 
@@ -349,7 +354,7 @@ def corrupt(
     offset: Annotated[int | None, typer.Option("--offset", help="where, in bytes (default: mid-file)")] = None,
     node: Annotated[str | None, typer.Option(
         "--node", help="whose copy, for a local storage that several nodes list")] = None,
-    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON,
 ) -> None:
     """Damage an archive the way disks do; verify and restore must notice.
 
@@ -369,7 +374,7 @@ def guest_add(
     kind: Annotated[str, typer.Option("--type", help="qemu or lxc")] = "qemu",
     pool: Annotated[str | None, typer.Option("--pool", help="pool (= environment)")] = None,
     disk: Annotated[str, typer.Option("--disk", help="virtual disk size")] = "8GiB",
-    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON,
 ) -> None:
     """Add a guest; in a pool, the environment's job covers it from its next run.
 
@@ -384,7 +389,7 @@ def guest_add(
 
 
 @guest_app.command("delete")
-def guest_delete(vmid: int, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json") -> None:
+def guest_delete(vmid: int, sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON) -> None:
     """Make a guest vanish (its backups stay): the job then fails with "unable to find VM" if it names it.
 
     Example: vzkeep sandbox guest delete 104
@@ -397,7 +402,7 @@ def guest_delete(vmid: int, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.j
 def guest_lock(
     vmid: int,
     lock: Annotated[str, typer.Option("--lock", help="lock name, e.g. backup, snapshot; '' unlocks")] = "backup",
-    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON,
 ) -> None:
     """Lock a guest, so the next backup fails with "VM is locked (backup)".
 
@@ -411,7 +416,7 @@ def guest_lock(
 
 
 @guest_app.command("digest")
-def guest_digest(vmid: int, sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json", as_json: JsonOpt = False) -> None:
+def guest_digest(vmid: int, sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON, as_json: JsonOpt = False) -> None:
     """SHA-256 of a guest's disk content: compare before backup and after restore.
 
     Example: vzkeep sandbox guest digest 101
@@ -427,7 +432,7 @@ def fault(
     cleanup: Annotated[bool, typer.Option(
         "--cleanup/--no-cleanup", help="restore-midway: --no-cleanup = PVE cannot clean up after the failure "
         "(/etc/pve read-only), so the half-made guest keeps `lock: create`")] = True,
-    sandbox: SandboxFileOpt = DEFAULT_STATE / "sandbox.json",
+    sandbox: SandboxFileOpt = DEFAULT_SANDBOX_JSON,
     as_json: JsonOpt = False,
 ) -> None:
     """Arm a fault: the next COUNT operations of that kind fail the way PVE fails.

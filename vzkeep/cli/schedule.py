@@ -6,8 +6,6 @@ prints. Times are shown in the zone the node runs in (`--tz`, default this machi
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated
@@ -16,13 +14,12 @@ from zoneinfo import ZoneInfo
 import typer
 
 from vzkeep.cli import output
-from vzkeep.cli.common import sub_app
+from vzkeep.cli.common import parse_instant, sub_app
 from vzkeep.errors import FindingError, UsageError
 from vzkeep.pve import calendar
 
 app = sub_app("PVE calendar events (a backup job's `schedule`): check one and see when it runs.")
 
-_EPOCH_SECONDS = re.compile(r"-?\d+")
 
 
 @app.callback()
@@ -69,7 +66,7 @@ def next_runs(
     """
     event = _parse_spec(spec)
     zone = _display_zone(tz)
-    start = _parse_after(after, tz) if after is not None else int(time.time())
+    start = parse_instant(after, "--after", tz) if after is not None else int(time.time())
     runs = list(_take(event.iter_after(start, tz), count))
     _print_runs(runs, zone, epoch=epoch, as_json=as_json)
     if not runs:
@@ -96,20 +93,6 @@ def _display_zone(tz: str | None) -> tzinfo | None:
     except ValueError as exc:
         raise UsageError(f"--tz: {exc}", "use an IANA zone name such as Europe/Paris or UTC") from None
     return UTC if tz in ("UTC", "Etc/UTC") else ZoneInfo(tz)
-
-
-def _parse_after(text: str, tz: str | None) -> int:
-    if _EPOCH_SECONDS.fullmatch(text.strip()):
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"--after '{text}' is neither ISO 8601 nor epoch seconds",
-                         "e.g. 2026-03-29T01:00, 2026-03-29T01:00+02:00, 2026-03-29T00:00Z or 1774746000") from None
-    if moment.tzinfo is None:
-        # a wall-clock time means the node's: in --tz, else this machine's zone
-        moment = moment.replace(tzinfo=ZoneInfo(tz)) if tz is not None else moment.astimezone()
-    return math.floor(moment.timestamp())
 
 
 def _take(runs: object, count: int) -> list[int]:

@@ -1,7 +1,8 @@
 """vzdump archive names: parse them like PVE's ``archive_info`` and build them like vzdump does.
 
 A standard name carries the guest type, the VMID and the backup time in the node's *local* time
-(reference/pve.md §1.2), converted with the node's Perl clock (``vzkeep.pve.localtime.LocalClock``).
+(pve-manager ``PVE/VZDump.pm`` names it with ``localtime``), converted with the node's Perl clock
+(``vzkeep.pve.localtime.LocalClock``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 from vzkeep.pve.localtime import LocalClock, clock_of
 
-# pve-storage src/PVE/Storage.pm: KNOWN_COMPRESSION_FORMATS and $BACKUP_EXT_RE_2 (reference/pve.md §1.2).
+# pve-storage src/PVE/Storage.pm: KNOWN_COMPRESSION_FORMATS and $BACKUP_EXT_RE_2.
 # Group 1 is the full extension ("vma.zst", "tgz"), group 2 the compression.
 BACKUP_EXT_RE_2 = r"\.(tgz|(?:tar|vma)(?:\.(gz|lzo|zst|bz2))?)"
 GUEST_TYPES = ("lxc", "openvz", "qemu")
@@ -144,7 +145,7 @@ def compression_extension(compress: str | int | bool | None) -> str | None:
 
 
 def dat_name(final_name: str) -> str:
-    """The temporary name vzdump writes to: the last extension replaced by ``.dat`` (§1.3)."""
+    """The temporary name vzdump writes to: the last extension replaced by ``.dat`` (pve-manager ``PVE/VZDump.pm``)."""
     return re.sub(r"\.[^.]+$", ".dat", final_name, count=1)
 
 

@@ -1,7 +1,7 @@
 """The CT backup archive: a tar stream whose first member is the container's config.
 
 vzdump runs ``tar cpf - --sparse --numeric-owner --acls --xattrs ... ./etc/vzdump/pct.conf
-[./etc/vzdump/pct.fw] --directory=<rootfs> ./`` (reference/pve.md §1.4, pve-container
+[./etc/vzdump/pct.fw] --directory=<rootfs> ./`` (pve-container
 ``src/PVE/VZDump/LXC.pm``), so the first member is ``./etc/vzdump/pct.conf``, then an optional
 ``./etc/vzdump/pct.fw``, then the root fs as ``./...``; PVE reads the config back by matching
 ``^(\\./etc/vzdump/(pct|vps)\\.conf)$`` (``Storage.pm extract_vzdump_config``).

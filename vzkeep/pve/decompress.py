@@ -1,10 +1,10 @@
 """The compression layer under a vzdump archive, and exact reads over the decompressed bytes.
 
-Decompression runs through the node's own binaries, the way PVE does it (reference/pve.md §1.2
-``decompressor_info``: ``zstd -q -d -c``, ``zcat``, ``lzop -d -c``, ``bzcat -q``), so the verifier needs
-nothing a PVE node lacks: Python's standard library plus those tools. Each compressed format carries its own
-checksum (zstd XXH64, gzip CRC32, lzop adler32, bzip2 CRC; reference/pve.md §6.3), so a clean exit of the
-tool over the whole stream *is* the compression-layer integrity check.
+Decompression runs through the node's own binaries, the way PVE does it (pve-storage ``src/PVE/Storage.pm``
+``decompressor_info``: ``zstd -q -d -c``, ``zcat``, ``lzop -d -c``, ``bzcat -q``), so the verifier needs nothing a
+PVE node lacks: Python's standard library plus those tools. Each compressed format carries its own checksum (zstd
+XXH64, gzip CRC32, lzop adler32, bzip2 CRC), so a clean exit of the tool over the whole stream *is* the
+compression-layer integrity check.
 
 Only the standard library may be imported here: this module runs on PVE nodes.
 """
@@ -23,15 +23,15 @@ from typing import BinaryIO
 
 from vzkeep.errors import UsageError
 
-# reference/pve.md §1.2 decompressor_info, vma column (`zcat` is `gzip -d -c`, `bzcat -q` `bzip2 -q -d -c`).
+# pve-storage src/PVE/Storage.pm decompressor_info, vma column (`zcat` is `gzip -d -c`, `bzcat -q` `bzip2 -q -d -c`).
 DECOMPRESSORS: dict[str, tuple[str, ...]] = {
     "zst": ("zstd", "-q", "-d", "-c"),
     "gz": ("gzip", "-d", "-c"),
     "lzo": ("lzop", "-d", "-c"),
     "bz2": ("bzip2", "-q", "-d", "-c"),
 }
-# What vzdump pipes archives through (reference/pve.md §1.2 compressor_info); zstd keeps its content
-# checksum on, as vzdump does not pass --no-check (§6.3).
+# What vzdump pipes archives through (pve-manager PVE/VZDump.pm compressor_info); zstd keeps its content
+# checksum on, the zstd command line's default, as vzdump does not pass --no-check.
 COMPRESSORS: dict[str, tuple[str, ...]] = {
     "zst": ("zstd", "-q", "-c"),
     "gz": ("gzip", "-c"),

@@ -1,8 +1,8 @@
 """A PVE node's wall clock, as PVE's Perl code reads and writes it.
 
 vzdump names archives with Perl's ``localtime`` and pve-storage reads the names back with
-``Time::Local::timelocal`` (reference/pve.md §1.2), so archive names, retention buckets and task
-timestamps must agree with Perl, DST gaps and overlaps included. ``LocalClock`` is that clock.
+``Time::Local::timelocal`` (pve-storage ``src/PVE/Storage.pm`` ``archive_info``), so archive names, retention
+buckets and task timestamps must agree with Perl, DST gaps and overlaps included. ``LocalClock`` is that clock.
 """
 
 from __future__ import annotations

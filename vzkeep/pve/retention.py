@@ -1,6 +1,6 @@
 """PVE retention (``prune-backups``): parse the option and mark backups exactly like PVE.
 
-Sources (reference/pve.md §2): pve-storage ``src/PVE/Storage/Plugin.pm`` (``$prune_backups_format``,
+Sources: pve-storage ``src/PVE/Storage/Plugin.pm`` (``$prune_backups_format``,
 ``validate_prune_backups``, ``prune_backups``) and ``src/PVE/Storage.pm`` (``prune_mark_backup_group``).
 ``mark`` returns what ``GET /nodes/{node}/storage/{storage}/prunebackups`` returns; ``explain`` adds,
 per backup, the rule that decided its fate, for humans.
@@ -170,7 +170,7 @@ def _group(listing: Iterable[Mapping[str, Any]], clock: LocalClock, only_vmid: i
 
 
 def _mark_group(group: list[_Entry], keep: dict[str, int], clock: LocalClock) -> None:
-    """Storage.pm prune_mark_backup_group, rule by rule (reference/pve.md §2.3)."""
+    """Storage.pm prune_mark_backup_group, rule by rule."""
     rules = [(rule, keep[rule]) for rule in COUNT_OPTIONS if keep.get(rule, 0) > 0]
     if not rules:  # keep-all: keep everything, but preserve marks like 'protected'
         for entry in group:

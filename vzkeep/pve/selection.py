@@ -1,9 +1,9 @@
 """Which guests a backup job selects, like pve-manager ``PVE::VZDump::get_included_guests``.
 
-Selection order (reference/pve.md §4.3): ``pool`` wins, else the ``vmid`` list, else ``all``
-minus ``exclude``; a job with none of them selects nothing. ``node`` then drops guests that live
-on another node. ``exclude`` only counts together with ``all`` (the API sets ``all=1`` when a job
-is saved with ``exclude`` and no ``pool``; a job dict without it selects nothing, as in PVE).
+Selection order (pve-manager ``PVE/VZDump.pm`` ``get_included_guests``): ``pool`` wins, else the ``vmid`` list,
+else ``all`` minus ``exclude``; a job with none of them selects nothing. ``node`` then drops guests that live on
+another node. ``exclude`` only counts together with ``all`` (the API sets ``all=1`` when a job is saved with
+``exclude`` and no ``pool``; a job dict without it selects nothing, as in PVE).
 
 Coverage (``/cluster/backup-info/not-backed-up``, pve-manager ``PVE/API2/Cluster/BackupInfo.pm
 get_included_vmids``) counts **every** vzdump job, enabled or not: a disabled job still "covers"

@@ -1,4 +1,5 @@
-"""vzdump task logs: what each guest's backup did, in PVE's own words (reference/pve.md §4.2, §4.5).
+"""vzdump task logs: what each guest's backup did, in PVE's own words (pve-manager ``PVE/VZDump.pm``,
+as ``GET /nodes/{node}/tasks/{upid}/log`` returns them).
 
 The task log has no timestamps of its own; vzdump prints a per-guest local-time stamp. A multi-guest
 job task (empty task id) is the only place a guest's failure is recorded, so the exporter and the
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-# Lines of pve-manager PVE/VZDump.pm (reference/pve.md §4.5); the task log itself has no timestamps, only
+# Lines of pve-manager PVE/VZDump.pm; the task log itself has no timestamps, only
 # the local-time stamps vzdump prints per guest.
 _JOB_START = re.compile(r"^INFO: starting new backup job: (vzdump\b.*)$")
 _GUEST_START = re.compile(r"^INFO: Starting Backup of VM (\d+) \((?:qemu|lxc)\)")

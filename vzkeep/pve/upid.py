@@ -1,6 +1,6 @@
 """PVE task identifiers (UPIDs), encoded and decoded exactly as pve-common does.
 
-reference/pve.md §4.2 (pve-common ``src/PVE/UPID.pm``)::
+pve-common ``src/PVE/UPID.pm``::
 
     UPID:<node>:<pid %08X>:<pstart %08X>:<starttime %08X>:<type>:<id>:<user>:
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# Verbatim from pve-common UPID.pm decode_upid (reference §4.2).
+# Verbatim from pve-common UPID.pm decode_upid.
 UPID_RE = re.compile(
     r"^UPID:([a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?):([0-9A-Fa-f]{8}):([0-9A-Fa-f]{8,9}):"
     r"([0-9A-Fa-f]{8}):([^:\s/]+):([^:\s/]*):([^:\s/]+):$"
@@ -44,7 +44,7 @@ class Upid:
         return f"{self.starttime:08X}"[-1]
 
     def user_and_token(self) -> tuple[str, str | None]:
-        """Task APIs show a token's tasks as ``user`` + ``tokenid`` (reference §4.1)."""
+        """Task APIs show a token's tasks as ``user`` + ``tokenid`` (pve-manager ``PVE/API2/Tasks.pm``)."""
         user, sep, token = self.user.partition("!")
         return user, (token if sep else None)
 

@@ -1,12 +1,13 @@
 """VMA, the archive format of VM backups: a streaming writer, and a streaming reader that checks and extracts.
 
-Layout and checks follow reference/pve.md §6 (pve-qemu ``vma_spec.txt``, ``vma-writer.c``, ``vma-reader.c``):
+Layout and checks follow pve-qemu's ``vma_spec.txt``, ``vma-writer.c`` and ``vma-reader.c``:
 one header (``VMA\\0``, MD5 over the whole header, a blob table of config files and device names), then
 extents of at most 59 clusters, each a 512-byte header (``VMAE``, its own MD5, one ``blockinfo`` per
 cluster) followed by the non-zero 4 KiB blocks of those clusters. The writer emits a blockinfo for every
 cluster of every device, so the reader can prove no cluster is missing. VMA has no checksum over the data
-blocks (§6.2 item 5): on a plain ``.vma`` only structural damage is detectable; compressed archives add the
-compressor's checksum (§6.3).
+blocks (``vma_spec.txt``: the MD5s cover the header and the extent headers only): on a plain ``.vma`` only
+structural damage is detectable; compressed archives add the compressor's checksum (zstd's content checksum,
+gzip's CRC32, lzop's adler32).
 
 Standard library only: this module runs on PVE nodes.
 """
@@ -131,7 +132,7 @@ class _BlobTable:
         if len(self.buf) < self.pos + len(data) + 2:
             self.buf += bytes(-(-(len(data) + 2) // 512) * 512)
         ptr = self.pos
-        self.buf[ptr : ptr + 2] = len(data).to_bytes(2, "little")  # the one little-endian field (§6.1)
+        self.buf[ptr : ptr + 2] = len(data).to_bytes(2, "little")  # the one little-endian field: a blob's size
         self.buf[ptr + 2 : ptr + 2 + len(data)] = data
         self.pos += len(data) + 2
         return ptr
@@ -152,7 +153,7 @@ def build_header(
     dev_ptrs = [blobs.add_string(name) for name, _size in devices]
     header_size = HEADER_FIXED_SIZE + len(blobs.buf)
     buf = bytearray(header_size)
-    # blob_buffer_size is the used length, not the padded one, as the real writer stores it (§6.1)
+    # blob_buffer_size is the used length, not the padded one, as the real writer stores it (vma-writer.c)
     _HEAD.pack_into(buf, 0, MAGIC, VERSION, uuid, ctime, _ZERO_MD5, HEADER_FIXED_SIZE, blobs.pos, header_size)
     _POINTERS.pack_into(buf, _CONFIG_NAMES_AT, *names)
     _POINTERS.pack_into(buf, _CONFIG_DATA_AT, *datas)
@@ -269,7 +270,8 @@ def _reader(stream: BinaryIO | ExactReader) -> ExactReader:
 
 
 def read_header(stream: BinaryIO | ExactReader) -> VmaHeader:
-    """Read and check the header (§6.2 item 2); the stream is left at the first extent."""
+    """Read and check the header (magic, version, MD5, blob and device tables, as vma-reader.c does); the stream
+    is left at the first extent."""
     src = _reader(stream)
     fixed = src.read(HEADER_FIXED_SIZE)
     if not fixed:
@@ -357,7 +359,7 @@ def _parse_configs(data: bytearray, blobs: dict[int, bytes]) -> dict[str, bytes]
 
 
 class _ClusterTracker:
-    """Which clusters of which device were seen; the blockinfo checks of §6.2 item 3."""
+    """Which clusters of which device were seen; the blockinfo checks (each cluster once, on a known device)."""
 
     def __init__(self, header: VmaHeader) -> None:
         self.devices = header.devices
@@ -450,7 +452,7 @@ Sink = Callable[[str, int, memoryview], None]
 class VmaReader:
     """Reads a VMA stream once: the header on construction, then ``check()`` or ``extract(sink)``.
 
-    Both walk every extent with every check of §6.2 and raise ``VmaError`` at the first problem.
+    Both walk every extent with every check above and raise ``VmaError`` at the first problem.
     ``extract`` calls ``sink(device_name, byte_offset, data)`` for each stored (non-zero) run of data;
     blocks not stored are zero, so a sink writing into a sparse file of the device's size is complete.
     """
@@ -516,7 +518,8 @@ def read_vma(stream: BinaryIO | ExactReader) -> VmaReader:
 
 
 def check_vma(stream: BinaryIO | ExactReader) -> VmaSummary:
-    """Check a whole VMA stream (§6.2 items 2-4); raise ``VmaError`` naming the first problem and where."""
+    """Check a whole VMA stream (header, extents, every cluster present); raise ``VmaError`` naming the first
+    problem and where."""
     return VmaReader(stream).check()
 
 

@@ -29,7 +29,7 @@ def read_info(sandbox_json: Path) -> dict[str, Any]:
         return json.loads(Path(sandbox_json).read_text())
     except (OSError, ValueError):
         raise ControlError(f"--sandbox {sandbox_json}: no sandbox connection file there; start one with "
-                           "`vzkeep sandbox serve --state DIR` (it writes DIR/sandbox.json)", usage=True) from None
+                           "`vzkeep sandbox serve --dir DIR` (it writes DIR/sandbox.json)", usage=True) from None
 
 
 def control(sandbox_json: Path, method: str, path: str, **params: Any) -> Any:

@@ -56,9 +56,9 @@ def storages(sandbox: Any) -> Iterator[dict[str, Storage]]:
 
 
 def storage_directory(sandbox: Any, storage_id: str) -> str:
-    """Where a storage created through the API keeps its files: always inside the state directory,
+    """Where a storage created through the API keeps its files: always inside the sandbox's directory,
     whatever ``path`` its configuration names (the sandbox never writes elsewhere)."""
-    return str(Path(sandbox.state_dir) / STORAGE_DIR / storage_id)
+    return str(Path(sandbox.directory) / STORAGE_DIR / storage_id)
 
 
 @dataclass

@@ -6,7 +6,7 @@ prunes synchronously on the simulated clock. Every public method takes ``cluster
 change state are one ``journal.Transaction`` each, so an HTTP request thread, the background ticker
 and a test can call it concurrently, and a SIGKILL at any moment reopens to a consistent cluster.
 
-State directory layout::
+The sandbox's directory::
 
     cluster.json   the model (Cluster.save), including clock_epoch and job states
     journal.json   only while an engine call commits (journal.py)
@@ -54,7 +54,7 @@ from vzkeep.sandbox.tasks import ParamError, PveError, TaskStore
 from vzkeep.sandbox.templates import templates_of
 from vzkeep.sandbox.vzdump import VzdumpJob
 
-STATE_FILE = journal.STATE_FILE
+CLUSTER_FILE = journal.CLUSTER_FILE
 SETTINGS_FILE = "engine.json"
 CORRUPTIONS = ("flip", "truncate", "zero")
 # The longest single `advance`: a year and a day. Beyond it a typo (`advance 1e9`) would simulate for
@@ -79,15 +79,15 @@ def advance_seconds(value: Any) -> float:
 
 
 class Sandbox:
-    def __init__(self, state_dir: Path, cluster: Cluster, clock: Clock, settings: Settings):
-        self.state_dir = Path(state_dir)
+    def __init__(self, directory: Path, cluster: Cluster, clock: Clock, settings: Settings):
+        self.directory = Path(directory)
         self.cluster = cluster
         self.clock = clock
         self.settings = settings
-        self.tasks = TaskStore(self.state_dir / "tasks", clock.now)
+        self.tasks = TaskStore(self.directory / "tasks", clock.now)
         self.scheduler = Scheduler(cluster, self.tasks, self._run_scheduled_job)
         self.dirs = StorageDirs(cluster)
-        self.frames = FrameCache(self.state_dir / "cache")
+        self.frames = FrameCache(self.directory / "cache")
         self.faults = Faults()
         self._last_tick = clock.time()
         self._ticker: threading.Thread | None = None
@@ -97,10 +97,10 @@ class Sandbox:
 
     # -- lifecycle -----------------------------------------------------------------------------
     @classmethod
-    def create(cls, state_dir: str | os.PathLike[str], cluster: Cluster, *, speed: float | None = None,
+    def create(cls, directory: str | os.PathLike[str], cluster: Cluster, *, speed: float | None = None,
                stepped: bool = False, settings: Settings | None = None) -> Sandbox:
-        """A new sandbox in ``state_dir``; the clock starts at ``cluster.clock_epoch`` (or now)."""
-        root = Path(state_dir)
+        """A new sandbox in ``directory``; the clock starts at ``cluster.clock_epoch`` (or now)."""
+        root = Path(directory)
         root.mkdir(parents=True, exist_ok=True)
         settings = settings or Settings()
         write_atomic(root / SETTINGS_FILE, json.dumps(asdict(settings), indent=1))
@@ -110,15 +110,15 @@ class Sandbox:
         return sandbox
 
     @classmethod
-    def open(cls, state_dir: str | os.PathLike[str], *, speed: float | None = None,
+    def open(cls, directory: str | os.PathLike[str], *, speed: float | None = None,
              stepped: bool = False) -> Sandbox:
         """Reopen a saved sandbox, repaired as the module docstring says. The clock resumes where it
         stopped; each online node's scheduler starts afresh, so missed runs are dropped unless a job
         has ``repeat-missed`` (pve-manager ``PVE/Jobs.pm``)."""
-        root = Path(state_dir)
-        path = root / STATE_FILE
+        root = Path(directory)
+        path = root / CLUSTER_FILE
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no sandbox state here (create one with Sandbox.create)")
+            raise FileNotFoundError(f"{path}: no sandbox here (create one with Sandbox.create)")
         journal.recover(root)
         cluster = Cluster.load(path)
         settings_path = root / SETTINGS_FILE
@@ -159,7 +159,7 @@ class Sandbox:
 
     def _commit(self, txn: journal.Transaction) -> None:
         self.cluster.clock_epoch = self.clock.now()
-        journal.commit(self.state_dir, txn, self.cluster.to_json())
+        journal.commit(self.directory, txn, self.cluster.to_json())
         self.tasks.compact()
 
     @contextmanager
@@ -178,10 +178,10 @@ class Sandbox:
                 for entry in os.scandir(dump):
                     if entry.name.endswith(".dat") or entry.name.startswith("."):
                         Path(entry.path).unlink(missing_ok=True)
-        for temp in [*self.state_dir.glob(".*.json.*"), *self.tasks.root.glob("*/*/.*")]:
+        for temp in [*self.directory.glob(".*.json.*"), *self.tasks.root.glob("*/*/.*")]:
             temp.unlink(missing_ok=True)  # write_atomic's temporary files (a write the kill cut short)
         self.frames.remove_temporary()
-        disks = self.state_dir / "disks"
+        disks = self.directory / "disks"
         if disks.is_dir():
             used = {g.disk_image for g in self.cluster.guests.values() if g.disk_image}
             for entry in os.scandir(disks):
@@ -295,7 +295,7 @@ class Sandbox:
         with self._change() as txn:
             node_obj = self._online_node(node)
             req = restore_mod.prepare(self.cluster, self.dirs, node_obj, guest_type, params)
-            return restore_mod.run_restore(self.cluster, self.tasks, self.settings, self.state_dir / "disks",
+            return restore_mod.run_restore(self.cluster, self.tasks, self.settings, self.directory / "disks",
                                            req, user, self.clock.time(), txn, self.faults.take("restore-midway"))
 
     def create_container(self, node: str, params: dict[str, Any], user: str) -> str:

@@ -17,7 +17,7 @@ together from those compressed blocks, as one zstd frame like ``zstd`` writes (R
   computed by zstd itself at its fastest level over the archive's bytes.
 
 The decompressed archive is byte for byte what the normal path writes; only the compressed framing
-differs. Templates live in the state directory (``cache/``), written atomically, and are rebuilt when
+differs. Templates live in the sandbox's directory (``cache/``), written atomically, and are rebuilt when
 missing or unreadable.
 """
 

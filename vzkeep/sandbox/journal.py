@@ -25,7 +25,7 @@ from typing import Any
 from vzkeep.atomic import write_atomic
 
 JOURNAL_FILE = "journal.json"
-STATE_FILE = "cluster.json"
+CLUSTER_FILE = "cluster.json"
 
 
 @dataclass
@@ -44,22 +44,22 @@ class Transaction:
                 "writes": self.writes, "task_lines": self.task_lines, "cluster": cluster}
 
 
-def commit(state_dir: Path, txn: Transaction, cluster: dict[str, Any]) -> None:
+def commit(directory: Path, txn: Transaction, cluster: dict[str, Any]) -> None:
     """Make ``txn`` and the cluster state ``cluster`` durable together, then apply them."""
     # Compact: json's C encoder (an indent takes the pure-Python one, the bulk of a small call's cost).
     state = json.dumps(cluster, sort_keys=True, separators=(",", ":"))
     if txn.empty():
-        write_atomic(state_dir / STATE_FILE, state, fsync=False)
+        write_atomic(directory / CLUSTER_FILE, state, fsync=False)
         return
-    journal = state_dir / JOURNAL_FILE
+    journal = directory / JOURNAL_FILE
     write_atomic(journal, json.dumps(txn.to_json(cluster)), fsync=False)
-    apply(state_dir, json.loads(journal.read_text()), replay=False)
+    apply(directory, json.loads(journal.read_text()), replay=False)
     journal.unlink()
 
 
-def recover(state_dir: Path) -> bool:
+def recover(directory: Path) -> bool:
     """Finish a committed call that a crash interrupted; True when there was one."""
-    journal = state_dir / JOURNAL_FILE
+    journal = directory / JOURNAL_FILE
     try:
         record = json.loads(journal.read_text())
     except FileNotFoundError:
@@ -67,12 +67,12 @@ def recover(state_dir: Path) -> bool:
     except ValueError:
         journal.unlink()  # cannot happen with an atomic write; an unreadable record never committed
         return False
-    apply(state_dir, record, replay=True)
+    apply(directory, record, replay=True)
     journal.unlink()
     return True
 
 
-def apply(state_dir: Path, record: dict[str, Any], replay: bool) -> None:
+def apply(directory: Path, record: dict[str, Any], replay: bool) -> None:
     for src, dst in record["renames"]:
         with contextlib.suppress(FileNotFoundError):
             os.replace(src, dst)
@@ -84,7 +84,7 @@ def apply(state_dir: Path, record: dict[str, Any], replay: bool) -> None:
     for path, text in record["writes"]:
         write_atomic(path, text, fsync=False)
     _append_task_lines(record["task_lines"], replay)
-    write_atomic(state_dir / STATE_FILE, json.dumps(record["cluster"], sort_keys=True, separators=(",", ":")),
+    write_atomic(directory / CLUSTER_FILE, json.dumps(record["cluster"], sort_keys=True, separators=(",", ":")),
                  fsync=False)
 
 

@@ -136,7 +136,7 @@ STORAGE_KEYS = ("id", "type", "path", "shared", "nodes", "content", "capacity", 
                 "export", "enabled")
 
 
-def _storages(r: _Reader, doc: dict[str, Any], nodes: dict[str, Node], state_dir: Path) -> dict[str, Storage]:
+def _storages(r: _Reader, doc: dict[str, Any], nodes: dict[str, Node], directory: Path) -> dict[str, Storage]:
     storages: dict[str, Storage] = {}
     for i, item in enumerate(r.items(doc, "storages")):
         where = f"storages[{i}]"
@@ -162,7 +162,7 @@ def _storages(r: _Reader, doc: dict[str, Any], nodes: dict[str, Node], state_dir
             except ValueError as exc:
                 raise r.fail(item, f"{where}.prune_backups", str(exc)) from None
         try:
-            path = confined_path(state_dir, str(item.get("path") or f"storages/{sid}"))
+            path = confined_path(directory, str(item.get("path") or f"storages/{sid}"))
         except ValueError as exc:
             raise r.fail(item, f"{where}.path", str(exc)) from None
         clash = next((s.id for s in storages.values() if s.path == str(path)), None)
@@ -261,8 +261,8 @@ def _api_text(value: Any) -> str:
     return str(value)
 
 
-def load_seed(path: Path, state_dir: Path) -> Seed:
-    """Parse and check a seed file; storages are placed under ``state_dir``."""
+def load_seed(path: Path, directory: Path) -> Seed:
+    """Parse and check a seed file; storages are placed under ``directory``."""
     doc = _load_document(path)
     r = _Reader(str(path))
     for key in doc:
@@ -273,7 +273,7 @@ def load_seed(path: Path, state_dir: Path) -> Seed:
     pools = _pools(r, doc)
     cluster = Cluster(
         name=str(doc.get("cluster", "vzkeep-sandbox")), nodes=nodes,
-        storages=_storages(r, doc, nodes, state_dir), pools=pools, guests=_guests(r, doc, nodes, pools),
+        storages=_storages(r, doc, nodes, directory), pools=pools, guests=_guests(r, doc, nodes, pools),
         pve_version=version,
     )
     return Seed(cluster=cluster, jobs=_jobs(r, doc, nodes), source=str(path))
@@ -297,7 +297,7 @@ LOCAL_CONTENT = ["backup", "iso", "vztmpl"]
 LOCAL_LVM_CONTENT = ["images", "rootdir"]
 
 
-def from_stacks(root: Path, state_dir: Path) -> Seed:
+def from_stacks(root: Path, directory: Path) -> Seed:
     """What a cluster holds before `pulumi up` of the stacks under ``root``: their nodes, the inventories'
     guests (in no pool: the program puts them in theirs) and every node's stock storages, `local` (with
     the CT templates the stacks name, as `pveam download` leaves them) and `local-lvm`. Pools, backup
@@ -320,11 +320,11 @@ def from_stacks(root: Path, state_dir: Path) -> Seed:
             templates.add(plan.settings.object_store.template)
     if not cluster.nodes:
         raise SeedError(f"{root}: no Pulumi.<stack>.yaml files found")
-    local = Storage(id="local", type="dir", path=str(confined_path(state_dir, "storages/local")),
+    local = Storage(id="local", type="dir", path=str(confined_path(directory, "storages/local")),
                     content=list(LOCAL_CONTENT), options={"path": "/var/lib/vz"})
     cluster.storages["local"] = local
     cluster.storages["local-lvm"] = Storage(
-        id="local-lvm", type="lvmthin", path=str(confined_path(state_dir, "storages/local-lvm")),
+        id="local-lvm", type="lvmthin", path=str(confined_path(directory, "storages/local-lvm")),
         content=list(LOCAL_LVM_CONTENT), options={"thinpool": "data", "vgname": "pve"})
     for volid in sorted(templates):
         storage, _, volume = volid.partition(":")

@@ -65,8 +65,8 @@ class SandboxApp:
         self.credentials = credentials
         self.fingerprint = fingerprint
         self.version: PveVersion = get_version(getattr(sandbox.cluster, "pve_version", None))
-        state_dir = Path(getattr(sandbox, "state_dir", "."))
-        self.access = access or AccessStore.open(state_dir, self.version, credentials, self.now)
+        directory = Path(getattr(sandbox, "directory", "."))
+        self.access = access or AccessStore.open(directory, self.version, credentials, self.now)
         self.api = Dispatcher(self, build_handlers(), verify_results)
         from vzkeep.sandbox.control import build_control_router
 
@@ -105,7 +105,7 @@ class SandboxApp:
         if callable(save):
             save()
         else:
-            self.cluster.save(Path(self.sandbox.state_dir) / "cluster.json")
+            self.cluster.save(Path(self.sandbox.directory) / "cluster.json")
 
     def call(
         self, method: str, path: str, params: dict[str, Any] | None = None, principal: Principal = ROOT,
@@ -414,11 +414,11 @@ class SandboxServer:
         self._thread.join(timeout=5)
 
 
-# -- state directory ------------------------------------------------------------------------------------------
+# -- the sandbox's directory --------------------------------------------------------------------------------
 
 
-def load_or_create_credentials(state_dir: Path) -> Credentials:
-    path = state_dir / CREDENTIALS_FILE
+def load_or_create_credentials(directory: Path) -> Credentials:
+    path = directory / CREDENTIALS_FILE
     if path.exists():
         return Credentials.from_json(json.loads(path.read_text()))
     creds = Credentials.generate()
@@ -444,27 +444,27 @@ def connection_info(server: SandboxServer, creds: Credentials, fingerprint: str)
     }
 
 
-def make_app(sandbox: Any, state_dir: Path, verify_results: bool = False) -> SandboxApp:
+def make_app(sandbox: Any, directory: Path, verify_results: bool = False) -> SandboxApp:
     """The API in front of ``sandbox``, with the state dir's credentials and certificate (made once)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    creds = load_or_create_credentials(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    creds = load_or_create_credentials(directory)
     node = min(sandbox.cluster.nodes) if sandbox.cluster.nodes else "pve"
-    _, _, fingerprint = ensure_certificate(state_dir, node)
+    _, _, fingerprint = ensure_certificate(directory, node)
     return SandboxApp(sandbox, creds, fingerprint, verify_results=verify_results)
 
 
-def serve_app(app: SandboxApp, state_dir: Path, host: str = "127.0.0.1", port: int = 8006,
+def serve_app(app: SandboxApp, directory: Path, host: str = "127.0.0.1", port: int = 8006,
               auth_failure_delay: float = 0.0) -> SandboxServer:
     """Serve ``app`` over HTTPS and write ``STATE/sandbox.json`` (mode 0600) once listening."""
     node = min(app.cluster.nodes) if app.cluster.nodes else "pve"
-    cert, key, fingerprint = ensure_certificate(state_dir, node)
+    cert, key, fingerprint = ensure_certificate(directory, node)
     server = SandboxServer(app, cert, key, host, port, auth_failure_delay).start()
-    write_private_json(state_dir / CONNECTION_FILE, connection_info(server, app.credentials, fingerprint))
+    write_private_json(directory / CONNECTION_FILE, connection_info(server, app.credentials, fingerprint))
     return server
 
 
-def start_server(sandbox: Any, state_dir: Path, host: str = "127.0.0.1", port: int = 8006,
+def start_server(sandbox: Any, directory: Path, host: str = "127.0.0.1", port: int = 8006,
                  auth_failure_delay: float = 0.0) -> SandboxServer:
     """``make_app`` + ``serve_app``."""
-    return serve_app(make_app(sandbox, state_dir), state_dir, host, port, auth_failure_delay)
+    return serve_app(make_app(sandbox, directory), directory, host, port, auth_failure_delay)
 

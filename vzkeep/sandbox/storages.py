@@ -36,19 +36,19 @@ def storage_root(storage: Storage, node: str | None) -> Path:
     return Path(storage.path) / node
 
 
-def confined_path(state_dir: Path, text: str) -> Path:
+def confined_path(directory: Path, text: str) -> Path:
     """A storage directory given as ``text`` (relative, or absolute as PVE writes it), placed under
-    ``state_dir``: the sandbox never writes outside its state directory. Raises ``ValueError`` for a
+    ``directory``: the sandbox never writes outside its directory. Raises ``ValueError`` for a
     path with a control character (a newline would split a ``storage.cfg`` line) or a ``..`` part."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         raise ValueError(f"path {text!r} contains a control character; use a plain directory path")
     parts = Path(text).parts
     if ".." in parts:
-        raise ValueError(f"path {text!r} contains '..'; the storage must stay inside the sandbox's state "
+        raise ValueError(f"path {text!r} contains '..'; the storage must stay inside the sandbox's "
                          "directory")
     if not text.strip("/").strip():
-        raise ValueError(f"path {text!r} is the state directory itself; name a directory inside it")
-    return Path(state_dir) / text.lstrip("/")
+        raise ValueError(f"path {text!r} is the sandbox's directory itself; name a directory inside it")
+    return Path(directory) / text.lstrip("/")
 
 
 class StorageDirs:

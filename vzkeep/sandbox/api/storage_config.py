@@ -5,7 +5,7 @@ Sources: pve-storage ``src/PVE/API2/Storage/Config.pm``; the per-type checks of 
 ``src/PVE/Storage/Plugin.pm`` (``decode_value``, ``parse_config``: network storages are shared),
 ``DirPlugin.pm``, ``NFSPlugin.pm``, ``CIFSPlugin.pm``, ``LvmThinPlugin.pm`` (``options``, ``plugindata``,
 ``check_config``). The sandbox emulates ``dir``, ``nfs`` and ``cifs`` storages, whose files always live in
-the state directory whatever ``path`` the configuration names, and ``lvmthin`` (a stock node's
+the sandbox's directory whatever ``path`` the configuration names, and ``lvmthin`` (a stock node's
 ``local-lvm``), which holds guest disks only.
 """
 

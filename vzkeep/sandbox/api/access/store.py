@@ -6,7 +6,7 @@
 
 Every file is replaced atomically (``vzkeep.atomic``: a 0600 temporary file under a unique name,
 fsync, rename, fsync of the directory). PVE keeps token secrets in clear in its root-only
-``priv/token.cfg``; a state directory is easier to copy around, so the sandbox keeps only hashes.
+``priv/token.cfg``; a sandbox's directory is easier to copy around, so the sandbox keeps only hashes.
 Changes go through ``vzkeep.sandbox.configuration`` (under the cluster lock); readers take ``cfg``
 once per request, a dict that a commit replaces and never mutates.
 """
@@ -46,11 +46,11 @@ class AccessStore:
     # -- opening -------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, state_dir: Path, version: PveVersion, creds: Credentials, now: Callable[[], float]) -> AccessStore:
-        """The access state of ``state_dir``; a new one holds root@pam, the admin token (root, no
+    def open(cls, directory: Path, version: PveVersion, creds: Credentials, now: Callable[[], float]) -> AccessStore:
+        """The access state of ``directory``; a new one holds root@pam, the admin token (root, no
         privilege separation) and the auditor: ``prometheus@pve`` and its privilege-separated token,
         each with exactly the built-in PVEAuditor role on ``/``."""
-        store = cls(state_dir / DIRECTORY, version, now)
+        store = cls(directory / DIRECTORY, version, now)
         if (store.directory / USER_CFG).exists():
             store._load()
         else:

@@ -73,9 +73,8 @@ class FakePve:
 
     def create_storage(self, body: dict[str, str], **_: Any) -> Any:
         sid = body.pop("storage")
-        if sid in self.storages:
-            raise PveHttpError(500, f"create storage failed: storage ID '{sid}' already defined")
-        self.storages[sid] = {k: _typed(v) for k, v in body.items() if k not in ("create-base-path", "create-subdirs")}
+        _insert(self.storages, sid, _fields(body, skip=_CREATE_ONLY),
+                f"create storage failed: storage ID '{sid}' already defined")
         return {"storage": sid, "type": body["type"]}
 
     def get_storage(self, sid: str, **_: Any) -> Any:
@@ -85,8 +84,7 @@ class FakePve:
 
     def update_storage(self, sid: str, body: dict[str, str], **_: Any) -> Any:
         self.get_storage(sid)
-        self.storages[sid].update({k: _typed(v) for k, v in body.items()
-                                   if k not in ("create-base-path", "create-subdirs")})
+        self.storages[sid].update(_fields(body, skip=_CREATE_ONLY))
 
     def delete_storage(self, sid: str, **_: Any) -> Any:
         self.get_storage(sid)
@@ -101,9 +99,9 @@ class FakePve:
         return [{"poolid": p, **cfg} for p, cfg in self.pools.items()]
 
     def pools_create(self, body: dict[str, str], **_: Any) -> Any:
-        if body["poolid"] in self.pools:
-            raise PveHttpError(500, f"create pool failed: pool '{body['poolid']}' already exists")
-        self.pools[body["poolid"]] = {"comment": body.get("comment", "")}
+        pool = body["poolid"]
+        _insert(self.pools, pool, {"comment": body.get("comment", "")},
+                f"create pool failed: pool '{pool}' already exists")
 
     def pools_update(self, query: dict[str, str], body: dict[str, str], **_: Any) -> Any:
         pool = query["poolid"]
@@ -122,9 +120,7 @@ class FakePve:
 
     def jobs_create(self, body: dict[str, str], **_: Any) -> Any:
         job = body.pop("id")
-        if job in self.jobs:
-            raise PveHttpError(500, f"Job '{job}' already exists")
-        self.jobs[job] = {"type": "vzdump", "enabled": 1, **{k: _typed(v) for k, v in body.items()}}
+        _insert(self.jobs, job, {"type": "vzdump", "enabled": 1, **_fields(body)}, f"Job '{job}' already exists")
 
     def jobs_get(self, job: str, **_: Any) -> Any:
         if job not in self.jobs:
@@ -135,7 +131,7 @@ class FakePve:
         self.jobs_get(job)
         for key in (body.pop("delete", "") or "").split(","):
             self.jobs[job].pop(key, None)
-        self.jobs[job].update({k: _typed(v) for k, v in body.items()})
+        self.jobs[job].update(_fields(body))
 
     def jobs_delete(self, job: str, **_: Any) -> Any:
         self.jobs_get(job)
@@ -145,7 +141,7 @@ class FakePve:
         return [{"userid": u, **cfg} for u, cfg in self.users.items()]
 
     def users_create(self, body: dict[str, str], **_: Any) -> Any:
-        self.users[body.pop("userid")] = {k: _typed(v) for k, v in body.items()}
+        self.users[body.pop("userid")] = _fields(body)
 
     def users_get(self, user: str, **_: Any) -> Any:
         if user not in self.users:
@@ -188,7 +184,7 @@ class FakePve:
         return [{"tokenid": t.split("!", 1)[1], **cfg} for t, cfg in self.tokens.items() if t.startswith(user + "!")]
 
     def token_create(self, user: str, name: str, body: dict[str, str], **_: Any) -> Any:
-        self.tokens[f"{user}!{name}"] = {k: _typed(v) for k, v in body.items()}
+        self.tokens[f"{user}!{name}"] = _fields(body)
         return {"full-tokenid": f"{user}!{name}", "value": str(uuid.uuid4()), "info": {}}
 
     def token_get(self, user: str, name: str, **_: Any) -> Any:
@@ -218,8 +214,23 @@ class FakePve:
         raise PveHttpError(501, "Method not implemented")
 
 
+_CREATE_ONLY = ("create-base-path", "create-subdirs")  # storage options PVE acts on and does not keep
+
+
 def _typed(value: str) -> Any:
     return int(value) if value.isdigit() else value
+
+
+def _fields(body: dict[str, str], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A form body as PVE keeps it in its config: digits as integers, ``skip`` left out."""
+    return {k: _typed(v) for k, v in body.items() if k not in skip}
+
+
+def _insert(table: dict[str, Any], key: str, entry: Any, duplicate: str) -> None:
+    """Add a section to a config table; an existing key fails with PVE's message (500, as inside cfs_lock)."""
+    if key in table:
+        raise PveHttpError(500, duplicate)
+    table[key] = entry
 
 
 _ROUTES: list[tuple[str, Callable[..., Any]]] = [

@@ -1,8 +1,8 @@
 """A running sandbox for tests: ``with running_sandbox(tmp_path) as sb: sb.api().nodes.get()``.
 
-The server runs in a thread of the test process on a free 127.0.0.1 port, with a stepped clock
-(time moves only with ``sb.advance``), so tests are fast and deterministic. Other test modules
-import it; it is deliberately not a conftest.py fixture.
+The server runs in a thread of the test process on 127.0.0.1, on a port the system picks when it binds
+(port 0; ``sandbox.json`` says which), with a stepped clock (time moves only with ``sb.advance``), so tests
+are fast and deterministic. Each test module builds the sandbox its scenario needs with it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from vzkeep.connection import ConnectionOptions, connect, connect_client
-from vzkeep.net import free_port
 from vzkeep.pve.privileges import EXPORTER_ROLE_NAME, EXPORTER_ROLE_PRIVILEGES
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running, launch
@@ -27,12 +26,12 @@ class RunningSandbox:
     running: Running
 
     @property
-    def state_dir(self) -> Path:
-        return self.running.state_dir
+    def directory(self) -> Path:
+        return self.running.directory
 
     @property
     def sandbox_json(self) -> Path:
-        return self.state_dir / "sandbox.json"
+        return self.directory / "sandbox.json"
 
     @property
     def info(self) -> dict[str, Any]:
@@ -102,8 +101,8 @@ class RunningSandbox:
 def running_sandbox(tmp_path: Path, seed: Path | str | None = None, stepped: bool = True,
                     stacks_root: Path | None = None) -> Iterator[RunningSandbox]:
     """Start a sandbox in ``tmp_path/sandbox`` (default seed unless ``seed``/``stacks_root``), stop it after."""
-    state = Path(tmp_path) / "sandbox"
-    running = launch(state, seed=Path(seed) if seed else None, stacks_root=stacks_root, port=free_port(),
+    directory = Path(tmp_path) / "sandbox"
+    running = launch(directory, seed=Path(seed) if seed else None, stacks_root=stacks_root, port=0,
                      stepped=stepped, speed=None)
     try:
         yield RunningSandbox(running)

@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers.background import Background
+from tests.helpers.waits import wait_until
 from vzkeep.net import free_port
 
 OVERLAID = ("/etc", "/opt", "/var/lib")
@@ -30,6 +30,7 @@ echo "$*" >> {log}
 case "$1" in is-active) exit 3;; esac
 exit 0
 """
+PORT_ATTEMPTS = 5
 APT_STUB = """#!/bin/sh
 echo "apt-get $* (refused: the test host must not change)" >> {log}
 exit 1
@@ -40,7 +41,7 @@ exit 1
 class SshHost:
     work: Path
     wheelhouse: Path
-    port: int = field(default_factory=free_port)
+    port: int = 0  # picked by start()
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -89,10 +90,15 @@ class SshHost:
             stub.chmod(0o755)
         pip_conf = self.work / "pip.conf"
         pip_conf.write_text(f"[global]\nno-index = true\nfind-links = {self.wheelhouse}\nno-cache-dir = true\n")
-        self.process = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", self._namespace_script(pip_conf)],
-            stdout=subprocess.DEVNULL, stderr=self.sshd_log.open("wb"))
-        self._wait_until_listening()
+        # sshd takes no port 0: pick one now, and another one if something else took it before sshd bound it.
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.port = free_port()
+            self.process = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", self._namespace_script(pip_conf)],
+                stdout=subprocess.DEVNULL, stderr=self.sshd_log.open("wb"))
+            if self._wait_until_listening() or attempt == PORT_ATTEMPTS:
+                break
+        assert self.process.poll() is None, f"sshd found no free port: {self.sshd_log.read_text()[-2000:]}"
 
     def _namespace_script(self, pip_conf: Path) -> str:
         w = self.work
@@ -114,16 +120,20 @@ class SshHost:
         ]
         return "\n".join(lines)
 
-    def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"sshd exited: {self.sshd_log.read_text()[-2000:]}")
-            if self.run("true", timeout=5).returncode == 0:
-                return
-            time.sleep(0.2)
-        raise RuntimeError(f"sshd did not accept a login within 20 s: {self.sshd_log.read_text()[-2000:]}")
+    def _wait_until_listening(self) -> bool:
+        """True once sshd accepts a login; False when it exited because its port was taken."""
+        process = self.process
+        assert process is not None
+
+        def up() -> str | None:
+            if process.poll() is not None:
+                log = self.sshd_log.read_text()
+                if "Address already in use" in log:
+                    return "port taken"
+                raise RuntimeError(f"sshd exited: {log[-2000:]}")
+            return "listening" if self.run("true", timeout=5).returncode == 0 else None
+
+        return wait_until(up, 20, f"sshd to accept a login on port {self.port}") == "listening"
 
     def _ssh_options(self) -> list[str]:
         # -F /dev/null: no client config, so no SendEnv either.
@@ -151,34 +161,23 @@ class SshHost:
             self.process.wait(timeout=10)
 
 
-class CommandLineWatch:
+class CommandLineWatch(Background):
     """Samples every process's command line while commands run, and keeps those holding a secret."""
 
     def __init__(self, secrets: list[str]) -> None:
+        super().__init__(0.01, "command-line-watch")
         self.secrets = [s for s in secrets if s]
         self.leaks: list[str] = []
         self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
-    def __enter__(self) -> CommandLineWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    text = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                except OSError:
-                    continue
-                if any(secret in text for secret in self.secrets):
-                    self.leaks.append(text[:300])
-            self.samples += 1
-            time.sleep(0.01)
+    def tick(self) -> None:
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                text = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(secret in text for secret in self.secrets):
+                self.leaks.append(text[:300])
+        self.samples += 1

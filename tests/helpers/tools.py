@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from tests.helpers.waits import wait_until
 from vzkeep.net import free_port
 
 # Which Debian package provides each tool, so a failure says what to install.
@@ -38,8 +39,7 @@ TOOL_PACKAGES = {
     "chromium": "chromium",
 }
 STARTUP_TIMEOUT_SECONDS = 30.0
-
-T = TypeVar("T")
+PORT_ATTEMPTS = 5  # a port picked in advance can be taken before the tool binds it: pick another
 
 
 def require_tool(name: str) -> str:
@@ -56,18 +56,6 @@ def run_tool(name: str, *args: str, cwd: Path | None = None, timeout: float = 60
     return subprocess.run(
         [require_tool(name), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def wait_until(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
-        time.sleep(interval)
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, bytes]:
@@ -107,38 +95,64 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+class _PortTaken(Exception):
+    """The tool could not bind the port picked for it (another process took it first)."""
+
+
 def _wait_ready(server: Server, name: str) -> None:
     def ready() -> bool:
         if server.process.poll() is not None:
-            pytest.fail(f"{name} exited with {server.process.returncode}:\n{server.log_text()[-3000:]}", pytrace=False)
+            log = server.log_text()
+            if "address already in use" in log:
+                raise _PortTaken(log)
+            pytest.fail(f"{name} exited with {server.process.returncode}:\n{log[-3000:]}", pytrace=False)
         status, _ = http_get(f"{server.url}/-/ready", timeout=1)
         return status == 200
 
     wait_until(ready, STARTUP_TIMEOUT_SECONDS, f"{name} to be ready at {server.url}")
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _start(name: str, binary: str, args_for: Callable[[int, Path], list[str]], cwd: Path | None,
+           data_dir: Path) -> Server:
+    """Start the tool on a port picked now (the tools take no port 0), again on another one if it was taken."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        log_path = data_dir / f"{name}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen([binary, *args_for(port, data_dir)], stdout=log, stderr=subprocess.STDOUT,
+                                       cwd=cwd)
+        server = Server(f"http://127.0.0.1:{port}", process, log_path, data_dir)
+        try:
+            _wait_ready(server, name)
+            return server
+        except _PortTaken:
+            _stop(process)
+            if attempt == PORT_ATTEMPTS:
+                raise
+        except BaseException:
+            _stop(process)
+            raise
+    raise AssertionError("unreachable")
+
+
 @contextlib.contextmanager
 def _run_server(name: str, args_for: Callable[[int, Path], list[str]], cwd: Path | None) -> Iterator[Server]:
     binary = require_tool(name)
     with tempfile.TemporaryDirectory(prefix=f"vzkeep-{name}-") as tmp:
-        data_dir = Path(tmp)
-        port = free_port()
-        log_path = data_dir / f"{name}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [binary, *args_for(port, data_dir)], stdout=log, stderr=subprocess.STDOUT, cwd=cwd
-            )
-            server = Server(f"http://127.0.0.1:{port}", process, log_path, data_dir)
-            try:
-                _wait_ready(server, name)
-                yield server
-            finally:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        server = _start(name, binary, args_for, cwd, Path(tmp))
+        try:
+            yield server
+        finally:
+            _stop(server.process)
 
 
 @contextlib.contextmanager
@@ -236,7 +250,8 @@ class FakeTelegram:
     """A loopback stand-in for the Telegram Bot API (Alertmanager's ``api_url``).
 
     Records ``POST /bot<token>/sendMessage`` and answers like the Bot API: ``{"ok": true, "result": {...}}``
-    with a message_id (reference/monitoring.md §4.3). Anything else gets the API's 404 shape.
+    with a message_id (Telegram Bot API, core.telegram.org/bots/api#sendmessage). Anything else gets the API's
+    404 shape.
     """
 
     messages: list[TelegramMessage] = field(default_factory=list)

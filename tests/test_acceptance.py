@@ -1,4 +1,4 @@
-"""The user's own acceptance test (US1), automated: create a guest in the sandbox, let the scheduled
+"""The user's own acceptance test, automated: create a guest in the sandbox, let the scheduled
 backup run, delete the guest, restore it from the backup with `vzkeep restore`, and check that the
 restored disk content is identical to the original (the sandbox's disk digest)."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.restore_fixtures import invoke, settle
-from tests.sandbox_fixtures import running_sandbox
+from tests.helpers.cli import invoke, settle
+from tests.helpers.sandbox import running_sandbox
 
 DAY = 86400
 

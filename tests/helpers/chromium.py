@@ -1,7 +1,7 @@
 """Headless Chromium driven over the DevTools protocol: load a page, collect its console errors, query its DOM,
 take a screenshot. For the status page test, and as a script for the README's screenshot::
 
-    .venv/bin/python tests/chromium.py http://127.0.0.1:9868/ docs/status-page.png
+    .venv/bin/python -m tests.helpers.chromium http://127.0.0.1:9868/ docs/status-page.png
 
 The protocol (https://chromedevtools.github.io/devtools-protocol/): one WebSocket to the browser, a page target
 attached with ``flatten`` so its commands carry a ``sessionId``. Console errors are every ``Runtime.consoleAPICalled``
@@ -173,7 +173,8 @@ def browser(binary: str | None = None) -> Iterator[Browser]:
 
 def main() -> None:
     if len(sys.argv) != 3:
-        sys.exit("usage: chromium.py URL OUT.png   (e.g. the status page of a running `vzkeep exporter`)")
+        sys.exit("usage: python -m tests.helpers.chromium URL OUT.png   "
+                 "(e.g. the status page of a running `vzkeep exporter`)")
     with browser() as chrome:
         page = chrome.open(sys.argv[1])
         for error in page.errors:

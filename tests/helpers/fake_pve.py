@@ -1,5 +1,5 @@
 """A PVE cluster as prebuilt API answers, in PVE's shapes: for tests (``FakeApi``, an ``ApiGet``) and for
-``bench/fake_pve.py`` (the same answers over HTTPS).
+``bench/fake_pve_server.py`` (the same answers over HTTPS).
 
 Shapes: pve-manager ``PVE/API2/Cluster.pm`` resources, ``PVE/API2/Backup.pm``, ``PVE/API2/Tasks.pm``,
 ``PVE/API2/Nodes.pm`` time; pve-storage ``PVE/API2/Storage/Content.pm``; pve-access-control
@@ -10,6 +10,7 @@ and ``archives`` backups per guest on shared storages.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 NODES = ("pve1", "pve2")
@@ -17,6 +18,7 @@ POOLS = ("prod", "lab", "monitoring")
 DAY = 86400
 HISTORY_DAYS = 8
 TZ_OFFSET = 3600  # the nodes' zone: Europe/Paris in winter
+NOW = 1_795_000_000  # a fixed cluster time for tests: 2026-11-18, CET in Europe/Paris
 TOKEN = {"user": "monitoring@pve", "token_name": "exporter", "token_value": "00000000-0000-4000-8000-000000000000"}
 PRIVILEGES = ("Sys.Audit", "VM.Audit", "Pool.Audit", "Datastore.Audit", "Datastore.AllocateSpace", "VM.Backup")
 
@@ -146,3 +148,31 @@ class FakeApi:
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+
+def fake_cluster(guests: int = 9, archives: int = 3, now: int = NOW,
+                 change: Callable[[dict[str, Any]], None] | None = None, **overrides: Any) -> FakeApi:
+    """The tests' one cluster builder: ``build``'s answers, with ``overrides`` (path -> answer) replacing some
+    and ``change`` editing them in place (a failed task, a full storage...), behind a ``FakeApi``."""
+    answers = build(guests, archives, now)
+    answers.update(overrides)
+    if change is not None:
+        change(answers)
+    return FakeApi(answers)
+
+
+def granted_only(privileges: Iterable[str]) -> Callable[[dict[str, Any]], None]:
+    """A ``change`` for ``fake_cluster``: the cluster as PVE shows it to a token holding ``privileges`` on ``/``
+    (propagated). Without Datastore.AllocateSpace and VM.Backup, every backup volume fails pve-storage
+    ``PVE/Storage.pm`` ``check_volume_access``: the content listing answers 200 with an empty list."""
+    held = frozenset(privileges)
+
+    def change(answers: dict[str, Any]) -> None:
+        paths = ["/", "/access", "/access/groups", "/nodes", "/pool", "/sdn", "/storage", "/vms"]
+        paths += [f"/vms/{r['vmid']}" for r in answers["cluster/resources"] if "vmid" in r and r.get("pool")]
+        answers["access/permissions"] = {p: {priv: 1 for priv in held} for p in paths}
+        if not {"Datastore.AllocateSpace", "VM.Backup"} <= held:
+            for path in [p for p in answers if p.endswith("/content")]:
+                answers[path] = []
+
+    return change

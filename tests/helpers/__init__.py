@@ -1,0 +1,1 @@
+"""Shared test support: cluster builders, running servers and tools, waits, metrics parsing."""
