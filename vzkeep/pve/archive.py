@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from vzkeep.pve.localtime import LocalClock
+from vzkeep.pve.localtime import LocalClock, clock_of
 
 # pve-storage src/PVE/Storage.pm: KNOWN_COMPRESSION_FORMATS and $BACKUP_EXT_RE_2.
 # Group 1 is the full extension ("vma.zst", "tgz"), group 2 the compression.
@@ -82,7 +82,7 @@ def parse(name: str, tz: str | LocalClock | None = None) -> ArchiveInfo:
     if std is None:
         return ArchiveInfo(filename, guest_type, fmt, extension, compression, decompressor,
                            None, None, False, None, None)
-    ctime = _stamp_ctime(std, tz if isinstance(tz, LocalClock) else LocalClock(tz))
+    ctime = _stamp_ctime(std, tz if isinstance(tz, LocalClock) else clock_of(tz))
     return ArchiveInfo(filename, guest_type, fmt, extension, compression, decompressor,
                        int(std.group(2)), ctime, True, std.group(1) + LOG_EXT, filename + NOTES_EXT)
 
@@ -121,7 +121,7 @@ def archive_name(guest_type: str, vmid: int, ctime: int, compress: str | int | N
         raise ValueError(f"guest type '{guest_type}' is not one vzdump backs up (allowed: qemu, lxc)")
     if not 1 <= int(vmid) <= 999_999_999:
         raise ValueError(f"vmid {vmid} is out of range 1..999999999")
-    stamp = LocalClock(tz).strftime("-%Y_%m_%d-%H_%M_%S", int(ctime))
+    stamp = clock_of(tz).strftime("-%Y_%m_%d-%H_%M_%S", int(ctime))
     ext = ".vma" if guest_type == "qemu" else ".tar"
     comp_ext = compression_extension(compress)
     if comp_ext:

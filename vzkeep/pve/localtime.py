@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from vzkeep.pve.values import load_zone
@@ -96,6 +97,12 @@ class LocalClock:
         except (OverflowError, OSError, ValueError) as exc:
             raise ValueError(f"time {t} is outside the range this clock can convert") from exc
         return int(delta.total_seconds()) if delta is not None else 0
+
+
+@lru_cache(maxsize=64)
+def clock_of(tz: str | None) -> LocalClock:
+    """One shared ``LocalClock`` per zone, so its per-hour offsets are worked out once per process."""
+    return LocalClock(tz)
 
 
 def timegm(year: int, month: int, mday: int, hour: int, minute: int, sec: int) -> int:

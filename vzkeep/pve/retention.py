@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from vzkeep.pve import archive
-from vzkeep.pve.localtime import LocalClock
+from vzkeep.pve.localtime import LocalClock, clock_of
 from vzkeep.pve.values import parse_boolean
 
 # Canonical PVE order: the order of $prune_backups_format, which is also the order the rules apply.
@@ -109,7 +109,7 @@ def explain(listing: Iterable[Mapping[str, Any]], prune_backups: str | Mapping[s
 def _marked(listing: Iterable[Mapping[str, Any]], prune_backups: str | Mapping[str, Any], tz: str | None,
             vmid: int | None, type_: str | None) -> list[_Entry]:
     keep = parse_prune_backups(prune_backups)
-    clock = LocalClock(tz)
+    clock = clock_of(tz)
     entries, groups = _group(listing, clock, vmid, type_)
     for group in groups.values():
         _mark_group(group, keep, clock)

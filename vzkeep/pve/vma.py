@@ -15,6 +15,7 @@ Standard library only: this module runs on PVE nodes.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import uuid as uuidlib
@@ -187,12 +188,30 @@ class _ExtentWriter:
         self.infos.append(mask << 48 | dev_id << 32 | cluster)
 
     def flush(self) -> None:
-        infos = self.infos + [0] * (BLOCKS_PER_EXTENT - len(self.infos))
-        head = bytearray(_EXTENT.pack(EXTENT_MAGIC, 0, self.block_count, self.uuid, _ZERO_MD5, *infos))
-        head[_EXTENT_MD5_FIELD] = hashlib.md5(head).digest()
-        self.out.write(head)
+        self.out.write(extent_header(self.uuid, self.block_count, self.infos))
         self.out.writelines(self.blocks)
         self.infos, self.blocks, self.block_count = [], [], 0
+
+
+def extent_header(uuid: bytes, block_count: int, infos: Sequence[int]) -> bytes:
+    """An extent's 512-byte header: ``VMAE``, the count of data blocks that follow, the archive's uuid, its
+    own MD5, and one blockinfo per cluster (unused slots zero)."""
+    slots = [*infos, *[0] * (BLOCKS_PER_EXTENT - len(infos))]
+    head = bytearray(_EXTENT.pack(EXTENT_MAGIC, 0, block_count, uuid, _ZERO_MD5, *slots))
+    head[_EXTENT_MD5_FIELD] = hashlib.md5(head).digest()
+    return bytes(head)
+
+
+def extent_layout(stream: bytes) -> list[tuple[int, int, tuple[int, ...]]]:
+    """(offset of its data blocks, block count, blockinfos) of every extent of a whole VMA stream in memory."""
+    header = read_header(io.BytesIO(stream))
+    out, pos = [], header.header_size
+    while pos < len(stream):
+        block_count, infos = _parse_extent_header(stream[pos : pos + EXTENT_HEADER_SIZE], header.uuid, len(out),
+                                                  pos)
+        out.append((pos + EXTENT_HEADER_SIZE, block_count, infos))
+        pos += EXTENT_HEADER_SIZE + block_count * BLOCK_SIZE
+    return out
 
 
 def _cluster_bytes(device: VmaDevice, cluster: int) -> bytes:

@@ -13,6 +13,7 @@ import errno
 import gzip
 import io
 import os
+import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,19 +24,38 @@ from vzkeep.pve import archive, vma
 from vzkeep.pve import ct_tar as ct_tar_format
 from vzkeep.pve.decompress import compressed_writer
 from vzkeep.sandbox.diskdata import CLUSTER_SIZE, cut_ct_parts
+from vzkeep.sandbox.framecache import (
+    MAX_DISK,
+    FrameCache,
+    MetaSink,
+    Template,
+    assemble,
+    build_template,
+    cluster_mask,
+    content_key,
+    stand_in_cluster,
+    tar_data_ranges,
+    vma_extents,
+)
 from vzkeep.sandbox.guestconfig import disk_chunk_reader, guest_config_text
 from vzkeep.sandbox.model import Guest
 from vzkeep.sandbox.settings import Settings
 
 _ZERO_CLUSTER = bytes(CLUSTER_SIZE)
+VMA_DEVICE = "drive-scsi0"
 
 
 def write_archive_file(guest: Guest, settings: Settings, compress: str | None, dat: Path, budget: int | None,
-                       t: int) -> float:
+                       t: int, frames: FrameCache | None = None) -> float:
     """Write the guest's archive to ``dat``; return the disk's share of zero clusters (for the log).
 
     ``budget`` is the space left on the storage (None = unlimited): writing past it raises ``ENOSPC``.
+    With ``frames``, a zstd archive of a generated disk reuses the disk's compressed data (``framecache``).
     """
+    if frames is not None and compress == "zst":
+        size, _read = disk_chunk_reader(guest, settings)
+        if not (guest.disk_image and Path(guest.disk_image).exists()) and size <= MAX_DISK:
+            return _write_from_template(guest, settings, frames, dat, budget, t)
     size, read_cluster = disk_chunk_reader(guest, settings)
     zero = [0, 0]
 
@@ -48,12 +68,96 @@ def write_archive_file(guest: Guest, settings: Settings, compress: str | None, d
 
     config = guest_config_text(guest).encode()
     with open(dat, "wb") as raw, _compressed(raw, compress, budget, dat, settings.zstd_level) as out:
-        if guest.type == "qemu":
-            device = vma.VmaDevice("drive-scsi0", size, counting)
-            vma.write_vma(out, config=config, devices=[device], ctime=t + 1)
-        else:
-            ct_tar_format.write_ct_tar(out, config=config, files=_ct_files(guest, size, counting), mtime=t)
+        _write_archive(guest, config, size, counting, out, t)
     return zero[0] / zero[1] if zero[1] else 0.0
+
+
+def _write_archive(guest: Guest, config: bytes, size: int, read_cluster: Callable[[int], bytes], out: Any,
+                   t: int) -> None:
+    if guest.type == "qemu":
+        device = vma.VmaDevice(VMA_DEVICE, size, read_cluster)
+        vma.write_vma(out, config=config, devices=[device], ctime=t + 1)
+    else:
+        ct_tar_format.write_ct_tar(out, config=config, files=_ct_files(guest, size, read_cluster), mtime=t)
+
+
+def _write_from_template(guest: Guest, settings: Settings, frames: FrameCache, dat: Path, budget: int | None,
+                         t: int) -> float:
+    """The zstd archive from the disk's template: built (and stored) by the first backup, reused after."""
+    size, read_cluster = disk_chunk_reader(guest, settings)
+    config = guest_config_text(guest).encode()
+    key = content_key(guest.type, guest.vmid, guest.generation, size, settings.zstd_level, config, guest.name)
+    path = frames.path(guest.vmid, guest.generation, key)
+    template = frames.load(path)
+    if template is not None:
+        metas = _metadata(guest, config, size, template, t)
+        if [n for is_data, n in template.layout if not is_data] == [len(m) for m in metas]:
+            _write_limited(dat, assemble(template, metas), budget)
+            return template.zero_fraction
+    masks: list[int] = []
+
+    def recording(index: int) -> bytes:
+        data = read_cluster(index)
+        masks.append(cluster_mask(data))
+        return data
+
+    raw = _Out(io.BytesIO(), close=False)
+    with raw:
+        _write_archive(guest, config, size, recording, raw, t)
+    data = raw.out.getvalue()
+    zero_fraction = masks.count(0) / len(masks) if masks else 0.0
+    ranges, extents = vma_extents(data) if guest.type == "qemu" else (tar_data_ranges(data), [])
+    template = build_template(data, ranges, masks, zero_fraction, settings.zstd_level, extents)
+    if template is None:  # not reusable: compressed as usual
+        with open(dat, "wb") as file, _compressed(file, "zst", budget, dat, settings.zstd_level) as out:
+            out.write(data)
+        return zero_fraction
+    frames.store(path, template)
+    metas = [data[start:end] for start, end in _meta_spans(template)]
+    _write_limited(dat, assemble(template, metas), budget)
+    return zero_fraction
+
+
+def _meta_spans(template: Template) -> list[tuple[int, int]]:
+    spans, pos = [], 0
+    for is_data, length in template.layout:
+        if not is_data:
+            spans.append((pos, pos + length))
+        pos += length
+    return spans
+
+
+def _metadata(guest: Guest, config: bytes, size: int, template: Template, t: int) -> list[bytes]:
+    """This archive's metadata (headers with its own time and UUID), cut as the template's layout."""
+    if guest.type == "qemu":  # the header, then each extent's header: what write_vma writes around the data
+        uuid = uuidlib.uuid4().bytes
+        flat = vma.build_header([(vma.CONFIG_NAME, config)], [(VMA_DEVICE, size)], uuid=uuid, ctime=t + 1)
+        flat += b"".join(vma.extent_header(uuid, count, infos) for count, infos in template.extents)
+        return _cut(flat, [n for is_data, n in template.layout if not is_data])
+    # a tar: the writer run over a stand-in disk with the same non-zero blocks, its data dropped
+    sink = MetaSink(template.data_ranges())
+
+    def stand_in(index: int) -> bytes:
+        return stand_in_cluster(template.masks[index], min(CLUSTER_SIZE, size - index * CLUSTER_SIZE))
+
+    with _Out(sink, close=False) as out:
+        _write_archive(guest, config, size, stand_in, out, t)
+    return sink.finish()
+
+
+def _cut(flat: bytes, lengths: list[int]) -> list[bytes]:
+    if len(flat) != sum(lengths):
+        return []  # another layout: the caller rebuilds the template
+    out, pos = [], 0
+    for length in lengths:
+        out.append(flat[pos : pos + length])
+        pos += length
+    return out
+
+
+def _write_limited(dat: Path, frame: bytes, budget: int | None) -> None:
+    with open(dat, "wb") as file:
+        CapacityWriter(file, budget).write(frame)
 
 
 def _ct_files(guest: Guest, size: int, read_cluster: Callable[[int], bytes]) -> Iterator[tuple[str, bytes]]:

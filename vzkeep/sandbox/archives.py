@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vzkeep.pve import archive
-from vzkeep.pve.localtime import LocalClock
+from vzkeep.pve.localtime import clock_of
 
 # Plugin.pm $get_subdir_files: a backup is a file matching $BACKUP_EXT_RE_2 (group 2: the format)
 BACKUP_FILE_RE = re.compile(r"^([^/]+\.(tgz|(?:tar|vma)(?:\.(?:gz|lzo|zst|bz2))?))$")
@@ -41,7 +41,7 @@ class ArchiveIndex:
         self.storage_id = storage_id
         self._files: dict[str, int] = {}
         self._groups: dict[tuple[str, int], set[str]] = {}  # (type, vmid) -> backup names
-        self._ctimes: dict[tuple[str, str | None], int | None] = {}  # (name, tz) -> ctime from the name
+        self._ctimes: dict[tuple[str, str | None], tuple[str, int | None]] = {}  # (name, tz) -> (subtype, ctime)
         self._stamp: tuple[int, int] | None = None  # (dir mtime_ns, wall ns) of the last read/own change
         self.total = 0
 
@@ -121,12 +121,17 @@ class ArchiveIndex:
 
     def ctime(self, name: str, tz: str | None) -> int | None:
         """The backup time its name says, in the listing node's zone (cached: names never change)."""
+        return self._identity(name, tz)[1]
+
+    def _identity(self, name: str, tz: str | None) -> tuple[str, int | None]:
+        """(subtype or "unknown", ctime or None) as ``archive.identify`` reads the name, cached."""
         key = (name, tz)
         if key not in self._ctimes:
             try:
-                self._ctimes[key] = archive.identify(name, LocalClock(tz))[2]
+                subtype, _, ctime = archive.identify(name, clock_of(tz))[:3]
+                self._ctimes[key] = (subtype, ctime)
             except ValueError:
-                self._ctimes[key] = None
+                self._ctimes[key] = ("unknown", None)
         return self._ctimes[key]
 
     def newest_ctime(self, tz: str | None) -> int | None:
@@ -146,11 +151,7 @@ class ArchiveIndex:
             return None
         item: dict[str, Any] = {"volid": f"{self.storage_id}:backup/{name}", "format": m.group(2),
                                 "size": st.st_size, "content": "backup"}
-        try:
-            item["subtype"] = archive.identify(name, LocalClock(tz))[0]
-        except ValueError:
-            item["subtype"] = "unknown"
-        ctime = self.ctime(name, tz)
+        item["subtype"], ctime = self._identity(name, tz)
         item["ctime"] = ctime if ctime is not None else int(st.st_ctime)
         vm = _VMID_RE.search(name)
         if vm:

@@ -44,6 +44,7 @@ from vzkeep.sandbox.archives import PROTECTED_EXT, ArchiveIndex, archive_remove
 from vzkeep.sandbox.clock import Clock
 from vzkeep.sandbox.diskdata import file_digest
 from vzkeep.sandbox.faults import Faults
+from vzkeep.sandbox.framecache import FrameCache
 from vzkeep.sandbox.guestconfig import guest_disk
 from vzkeep.sandbox.model import Cluster, Guest, Node, Storage
 from vzkeep.sandbox.scheduler import SCHEDULER_USER, Scheduler
@@ -86,6 +87,7 @@ class Sandbox:
         self.tasks = TaskStore(self.directory / "tasks", clock.now)
         self.scheduler = Scheduler(cluster, self.tasks, self._run_scheduled_job)
         self.dirs = StorageDirs(cluster)
+        self.frames = FrameCache(self.directory / "cache")
         self.faults = Faults()
         self._last_tick = clock.time()
         self._ticker: threading.Thread | None = None
@@ -178,6 +180,7 @@ class Sandbox:
                         Path(entry.path).unlink(missing_ok=True)
         for temp in [*self.directory.glob(".*.json.*"), *self.tasks.root.glob("*/*/.*")]:
             temp.unlink(missing_ok=True)  # write_atomic's temporary files (a write the kill cut short)
+        self.frames.remove_temporary()
         disks = self.directory / "disks"
         if disks.is_dir():
             used = {g.disk_image for g in self.cluster.guests.values() if g.disk_image}
@@ -278,7 +281,8 @@ class Sandbox:
 
     def _vzdump(self, node: Node, params: dict[str, Any], user: str, now: int) -> str:
         try:
-            return VzdumpJob(self.cluster, self.tasks, self.settings, self.dirs, node, params, user, now).run()
+            return VzdumpJob(self.cluster, self.tasks, self.settings, self.dirs, node, params, user, now,
+                             frames=self.frames).run()
         except ValueError as exc:
             raise PveError(str(exc)) from None
 

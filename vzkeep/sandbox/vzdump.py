@@ -30,6 +30,7 @@ from vzkeep.pve.selection import GuestRef, included_guests_per_node
 from vzkeep.pve.values import is_true
 from vzkeep.sandbox.archivefile import compression_of, write_archive_file, writer_error
 from vzkeep.sandbox.archives import PROTECTED_EXT, ArchiveIndex, archive_remove
+from vzkeep.sandbox.framecache import FrameCache
 from vzkeep.sandbox.guestconfig import size_text
 from vzkeep.sandbox.model import Cluster, Guest, Node, Storage
 from vzkeep.sandbox.pveformat import command_line, format_size, hms, render_bytes, render_notes
@@ -70,7 +71,7 @@ class JobLog:
             self.guest_lines.append((at, f"{level}: {message}"))
 
     def stamp(self, at: int) -> str:
-        return localtime.LocalClock(self.tz).strftime("%Y-%m-%d %H:%M:%S", at)
+        return localtime.clock_of(self.tz).strftime("%Y-%m-%d %H:%M:%S", at)
 
 
 @dataclass
@@ -84,6 +85,7 @@ class VzdumpJob:
     user: str
     now: int
     results: list[GuestResult] = field(default_factory=list)
+    frames: FrameCache | None = None  # compressed disk data reused across backups (framecache)
 
     # ----- which guests -------------------------------------------------------------------------
     def split_guests(self) -> tuple[list[int], list[int]]:
@@ -255,7 +257,7 @@ class VzdumpJob:
             budget = max(0, storage.capacity_bytes - self.dirs.used_bytes(storage, self.node.name))
         compress = compression_of(self.params)
         try:
-            zero_fraction = write_archive_file(guest, self.settings, compress, dat, budget, t)
+            zero_fraction = write_archive_file(guest, self.settings, compress, dat, budget, t, self.frames)
         except OSError as exc:
             dat.unlink(missing_ok=True)  # vzdump unlinks the temp file on failure
             raise GuestFailure(writer_error(guest, compress, exc), end) from None
