@@ -162,11 +162,12 @@ def default_start(days: int = DEFAULT_DAYS) -> int:
 
 def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS, start: int | None = None,
              progress: Callable[[str], None] = lambda _msg: None,
-             keep_serving: Callable[[str], None] | None = None) -> DemoResult:
+             keep_serving: Callable[[str], None] | None = None, recovery: bool = True) -> DemoResult:
     """A sandbox from the stacks under `root`, the stacks applied to it, `days` simulated days from `start`
     (epoch seconds; default: so that they end now), then the runtime's story on it: the alert and its
     Telegram message, verify, a restore, drills, the offsite copies. The story is the same whatever the
-    start. `keep_serving`, when given, is called with the exporter's status page URL before it stops."""
+    start. `keep_serving`, when given, is called with the exporter's status page URL before it stops;
+    `recovery=False` stops after the alert and its message (no verify, restore, drill)."""
     began = time.monotonic()
     start_epoch = default_start(days) if start is None else start
     running = launch(state_dir, stacks_root=root, port=free_port(), stepped=True, start_epoch=start_epoch)
@@ -180,7 +181,7 @@ def run_demo(state_dir: Path, root: Path, *, days: int = DEFAULT_DAYS, start: in
         result = DemoResult(environments=environments, snapshot=Snapshot(), alerts="", days=nights,
                             started_at=start_epoch, ended_at=int(now), tasks=tasks, wall_seconds=0.0,
                             sandbox_json=sandbox_json, timezones=zones)
-        _runtime_story(result, api, root, state_dir, progress, keep_serving)
+        _runtime_story(result, api, root, state_dir, progress, keep_serving, recovery)
         result.wall_seconds = time.monotonic() - began
         return result
     finally:
@@ -217,7 +218,8 @@ def _week(sandbox_json: Path, root: Path, days: int, start_epoch: int, progress:
 
 
 def _runtime_story(result: DemoResult, api: PveClient, root: Path, state_dir: Path,
-                   progress: Callable[[str], None], keep_serving: Callable[[str], None] | None) -> None:
+                   progress: Callable[[str], None], keep_serving: Callable[[str], None] | None,
+                   recovery: bool = True) -> None:
     """What an admin runs after the week, with the exporter and (when installed) Prometheus, Alertmanager
     and the Telegram stub watching: each step's outcome lands in `result`."""
     results = state_dir / "runtime"
@@ -233,6 +235,9 @@ def _runtime_story(result: DemoResult, api: PveClient, root: Path, state_dir: Pa
         result.snapshot = _next_snapshot(exporter)
         result.alerts = alerting.alerts()
         result.telegram, result.telegram_missing = alerting.message(FAILING_GUEST)
+        result.offsite = _offsite(api, root)
+        if not recovery:
+            return
         progress("verify reads every archive of the week")
         result.verify = _verify_week(api, result.timezones, verify_store)
         progress(f"restore of guest {FAILING_GUEST} from its last good backup, beside the original")
@@ -241,7 +246,6 @@ def _runtime_story(result: DemoResult, api: PveClient, root: Path, state_dir: Pa
         result.drills = _drill_each_env(api, drill_store, verify_store, wait, progress)
         result.snapshot_after = _next_snapshot(exporter)
         result.alerts_after = alerting.alerts(after=time.time())
-        result.offsite = _offsite(api, root)
         if keep_serving is not None:
             keep_serving(exporter.page_url)
 
