@@ -127,3 +127,37 @@ def test_controls_fill_node_down_guest_lock_and_corrupt(tmp_path: Path) -> None:
         assert result["size"] == 100
         digest = app.call("GET", "/guests/105/digest", router=app.control)["digest"]
         assert len(digest) == 64
+
+
+def test_the_fingerprint_serve_prints_is_the_one_the_server_presents(tmp_path: Path) -> None:
+    import hashlib
+    import socket
+    import ssl
+    import subprocess
+    import time
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "vzkeep", "sandbox", "serve", "--state", str(tmp_path / "sb"),
+                                "--port", str(port), "--stepped"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        printed = None
+        while printed is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, f"serve exited ({process.poll()}) before printing a fingerprint"
+            if line.strip().startswith("fingerprint"):
+                printed = line.split()[1]
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        presented = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+        assert printed == presented
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
