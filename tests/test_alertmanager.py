@@ -190,7 +190,7 @@ def is_backup_failed_for_db(message: TelegramMessage) -> bool:
 
 def test_failed_backup_reaches_telegram_through_prometheus(tmp_path: Path, telegram: TelegramStub) -> None:
     config = rendered(tmp_path, api_url=telegram.url, timing=FAST)
-    started = round(time.time())
+    started = round(time.time())  # wall clock on purpose: a real Prometheus evaluates the rules at its own time
     with (
         StaticExporter(exposition(started)) as exporter,  # prod's db (101): last attempt failed, 44 h old
         run_alertmanager(config) as alertmanager,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import NamedTuple
 
 import pytest
@@ -92,13 +91,12 @@ def test_without_tz_the_machine_zone_is_used_like_a_pve_node() -> None:
     assert result.stdout.splitlines() == ["Mon 2026-03-30 02:30:00 +0200"]
 
 
-def test_default_after_is_now() -> None:
-    before = int(time.time())
+def test_default_after_is_now(monkeypatch) -> None:
+    now = 1_790_000_000.5  # 2026-09-21 14:13:20 UTC: the machine's clock, pinned
+    monkeypatch.setattr(schedule.time, "time", lambda: now)
     result = run("daily UTC", "--epoch", "-n", "1")
     assert result.exit_code == 0, result.output
-    first = int(result.stdout.split()[0])
-    assert before < first <= before + DAY + 1
-    assert first % DAY == 0
+    assert result.stdout.split()[0] == "1790035200"  # 2026-09-22 00:00 UTC, the next midnight
 
 
 class Refusal(NamedTuple):

@@ -90,6 +90,7 @@ def exposition(now: float) -> str:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     config_dir = tmp_path_factory.mktemp("prometheus")
+    # wall clock on purpose: the samples must be "now" for the real Prometheus that scrapes them
     with StaticExporter(exposition(time.time())) as exporter:
         scrape = render.scrape_config([exporter.address], DeliveryTiming(scrape_interval_seconds=1))
         config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": [scrape]}

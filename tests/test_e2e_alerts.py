@@ -89,7 +89,8 @@ def prod_backup(sb: Sandbox) -> list[str]:
 
 
 def sync_clock(sb: Sandbox) -> None:
-    """Move the sandbox clock up to the wall clock (it only moves forward)."""
+    """Move the sandbox clock up to the wall clock (it only moves forward). Wall clock on purpose in this
+    module: the real Prometheus and Alertmanager watching the sandbox run in real time."""
     behind = time.time() - sb.now()
     if behind > 0:
         sb.advance(behind)

@@ -9,15 +9,18 @@ bytes did not change since the last poll.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vzkeep.pve.client import ApiGet  # the runtime's read seam: ``get(path, **params)`` → PVE's ``data``
+
+if TYPE_CHECKING:
+    from proxmoxer import ProxmoxAPI
 
 
 class ProxmoxerGet:
     """The read seam over a ``proxmoxer.ProxmoxAPI`` (``vzkeep.connection.connect``)."""
 
-    def __init__(self, api: Any) -> None:
+    def __init__(self, api: ProxmoxAPI) -> None:
         self.api = api
 
     def __call__(self, path: str, /, **params: Any) -> Any:
@@ -40,7 +43,7 @@ class ProxmoxerGet:
             return bytes(response.raw.read(decode_content=True))
 
 
-def proxmoxer_get(api: Any) -> ApiGet:
+def proxmoxer_get(api: ProxmoxAPI) -> ApiGet:
     """The read seam over a ``proxmoxer.ProxmoxAPI`` (``vzkeep.connection.connect``)."""
     return ProxmoxerGet(api)
 
