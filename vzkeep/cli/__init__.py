@@ -40,7 +40,7 @@ COMMANDS: dict[str, Entry] = {
     "sandbox": Entry("vzkeep.cli.sandbox", "An emulated Proxmox VE cluster on 127.0.0.1 (`serve`), and the knobs "
                      "to drive it.", group=True),
     "demo": Entry("vzkeep.cli.demo", "Watch the whole strategy work on an emulated cluster: one simulated week, "
-                  "in seconds.", group=False),
+                  "in under a minute.", group=False),
     "backups": Entry("vzkeep.cli.backups", "Backup archives across every storage and node.", group=True),
     "verify": Entry("vzkeep.cli.verify", "Verify vzdump archives: compression checksums, VMA or tar structure, "
                     "name/time, SHA-256, one pass.", group=False),
