@@ -227,5 +227,17 @@ def test_the_demo_command_prints_every_step(tmp_path, monkeypatch):
     assert "Telegram message delivered" in run.output
     assert "→ equal" in run.output
     assert "DrillStale satisfied in every environment" in run.output
+    assert "none yet: the first to go is backup-prod:backup/vzdump-" in run.output  # 2 nights: keep-daily=7
     lines = run.output.splitlines()
     assert max(len(line) for line in lines) > 120, "a pipe is not wrapped at the terminal's width"
+
+
+def test_without_prometheus_and_alertmanager_the_demo_says_what_to_install(tmp_path, monkeypatch):
+    from vzkeep.demo import _Alerting
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither binary on it
+    with _Alerting(ROOT, "127.0.0.1:9") as alerting:
+        alerts = alerting.alerts()
+        text, missing = alerting.message(FAILING_GUEST)
+    assert isinstance(alerts, str) and "install the `prometheus` package" in alerts
+    assert text == "" and "`prometheus-alertmanager` package" in missing

@@ -294,11 +294,10 @@ class _Alerting:
         self.missing: list[str] = []
 
     def __enter__(self) -> _Alerting:
-        texts, alertmanager_text = _monitoring_files(self.root, "http://127.0.0.1:1")
+        self.telegram = self.stack.enter_context(TelegramStub())
+        texts, alertmanager_text = _monitoring_files(self.root, self.telegram.url)
         alertmanager = None
         try:
-            self.telegram = self.stack.enter_context(TelegramStub())
-            _, alertmanager_text = _monitoring_files(self.root, self.telegram.url)
             alertmanager = self.stack.enter_context(AlertmanagerPreview(alertmanager_text)).address
         except (AlertmanagerMissing, RuntimeError, TimeoutError) as err:
             self.missing.append(str(err))
