@@ -26,7 +26,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.helpers.tools import FakeTelegram, http_get, run_alertmanager, run_prometheus
+from tests.helpers.tools import http_get, run_alertmanager, run_prometheus
 from vzkeep.config import load_stack_file, stack_file
 from vzkeep.monitoring import (
     SHIPPED_TIMING,
@@ -34,6 +34,7 @@ from vzkeep.monitoring import (
 )
 from vzkeep.monitoring import alertmanager as am
 from vzkeep.monitoring.render import scrape_config
+from vzkeep.monitoring.telegram_stub import TelegramStub
 from vzkeep.net import free_port
 from vzkeep.plan import plan_stack
 from vzkeep.sandbox.engine import Sandbox
@@ -126,7 +127,7 @@ def main(runs: int) -> None:
 
 
 def run_stack(work: Path, sb: Sandbox, exporter_address: str, runs: int) -> list[float]:
-    with FakeTelegram() as telegram:
+    with TelegramStub() as telegram:
         config = am.alertmanager_config(am.TelegramTarget(-100123, "123:bench", api_url=telegram.url))
         (work / "alertmanager.yml").write_text(am.to_yaml(config))
         with run_alertmanager(work / "alertmanager.yml") as alertmanager:
@@ -148,7 +149,7 @@ def run_stack(work: Path, sb: Sandbox, exporter_address: str, runs: int) -> list
                 return [one_run(sb, telegram) for _ in range(runs)]
 
 
-def one_run(sb: Sandbox, telegram: FakeTelegram) -> float:
+def one_run(sb: Sandbox, telegram: TelegramStub) -> float:
     seen = len(telegram.messages)
     sb.lock_guest(LOCKED, "backup")
     upids = prod_backup(sb)

@@ -20,9 +20,7 @@ import yaml
 from tests.helpers.metrics import exposition
 from tests.helpers.thresholds import PROD
 from tests.helpers.tools import (
-    FakeTelegram,
     StaticExporter,
-    TelegramMessage,
     http_post_json,
     run_alertmanager,
     run_prometheus,
@@ -30,6 +28,7 @@ from tests.helpers.tools import (
 )
 from vzkeep.monitoring import SHIPPED_TIMING, DeliveryTiming, render
 from vzkeep.monitoring import alertmanager as am
+from vzkeep.monitoring.telegram_stub import TelegramMessage, TelegramStub
 
 TOKEN = "7000000001:AAH-test-token-never-logged_x9"
 CHAT = -1001234567890
@@ -147,12 +146,12 @@ def backup_alert(ends: dt.datetime | None = None) -> dict[str, Any]:
 
 
 @pytest.fixture
-def telegram() -> Iterator[FakeTelegram]:
-    with FakeTelegram() as fake:
+def telegram() -> Iterator[TelegramStub]:
+    with TelegramStub() as fake:
         yield fake
 
 
-def test_alertmanager_sends_an_html_message_naming_guest_and_env(tmp_path: Path, telegram: FakeTelegram) -> None:
+def test_alertmanager_sends_an_html_message_naming_guest_and_env(tmp_path: Path, telegram: TelegramStub) -> None:
     config = rendered(tmp_path, api_url=telegram.url, timing=FAST)
     with run_alertmanager(config, ["--log.level=debug"]) as server:
         status, body = http_post_json(f"{server.url}/api/v2/alerts", [backup_alert()])
@@ -189,7 +188,7 @@ def is_backup_failed_for_db(message: TelegramMessage) -> bool:
     return "BackupFailed" in message.text and "vmid 101" in message.text
 
 
-def test_failed_backup_reaches_telegram_through_prometheus(tmp_path: Path, telegram: FakeTelegram) -> None:
+def test_failed_backup_reaches_telegram_through_prometheus(tmp_path: Path, telegram: TelegramStub) -> None:
     config = rendered(tmp_path, api_url=telegram.url, timing=FAST)
     started = round(time.time())  # wall clock on purpose: a real Prometheus evaluates the rules at its own time
     with (

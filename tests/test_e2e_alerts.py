@@ -38,8 +38,6 @@ import yaml
 
 from tests.helpers.sandbox import RunningSandbox
 from tests.helpers.tools import (
-    FakeTelegram,
-    TelegramMessage,
     http_get,
     query,
     run_alertmanager,
@@ -53,6 +51,7 @@ from vzkeep.exporter.api import NOT_IMPLEMENTED, ApiGet, http_status
 from vzkeep.monitoring import DeliveryTiming, rules
 from vzkeep.monitoring import alertmanager as am
 from vzkeep.monitoring.render import scrape_config
+from vzkeep.monitoring.telegram_stub import TelegramMessage, TelegramStub
 from vzkeep.plan import plan_stack
 from vzkeep.sandbox.engine import Sandbox
 from vzkeep.sandbox.launch import Running
@@ -141,7 +140,7 @@ def monitoring(work: Path, exporter_address: str) -> Iterator[dict[str, Any]]:
     (work / "prod.rules.yml").write_text(
         rules.to_yaml(fast_rules(rules.env_rules_document(thresholds, timing=FAST)))
     )
-    with FakeTelegram() as telegram:
+    with TelegramStub() as telegram:
         config = am.alertmanager_config(am.TelegramTarget(CHAT_ID, BOT_TOKEN, api_url=telegram.url), FAST)
         (work / "alertmanager.yml").write_text(am.to_yaml(config))
         (work / "alertmanager.yml").chmod(0o600)
@@ -199,7 +198,7 @@ def firing(prom: str, alert: str, **labels: str) -> bool:
     return bool(query(prom, f'ALERTS{{alertname="{alert}",alertstate="firing"{matchers}}}'))
 
 
-def message_with(telegram: FakeTelegram, *needles: str, after: int = 0) -> TelegramMessage:
+def message_with(telegram: TelegramStub, *needles: str, after: int = 0) -> TelegramMessage:
     def matches(m: TelegramMessage) -> bool:
         return telegram.messages.index(m) >= after and all(n in m.text for n in needles)
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import socket
+import ssl
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +16,7 @@ from proxmoxer.core import ResourceException
 
 from tests.helpers.sandbox import running_sandbox
 from vzkeep.connection import ConnectionConfigError, ConnectionOptions, connect, read_token_file
+from vzkeep.net import free_port
 from vzkeep.sandbox.control import parse_duration
 from vzkeep.sandbox.launch import LaunchError, launch
 from vzkeep.sandbox.seed import DEFAULT_SEED, SeedError, load_seed
@@ -137,3 +144,31 @@ def test_controls_fill_node_down_guest_lock_and_corrupt(tmp_path: Path) -> None:
         assert result["size"] == 100
         digest = app.call("GET", "/guests/105/digest", router=app.control)["digest"]
         assert len(digest) == 64
+
+
+def test_the_fingerprint_serve_prints_is_the_one_the_server_presents(tmp_path: Path) -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "vzkeep", "sandbox", "serve", "--dir", str(tmp_path / "sb"),
+                                "--port", str(port), "--stepped"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        printed = None
+        while printed is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, f"serve exited ({process.poll()}) before printing a fingerprint"
+            if line.strip().startswith("fingerprint"):
+                printed = line.split()[1]
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                context.wrap_socket(raw) as tls:
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        presented = ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+        assert printed == presented
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -1,5 +1,6 @@
-"""Real-tool harness for tests: Prometheus, Alertmanager, promtool/amtool, a fake Telegram Bot API and a
-static metrics endpoint, all on 127.0.0.1 with ports picked at runtime and storage in temp directories.
+"""Real-tool harness for tests: Prometheus, Alertmanager, promtool/amtool and a
+static metrics endpoint, all on 127.0.0.1 with ports picked at runtime and storage in temp directories
+(the Telegram Bot API stand-in is the product's: vzkeep.monitoring.telegram_stub).
 
 A missing tool FAILS the test (``require_tool``), it never skips: CI installs the tools (.ci/run).
 Nothing here talks to anything but loopback.
@@ -13,12 +14,11 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -234,76 +234,6 @@ class _QuietHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-
-@dataclass
-class TelegramMessage:
-    token: str
-    chat_id: str
-    text: str
-    parse_mode: str | None
-    body: dict[str, Any]
-
-
-@dataclass
-class FakeTelegram:
-    """A loopback stand-in for the Telegram Bot API (Alertmanager's ``api_url``).
-
-    Records ``POST /bot<token>/sendMessage`` and answers like the Bot API: ``{"ok": true, "result": {...}}``
-    with a message_id (Telegram Bot API, core.telegram.org/bots/api#sendmessage). Anything else gets the API's
-    404 shape.
-    """
-
-    messages: list[TelegramMessage] = field(default_factory=list)
-    url: str = ""
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __enter__(self) -> FakeTelegram:
-        fake = self
-
-        class Handler(_QuietHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                token, _, method = self.path.lstrip("/").partition("/")
-                if not token.startswith("bot") or method != "sendMessage":
-                    self._send_json(404, {"ok": False, "error_code": 404, "description": "Not Found"})
-                    return
-                body = _parse_body(raw, self.headers.get("Content-Type", ""))
-                message_id = fake._record(token.removeprefix("bot"), body)
-                chat = {"id": int(body.get("chat_id", 0)), "type": "group"}
-                result = {"message_id": message_id, "date": int(time.time()), "chat": chat, "text": body.get("text")}
-                self._send_json(200, {"ok": True, "result": result})
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def _record(self, token: str, body: dict[str, Any]) -> int:
-        text = str(body.get("text", ""))
-        message = TelegramMessage(token, str(body.get("chat_id")), text, body.get("parse_mode"), body)
-        with self._lock:
-            self.messages.append(message)
-            return len(self.messages)
-
-    def wait_for_message(self, predicate: Callable[[TelegramMessage], bool], timeout: float = 30) -> TelegramMessage:
-        def found() -> TelegramMessage | None:
-            with self._lock:
-                return next((m for m in self.messages if predicate(m)), None)
-
-        return wait_until(found, timeout, "a Telegram message matching the predicate")
-
-
-def _parse_body(raw: bytes, content_type: str) -> dict[str, Any]:
-    if "json" in content_type:
-        return json.loads(raw or b"{}")
-    return {key: values[0] for key, values in urllib.parse.parse_qs(raw.decode()).items()}
 
 
 @dataclass

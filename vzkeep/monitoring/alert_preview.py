@@ -38,34 +38,67 @@ class Alert:
 def evaluate_alerts(rule_texts: Sequence[str], exporter_address: str, *, timeout: float = 30.0) -> list[Alert]:
     """Start Prometheus scraping `exporter_address` with the given rule files, wait for a rule evaluation
     after a healthy scrape, and return the alerts it holds (firing or pending)."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        raise PrometheusMissing("install the `prometheus` package to see which alerts fire")
-    with tempfile.TemporaryDirectory(prefix="vzkeep-alerts-") as tmp:
-        root = Path(tmp)
+    with RulePreview(rule_texts, exporter_address) as preview:
+        return preview.alerts(timeout=timeout)
+
+
+class RulePreview:
+    """A throwaway Prometheus for as long as the `with` lasts: it scrapes the exporter every 2 s,
+    evaluates the rules every second, and, given `alertmanager` (host:port), sends the alerts that fire
+    to it as a monitoring host's Prometheus does (its `alerting` section)."""
+
+    def __init__(self, rule_texts: Sequence[str], exporter_address: str, *, alertmanager: str | None = None
+                 ) -> None:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            raise PrometheusMissing("install the `prometheus` package to see which alerts fire")
+        self._binary = binary
+        self._rule_texts = list(rule_texts)
+        self._exporter = exporter_address
+        self._alertmanager = alertmanager
+        self._tmp = tempfile.TemporaryDirectory(prefix="vzkeep-alerts-")
+        self._process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def __enter__(self) -> RulePreview:
+        root = Path(self._tmp.name)
         names = []
-        for i, text in enumerate(rule_texts):
+        for i, text in enumerate(self._rule_texts):
             (root / f"rules-{i}.yml").write_text(_every_second(text))
             names.append(f"rules-{i}.yml")
-        config = {
+        config: dict = {
             # Scrape every 2 s with a 2 s timeout: a loaded machine must not fail scrapes (see below).
             "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "1s"},
             "rule_files": names,
             "scrape_configs": [{"job_name": EXPORTER_JOB, "honor_labels": True,
-                                "static_configs": [{"targets": [exporter_address]}]}],
+                                "static_configs": [{"targets": [self._exporter]}]}],
         }
+        if self._alertmanager:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [self._alertmanager]}]}]}
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
-        process = subprocess.Popen(
-            [binary, "--config.file=prometheus.yml", f"--storage.tsdb.path={root / 'tsdb'}",
+        self._process = subprocess.Popen(
+            [self._binary, "--config.file=prometheus.yml", f"--storage.tsdb.path={root / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{port}"],
             cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        try:
-            return _wait_for_alerts(f"http://127.0.0.1:{port}", timeout)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._tmp.cleanup()
+
+    def alerts(self, *, after: float = 0.0, timeout: float = 30.0) -> list[Alert]:
+        """The alerts (firing or pending) as of a rule evaluation that followed a healthy scrape made after
+        `after` (epoch seconds: what the exporter published by then is seen)."""
+        return _wait_for_alerts(self.url, timeout, after)
 
 
 def _every_second(rule_text: str) -> str:
@@ -76,7 +109,7 @@ def _every_second(rule_text: str) -> str:
     return yaml.safe_dump(document, sort_keys=False)
 
 
-def _wait_for_alerts(url: str, timeout: float) -> list[Alert]:
+def _wait_for_alerts(url: str, timeout: float, after: float = 0.0) -> list[Alert]:
     """The alerts as of a rule evaluation that ran after a healthy scrape.
 
     A failed scrape (a slow machine) marks every series stale at once, and an evaluation right after it
@@ -93,7 +126,7 @@ def _wait_for_alerts(url: str, timeout: float) -> list[Alert]:
         if not targets or not groups or targets[0].get("health") != "up":
             continue
         scraped = _epoch(targets[0].get("lastScrape", ""))
-        if scraped and min(_epoch(g.get("lastEvaluation", "")) for g in groups) > scraped:
+        if scraped > after and min(_epoch(g.get("lastEvaluation", "")) for g in groups) > scraped:
             alerts = [_alert(a) for a in _get(f"{url}/api/v1/alerts")["alerts"]]
             if _get(f"{url}/api/v1/targets")["activeTargets"][0].get("health") == "up":
                 return alerts

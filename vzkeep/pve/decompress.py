@@ -39,7 +39,7 @@ COMPRESSORS: dict[str, tuple[str, ...]] = {
     "lzo": ("lzop", "-c"),
     "bz2": ("bzip2", "-q", "-c"),
 }
-# False: always the node's zstd binary, as on a node without the ``zstandard`` package.
+# False: always the node's zstd binary, as on a node where libzstd cannot be loaded.
 IN_PROCESS_ZSTD = True
 PACKAGES = {"zstd": "zstd", "gzip": "gzip", "lzop": "lzop", "bzip2": "bzip2"}
 

@@ -4,8 +4,8 @@
 each result bound to the bytes it checked (SQLite, one file per cluster), ``storages`` finds storages,
 volids and the nodes' zones, ``run`` verifies many archives.
 
-Standard library only (plus ``vzkeep.pve``'s stdlib-only modules; zstd is decoded in process when the
-``zstandard`` package is there): this runs on PVE nodes and NAS mounts.
+Standard library only (plus ``vzkeep.pve``'s stdlib-only modules; zstd is decoded in process through the
+node's libzstd when it loads, else by its ``zstd`` binary): this runs on PVE nodes and NAS mounts.
 """
 
 from __future__ import annotations
