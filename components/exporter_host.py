@@ -78,9 +78,11 @@ class ExporterHost(pulumi.ComponentResource):
                  ("unit", f"{unit_dir}/{layout.EXPORTER_SERVICE}", layout.EXPORTER_UNIT, "0644")]
         if a.verify is not None:
             texts += [
-                ("verify-script", f"{layout.CONFIG_DIR}/vzkeep-verify.sh", layout.verify_command(a.verify), "0755"),
+                ("verify-script", f"{layout.CONFIG_DIR}/vzkeep-verify.sh",
+                 layout.verify_command(a.verify, a.connection), "0755"),
                 ("verify-service", f"{unit_dir}/vzkeep-verify.service",
-                 layout.oneshot_unit("vzkeep-verify", "archive verification", timeout="6h"), "0644"),
+                 layout.oneshot_unit("vzkeep-verify", "archive verification", timeout="6h", credential="pve-token"),
+                 "0644"),
                 ("verify-timer", f"{unit_dir}/vzkeep-verify.timer",
                  layout.timer_unit("archive verification", a.verify.schedule), "0644"),
             ]

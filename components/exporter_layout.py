@@ -12,7 +12,7 @@ Layout (a fresh Debian host with python3; `python3-venv` is installed if missing
     /etc/vzkeep/vzkeep-verify.sh, vzkeep-drill.sh    what the timers run (arguments quoted once, here)
     /etc/systemd/system/vzkeep-exporter.service
     /etc/systemd/system/vzkeep-{verify,drill}.{service,timer}
-    /var/lib/vzkeep/verify.json, drills.json         results the timers write and the exporter publishes
+    /var/lib/vzkeep/verify.sqlite, drills.json         results the timers write and the exporter publishes
 
 Nothing here imports Pulumi: the same texts are checked by the tests on a real sshd and by systemd-analyze.
 """
@@ -33,7 +33,7 @@ REQUIREMENTS = f"{ROOT}/requirements.txt"
 CONFIG_DIR = "/etc/vzkeep"
 UNIT_DIR = "/etc/systemd/system"
 STATE_DIR = "/var/lib/vzkeep"
-VERIFY_RESULTS = f"{STATE_DIR}/verify.json"
+VERIFY_RESULTS = f"{STATE_DIR}/verify.sqlite"
 DRILL_RESULTS = f"{STATE_DIR}/drills.json"
 EXPORTER_SERVICE = "vzkeep-exporter.service"
 TIMERS = ("vzkeep-verify", "vzkeep-drill")
@@ -204,23 +204,35 @@ NoNewPrivileges=yes
 """
 
 
-def verify_command(job: VerifyJob) -> str:
-    """`vzkeep verify` over the directories where this host sees the archives."""
-    argv = [f"{CURRENT}/bin/vzkeep", "verify", "--results", VERIFY_RESULTS]
-    for directory in job.dirs:
-        argv += ["--dir", directory]
-    return f"#!/bin/sh\n# Run by vzkeep-verify.service; delivered by the monitoring stack.\nexec {shell.joined(argv)}\n"
-
-
-def drill_command(job: DrillJob, connection: Connection) -> str:
-    """`vzkeep drill` with the drill token systemd hands over in $CREDENTIALS_DIRECTORY."""
-    argv = [f"{CURRENT}/bin/vzkeep", "drill", "--endpoint", connection.endpoint]
+def _connected(command: str, connection: Connection) -> list[str]:
+    """`vzkeep COMMAND` reaching PVE as the exporter does (its endpoint and certificate pin)."""
+    argv = [f"{CURRENT}/bin/vzkeep", command, "--endpoint", connection.endpoint]
     if connection.fingerprint:
         argv += ["--fingerprint", connection.fingerprint]
     elif connection.insecure:
         argv.append("--insecure")
-    argv += ["--sample", str(job.sample), "--results", DRILL_RESULTS]
+    return argv
+
+
+# The token systemd hands the service (LoadCredential=pve-token:...), never in the script itself.
+_TOKEN_FILE = '--token-file "$CREDENTIALS_DIRECTORY/pve-token"'
+
+
+def verify_command(job: VerifyJob, connection: Connection) -> str:
+    """`vzkeep verify` over the directories where this host sees the archives, connected with the exporter's
+    token: PVE says which storage each archive is on (its volid, what the exporter publishes results by)
+    and the zone of the node that wrote it (the name/time check), so no result is anonymous or unchecked."""
+    argv = [*_connected("verify", connection), "--results", VERIFY_RESULTS]
+    for directory in job.dirs:
+        argv += ["--dir", directory]
+    return ("#!/bin/sh\n# Run by vzkeep-verify.service; delivered by the monitoring stack.\n"
+            f"exec {shell.joined(argv)} {_TOKEN_FILE}\n")
+
+
+def drill_command(job: DrillJob, connection: Connection) -> str:
+    """`vzkeep drill` with the drill token systemd hands over in $CREDENTIALS_DIRECTORY."""
+    argv = [*_connected("drill", connection), "--sample", str(job.sample), "--results", DRILL_RESULTS]
     if job.env:
         argv += ["--env", job.env]
     return ("#!/bin/sh\n# Run by vzkeep-drill.service; delivered by the monitoring stack.\n"
-            f'exec {shell.joined(argv)} --token-file "$CREDENTIALS_DIRECTORY/pve-token"\n')
+            f"exec {shell.joined(argv)} {_TOKEN_FILE}\n")

@@ -136,7 +136,7 @@ def test_units_timers_config_and_token_are_in_place(host, delivered):
     assert drill_token.read_text() == f"{DRILL_TOKEN}\n" and stat.S_IMODE(drill_token.stat().st_mode) == 0o600
     config = yaml.safe_load(read(host, "/etc/vzkeep/exporter.yml"))
     assert config["endpoint"] == "https://pve1.home.arpa:8006/" and config["listen"] == "127.0.0.1:9868"
-    assert (config["verify-results"], config["drill-results"]) == ("/var/lib/vzkeep/verify.json",
+    assert (config["verify-results"], config["drill-results"]) == ("/var/lib/vzkeep/verify.sqlite",
                                                                     "/var/lib/vzkeep/drills.json")
     units = [f"/etc/systemd/system/{u}" for u in (
         "vzkeep-exporter.service", "vzkeep-verify.service", "vzkeep-verify.timer", "vzkeep-drill.service",
@@ -156,8 +156,12 @@ def test_units_timers_config_and_token_are_in_place(host, delivered):
 
 def test_the_timers_run_scripts_the_exporter_reads_the_results_of(host, delivered):
     script = read(host, "/etc/vzkeep/vzkeep-verify.sh")
-    assert "--results /var/lib/vzkeep/verify.json" in script
+    assert "--results /var/lib/vzkeep/verify.sqlite" in script
     assert "--dir /mnt/nas/pve-offsite/prod/dump --dir /mnt/nas/pve-offsite/monitoring/dump" in script
+    # connected with the exporter's token (volids and the nodes' zone come from PVE), which stays out of the script
+    assert "--endpoint https://pve1.home.arpa:8006/" in script and EXPORTER_TOKEN not in script
+    assert script.rstrip().endswith('--token-file "$CREDENTIALS_DIRECTORY/pve-token"')
+    assert "LoadCredential=pve-token:/etc/vzkeep/pve-token" in read(host, "/etc/systemd/system/vzkeep-verify.service")
     drill = read(host, "/etc/vzkeep/vzkeep-drill.sh")
     assert '--token-file "$CREDENTIALS_DIRECTORY/pve-token"' in drill and DRILL_TOKEN not in drill
     parsed = host.run("sh -n /etc/vzkeep/vzkeep-verify.sh && sh -n /etc/vzkeep/vzkeep-drill.sh")

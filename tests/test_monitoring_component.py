@@ -73,7 +73,7 @@ def test_the_exporter_host_delivers_route_dashboard_targets_exporter_and_timers(
     timer = unwrap_secrets(by_name["exporter-verify-timer"].inputs)["stdin"]
     assert "OnCalendar=Sun 05:00" in timer
     config = unwrap_secrets(by_name["exporter-config"].inputs)["stdin"]
-    assert "verify-results: /var/lib/vzkeep/verify.json" in config
+    assert "verify-results: /var/lib/vzkeep/verify.sqlite" in config
     assert "drill-results: /var/lib/vzkeep/drills.json" in config
     service = by_name["exporter-service"]
     names = {d.rsplit("::", 1)[-1] for d in service.dependencies}

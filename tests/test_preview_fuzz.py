@@ -5,18 +5,23 @@ of cases fit in CI's budget: YAML-looking text and bytes (syntax, anchors, tags,
 deep nesting), and the shipped prod stack with random keys replaced, added or removed (values of
 every JSON type, control characters, huge numbers), which often still runs the whole Pulumi program.
 Each case must end with exit 0 (policies pass), 1 (a policy fails) or 2 (bad config), print no
-traceback, and stay within a few seconds; the process's peak memory stays under 500 MB. Derandomized:
-CI runs the same cases every time.
+traceback, and stay within a few seconds; the peak memory of the process that runs the previews stays
+under 500 MB (a process of their own: a test worker's peak includes whatever ran in it before).
+Derandomized: CI runs the same cases every time.
 """
 
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import resource
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,16 +41,30 @@ TOKENS = ["config:", "\n", "  ", "- ", ": ", "vzkeep:backup", "vzkeep:environmen
           "\u2028", "keepDaily", "secure: v1:abc", "| \n", "> \n"]
 
 
-def _preview(workdir: Path, content: bytes) -> None:
-    (workdir / "Pulumi.prod.yaml").write_bytes(content)
+def _run_preview(workdir: str, content: bytes) -> tuple[int, str, float, int]:
+    """Runs in the fuzz's own process: exit status, output, seconds, and the process's peak RSS (KiB)."""
+    (Path(workdir) / "Pulumi.prod.yaml").write_bytes(content)
     began = time.monotonic()
-    result = runner.invoke(app, ["preview", "--stack", "prod", "--root", str(workdir), "--json"])
+    result = runner.invoke(app, ["preview", "--stack", "prod", "--root", workdir, "--json"])
     elapsed = time.monotonic() - began
-    shown = (result.stdout + result.stderr)[-2000:]
-    assert result.exit_code in (0, 1, 2), f"exit {result.exit_code}: {shown}\n{content[:500]!r}"
-    assert "Traceback" not in result.stdout + result.stderr, shown
+    return (result.exit_code, result.stdout + result.stderr, elapsed,
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+@pytest.fixture(scope="module")
+def previews() -> Iterator[ProcessPoolExecutor]:
+    """One fresh interpreter (spawned, not forked from the test worker) that runs every preview of the module."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def _preview(previews: ProcessPoolExecutor, workdir: Path, content: bytes) -> None:
+    exit_code, output, elapsed, peak_kib = previews.submit(_run_preview, str(workdir), content).result()
+    shown = output[-2000:]
+    assert exit_code in (0, 1, 2), f"exit {exit_code}: {shown}\n{content[:500]!r}"
+    assert "Traceback" not in output, shown
     assert elapsed < MAX_SECONDS_PER_CASE, f"{elapsed:.1f} s for {content[:200]!r}"
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < MAX_RSS_KIB
+    assert peak_kib < MAX_RSS_KIB, f"{peak_kib // 1024} MiB after {content[:200]!r}"
 
 
 def _project(directory: Path) -> Path:
@@ -123,11 +142,12 @@ def mutated_stacks(draw: st.DrawFn) -> bytes:
 
 @settings(FUZZ, max_examples=250)
 @given(mutated_stacks())
-def test_mutated_stacks_never_crash_preview(tmp_path: Path, content: bytes) -> None:
-    _preview(_project(tmp_path), content)  # one directory for every case: each overwrites the stack file
+def test_mutated_stacks_never_crash_preview(previews: ProcessPoolExecutor, tmp_path: Path, content: bytes) -> None:
+    _preview(previews, _project(tmp_path), content)  # one directory for every case: each overwrites the stack file
 
 
 @settings(FUZZ, max_examples=2500)
 @given(encoded)
-def test_many_generated_texts_never_crash_preview(tmp_path: Path, content: bytes) -> None:
-    _preview(_project(tmp_path), content)
+def test_many_generated_texts_never_crash_preview(previews: ProcessPoolExecutor, tmp_path: Path,
+                                                  content: bytes) -> None:
+    _preview(previews, _project(tmp_path), content)

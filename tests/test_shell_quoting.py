@@ -103,8 +103,8 @@ def test_ssh_delivery_paths_scripts_and_config_treat_every_setting_as_data(tmp_p
     config = yaml.safe_load(by_name["config"]["stdin"])
     assert (config["endpoint"], config["listen"], config["insecure"]) == (endpoint, listen, False)
     for script, expected in (
-        ("verify-script", ["verify", "--results", "/var/lib/vzkeep/verify.json",
-                           "--dir", dirs[0], "--dir", dirs[1]]),
+        ("verify-script", ["verify", "--endpoint", endpoint, "--results", "/var/lib/vzkeep/verify.sqlite",
+                           "--dir", dirs[0], "--dir", dirs[1], "--token-file", f"{tmp_path}/credentials/pve-token"]),
         ("drill-script", ["drill", "--endpoint", endpoint, "--sample", "1", "--results",
                           "/var/lib/vzkeep/drills.json", "--token-file", f"{tmp_path}/credentials/pve-token"]),
     ):

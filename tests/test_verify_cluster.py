@@ -100,6 +100,19 @@ def test_an_archive_first_verified_by_path_gets_its_volid_once_the_storage_is_kn
     assert set(by_volid) == {e["volid"] for e in sb.sandbox.listing("backup-lab", "pve2")}
 
 
+def test_results_are_dated_on_the_clusters_clock(sb, tmp_path):
+    # the exporter and the status page measure ages on the cluster's clock; a result dated on this machine's
+    # would look verified in another week on a sandbox (or on a drifting host)
+    cluster_now = sb.client().get("nodes/pve1/time")["time"]
+    assert abs(cluster_now - time.time()) > 3600  # the sandbox's days have run ahead of the wall clock
+    store = tmp_path / "r.sqlite"
+    out = vzkeep("verify", "--sandbox", str(sb.sandbox_json), "--storage", "backup-prod", "--results", str(store),
+                 "--force", machine_tz="UTC", state=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    dated = {r.verified_at for r in verify.results_by_volid(store).values()}
+    assert dated and all(abs(at - cluster_now) < 300 for at in dated), (dated, cluster_now)
+
+
 @pytest.mark.parametrize("machine_tz", MACHINE_ZONES)
 def test_an_unknown_zone_never_makes_an_archive_corrupt(sb, tmp_path, machine_tz):
     """Offline, not on a node, no --tz: the name/time check is not made, and said so."""

@@ -67,7 +67,7 @@ from vzkeep.sandbox.client import control
 from vzkeep.sandbox.diskdata import file_digest, scaled_size
 from vzkeep.sandbox.launch import launch
 from vzkeep.sandbox.server import CONNECTION_FILE
-from vzkeep.verify import ResultStore, verify_many
+from vzkeep.verify import ClusterView, ResultStore, verify_many
 
 DAY = 86_400
 DEFAULT_DAYS = 7
@@ -352,6 +352,7 @@ def _verify_week(api: PveClient, zones: dict[str, str], store: ResultStore) -> V
     """`vzkeep verify` of every archive the cluster holds, read where the sandbox keeps it (the API's
     path of each volume), each named in its node's zone. The one place the demo calls verify."""
     found: dict[str, Backup] = {}  # path -> its backup
+    clock = ClusterView(api).clock()  # results dated in the sandbox's week, as vzkeep verify --sandbox does
     for backup in collect(api).backups:
         path = archive_path(api, backup.nodes[0], backup) if backup.nodes else None
         if path:
@@ -359,7 +360,7 @@ def _verify_week(api: PveClient, zones: dict[str, str], store: ResultStore) -> V
     results = []
     for zone in sorted({zones.get(b.env or "", "UTC") for b in found.values()}):
         chosen = [p for p, b in found.items() if zones.get(b.env or "", "UTC") == zone]
-        results += verify_many(chosen, store, tz=zone, volids={p: found[p].volid for p in chosen})
+        results += verify_many(chosen, store, tz=zone, volids={p: found[p].volid for p in chosen}, clock=clock)
     by_env: dict[str, list[int]] = {}
     for r in results:
         counts = by_env.setdefault(found[r.path].env or "none", [0, 0])

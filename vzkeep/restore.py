@@ -36,7 +36,7 @@ from vzkeep.errors import ExitStatus, VzkeepError
 from vzkeep.follow import Task, Wait, follow_task, poll_until
 from vzkeep.pve.client import PveApiError, PveClient
 from vzkeep.pve.decompress import DecompressError
-from vzkeep.verify import ResultStore, verify_archive
+from vzkeep.verify import ClusterView, ResultStore, verify_archive
 
 CLEANUP_TIMEOUT = 300.0  # removing a half-made guest gets its own bound, even after the command's ran out
 
@@ -375,7 +375,8 @@ def precheck(client: PveClient, backup: Backup, node: str, store: ResultStore | 
                                      "(run vzkeep on the node or where the storage is mounted to check first)",
                         path=path)
     try:
-        result = verify_archive(path, tz=node_timezone(backup), volid=backup.volid)
+        # dated on the cluster's clock, like the backups and the exporter's ages (vzkeep.verify.ClusterView)
+        result = verify_archive(path, tz=node_timezone(backup), volid=backup.volid, now=ClusterView(client).clock()())
     except (OSError, DecompressError) as exc:
         return Precheck(False, True, f"pre-check skipped: {path} could not be read ({exc})", path=path)
     _record(store, result)

@@ -6,6 +6,7 @@ import contextlib
 import inspect
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,7 +147,7 @@ def verify_cmd(
             for scanned in plan.scanned:
                 store.forget_missing(scanned)  # archives pruned since the last run
             progress = _progress_bar(report)
-            _run(plan.targets, store, force, progress, console, as_json, outcome)
+            _run(plan, store, force, progress, console, as_json, outcome)
     except _TimedOut:
         raise WaitTimeout(*_stopped(f"stopped after --timeout {timeout:g} s", plan, outcome)) from None
     except KeyboardInterrupt:
@@ -167,6 +168,7 @@ def verify_cmd(
 @dataclass
 class _Plan:
     cluster: str | None
+    clock: Callable[[], float] = time.time  # dates the results: the cluster's clock when connected
     targets: list[Target] = field(default_factory=list)
     scanned: list[str] = field(default_factory=list)  # directories listed whole: forget what left them
     unreadable: list[str] = field(default_factory=list)  # listed by PVE, not readable from here
@@ -215,7 +217,7 @@ def _plan_connected(conn: ConnectionOptions, paths: list[str], directories: list
 
     try:
         view = ClusterView(connect_client(conn))
-        plan = _Plan(view.cluster_name(), scanned=[str(d) for d in directories])
+        plan = _Plan(view.cluster_name(), view.clock(), scanned=[str(d) for d in directories])
         located = view.locate(paths) if paths else {}
         common = None if tz or len(located) == len(paths) else view.common_zone()
         for path in paths:
@@ -378,7 +380,7 @@ def _progress_bar(report: output.Reporter) -> Progress | None:
         "{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
 
 
-def _run(targets: list[Target], store: ResultStore, force: bool, progress: Progress | None, console: Console,
+def _run(plan: _Plan, store: ResultStore, force: bool, progress: Progress | None, console: Console,
          as_json: bool, outcome: list[VerifyResult]) -> None:
     def progress_for(path: str, size: int) -> Callable[[int], None] | None:
         if progress is None or size < PROGRESS_MIN_BYTES:
@@ -392,7 +394,7 @@ def _run(targets: list[Target], store: ResultStore, force: bool, progress: Progr
         if not as_json:
             _print_result(console, result)
 
-    verify_targets(targets, store, force=force, progress_for=progress_for, on_result=show)
+    verify_targets(plan.targets, store, force=force, progress_for=progress_for, on_result=show, clock=plan.clock)
 
 
 # -- output ------------------------------------------------------------------------------------------------

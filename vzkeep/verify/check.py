@@ -154,10 +154,13 @@ def verify_archive(
     tz: str | None = None,
     volid: str | None = None,
     progress: Callable[[int], None] | None = None,
+    now: float | None = None,
 ) -> VerifyResult:
     """Check one archive in one pass. ``tz`` is the zone of the node that wrote it (None: unknown, so the
-    name/time check is not made). Problems (read errors included) are findings in the result; a missing
-    decompressor raises ``vzkeep.pve.decompress.DecompressError``, a missing file ``FileNotFoundError``."""
+    name/time check is not made); ``now`` dates the result (default: this machine's clock; the cluster's
+    when known, the clock its backups and the exporter's ages are on). Problems (read errors included) are
+    findings in the result; a missing decompressor raises ``vzkeep.pve.decompress.DecompressError``, a
+    missing file ``FileNotFoundError``."""
     path = os.path.abspath(path)
     st = os.stat(path)
     info, name_problem = _parse_name(path, tz)
@@ -187,7 +190,7 @@ def verify_archive(
         mtime=st.st_mtime,
         mtime_ns=st.st_mtime_ns,
         inode=st.st_ino,
-        verified_at=int(time.time()),
+        verified_at=int(time.time() if now is None else now),
         format=info.format if info else None,
         compression=info.compression if info else None,
         bytes_read=bytes_read,

@@ -68,10 +68,12 @@ def verify_targets(
     force: bool = False,
     progress_for: Callable[[str, int], Callable[[int], None] | None] | None = None,
     on_result: Callable[[VerifyResult], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> list[VerifyResult]:
     """Verify each target unless the store holds a result for the same bytes checked the same way
-    (``force`` re-reads). Results are recorded in batches, and the pending ones when the run stops for any
-    reason (Ctrl-C, a timeout raised from a signal handler), so an interrupted run keeps what it finished."""
+    (``force`` re-reads); ``clock`` dates new results (``ClusterView.clock``: the cluster's). Results are
+    recorded in batches, and the pending ones when the run stops for any reason (Ctrl-C, a timeout raised
+    from a signal handler), so an interrupted run keeps what it finished."""
     if store is not None:
         store.check_writable()  # created now (an older JSON store set aside), so a bad path fails before reading
     records = store.load() if store is not None else {}
@@ -79,7 +81,7 @@ def verify_targets(
     results = []
     try:
         for target in targets:
-            result, changed = _one(target, store, records, force, progress_for)
+            result, changed = _one(target, store, records, force, progress_for, clock)
             if result is None:
                 continue
             if changed:
@@ -93,7 +95,7 @@ def verify_targets(
 
 
 def _one(target: Target, store: ResultStore | None, records: dict[str, VerifyResult], force: bool,
-         progress_for: Callable[[str, int], Callable[[int], None] | None] | None
+         progress_for: Callable[[str, int], Callable[[int], None] | None] | None, clock: Callable[[], float]
          ) -> tuple[VerifyResult | None, bool]:
     """The target's result, and whether it is new to the store."""
     path = os.path.abspath(target.path)
@@ -109,7 +111,7 @@ def _one(target: Target, store: ResultStore | None, records: dict[str, VerifyRes
         return cached, False
     try:
         progress = progress_for(path, st.st_size) if progress_for else None
-        result = check.verify_archive(path, tz=target.zone, volid=target.volid, progress=progress)
+        result = check.verify_archive(path, tz=target.zone, volid=target.volid, progress=progress, now=clock())
     except FileNotFoundError:
         return None, False
     if rot := _bitrot_problem(result, records.get(path)):
@@ -127,13 +129,14 @@ def verify_paths(
     force: bool = False,
     progress_for: Callable[[str, int], Callable[[int], None] | None] | None = None,
     on_result: Callable[[VerifyResult], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> list[VerifyResult]:
     """``verify_targets`` for plain paths: ``zone_for(path)`` is the zone of the node that wrote it (None:
     unknown, the name/time check is reported as not made), ``volid_for(path)`` its volid (None: not on a
     known storage)."""
     targets = (Target(os.path.abspath(p), volid_for(os.path.abspath(p)), zone_for(os.path.abspath(p)))
                for p in paths)
-    return verify_targets(targets, store, force=force, progress_for=progress_for, on_result=on_result)
+    return verify_targets(targets, store, force=force, progress_for=progress_for, on_result=on_result, clock=clock)
 
 
 def verify_many(
@@ -145,8 +148,9 @@ def verify_many(
     volids: dict[str, str] | None = None,
     progress_for: Callable[[str, int], Callable[[int], None] | None] | None = None,
     on_result: Callable[[VerifyResult], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> list[VerifyResult]:
     """``verify_paths`` with one zone for every archive and volids by absolute path."""
     volids = volids or {}
     return verify_paths(paths, store=store, zone_for=lambda _p: tz, volid_for=volids.get, force=force,
-                        progress_for=progress_for, on_result=on_result)
+                        progress_for=progress_for, on_result=on_result, clock=clock)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,7 @@ class ClusterView:
     """What verify asks a cluster (a ``vzkeep.pve.client.PveClient``), each answer asked once."""
 
     client: Any
-    _zones: dict[str, str | None] = field(default_factory=dict)
+    _times: dict[str, dict[str, Any]] = field(default_factory=dict)
     _places: dict[str, list[Place]] = field(default_factory=dict)
     _nodes: list[str] | None = None
     _configs: dict[str, dict[str, Any]] | None = None
@@ -205,16 +206,33 @@ class ClusterView:
                                  if n.get("status") == "online")
         return self._nodes
 
-    def zone(self, node: str) -> str | None:
-        """The node's zone (``GET /nodes/{node}/time``); None when it cannot be asked."""
-        if node not in self._zones:
+    def _time(self, node: str) -> dict[str, Any]:
+        """``GET /nodes/{node}/time`` (pve-manager ``PVE/API2/Nodes.pm``: ``time``, ``localtime``, ``timezone``),
+        asked once per node; {} when it cannot be asked."""
+        if node not in self._times:
             from vzkeep.pve.client import PveApiError
 
             try:
-                self._zones[node] = str(self.client.get(f"nodes/{node}/time").get("timezone") or "") or None
-            except (PveApiError, AttributeError):
-                self._zones[node] = None
-        return self._zones[node]
+                answer = self.client.get(f"nodes/{node}/time")
+            except PveApiError:
+                answer = None
+            self._times[node] = answer if isinstance(answer, dict) else {}
+        return self._times[node]
+
+    def zone(self, node: str) -> str | None:
+        """The node's zone (``GET /nodes/{node}/time``); None when it cannot be asked."""
+        return str(self._time(node).get("timezone") or "") or None
+
+    def clock(self) -> Callable[[], float]:
+        """The cluster's clock: this machine's, shifted by how far the first online node's ``time`` was from it
+        when asked. Results are dated on it, as backups and the exporter's ages are (a drifting host or a
+        sandbox whose clock is not the wall clock would otherwise date them in another week). This machine's
+        own clock when no node answers."""
+        asked = time.time()
+        reported = next((t["time"] for t in map(self._time, self.nodes()[:1]) if isinstance(t.get("time"), int)),
+                        None)
+        offset = 0.0 if reported is None else reported - asked
+        return lambda: time.time() + offset
 
     def common_zone(self) -> str | None:
         """The zone of every online node when they all share one (a homelab's usual case), else None."""

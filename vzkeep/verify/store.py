@@ -105,7 +105,7 @@ class ResultStore:
             db.close()
 
     def _set_aside_json_store(self) -> None:
-        """An older vzkeep wrote its results as JSON at the same path (e.g. the timer's verify.json). Its
+        """An older vzkeep wrote its results as JSON at the same path (e.g. the timer's former verify.json). Its
         results were not bound to the node's zone nor to a checker version, so none would count: it is moved
         to ``<name>.json-v1`` and the run starts a new store, rather than failing every run until someone
         moves it by hand."""
