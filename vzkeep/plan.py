@@ -7,6 +7,7 @@ means the same thing everywhere. Names follow DESIGN.md "Names": pool `<env>`, s
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -216,10 +217,13 @@ def default_notes_template(env: str) -> str:
     return "{{guestname}} (vmid {{vmid}}, env " + env + ", node {{node}})"
 
 
-def start_times(schedule: str, tz: str, after: int, horizon: int = HORIZON_SECONDS) -> list[int]:
-    """Every start time of `schedule` in (after, after + horizon], capped at MAX_EVENTS."""
+@functools.lru_cache(maxsize=64)
+def start_times(schedule: str, tz: str, after: int, horizon: int = HORIZON_SECONDS) -> tuple[int, ...]:
+    """Every start time of `schedule` in (after, after + horizon], capped at MAX_EVENTS. Cached: a preview
+    asks the same few (schedule, zone) pairs many times (the plan, the window check, the policy pack), and
+    a year of events is ~370 calendar steps each time."""
     runs = calendar.parse(schedule).iter_after(after, tz)
-    return list(itertools.takewhile(lambda t: t <= after + horizon, itertools.islice(runs, MAX_EVENTS)))
+    return tuple(itertools.takewhile(lambda t: t <= after + horizon, itertools.islice(runs, MAX_EVENTS)))
 
 
 def longest_gap(schedule: str) -> int:
@@ -244,7 +248,7 @@ def _check_in_window(settings: StackSettings, key: str, schedule: str, window: W
                 f"starts at {local:%a %H:%M} ({tz}), outside the backup window "
                 f"{window.start}–{window.end}: every start time must fall inside the window",
             )
-    return tuple(starts)
+    return starts
 
 
 def _plan_offsite(
