@@ -5,6 +5,7 @@ line, and reloads itself. The screenshot is kept in the test's temporary directo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from tests.helpers.fake_pve import FakeApi, fake_cluster
 from tests.helpers.tools import require_tool
 from tests.helpers.waits import wait_until
 from vzkeep.exporter import Exporter, Poller, Snapshot
+from vzkeep.exporter.snapshot import DrillInfo
 from vzkeep.exporter.status_page import render
 
 HOSTILE = '<img src=x onerror="console.error(\'injected\')">&amp; "web"'
@@ -128,6 +130,17 @@ def test_render_escapes_without_a_browser() -> None:
     assert "&lt;img src=x onerror=&quot;console.error(&#x27;injected&#x27;)&quot;&gt;&amp;amp; &quot;web&quot;" in html
 
 
+@pytest.mark.parametrize(("seconds", "shown"), [(1.4, "in 1 s"), (75, "in 75 s"), (5400, "in 90 min")])
+def test_a_drill_says_how_long_it_took_in_a_unit_that_shows_it(seconds: float, shown: str) -> None:
+    snapshot = Poller(cluster()).poll()
+    vmid = snapshot.guests[0].vmid
+    snapshot = dataclasses.replace(snapshot, drills=(DrillInfo(snapshot.guests[0].env, vmid, True, seconds,
+                                                               snapshot.clock.time if snapshot.clock else 1.0),))
+    html = render(snapshot).decode()
+    assert f'<span class="ok">OK</span> {shown},' in html
+    assert "0.0 min" not in html
+
+
 def test_the_check_would_see_a_console_error() -> None:
     # The same browser check on a page that errs: a console.error, an exception and a missing resource.
     require_tool("chromium")
@@ -152,7 +165,9 @@ def test_the_check_would_see_a_console_error() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         with browser() as chrome:
-            errors = chrome.open(f"http://127.0.0.1:{server.server_address[1]}/").errors
+            # a longer settle than the status page's own check: here every error must arrive (on a busy
+            # machine the 404's log entry can come well after the load event)
+            errors = chrome.open(f"http://127.0.0.1:{server.server_address[1]}/", settle=3.0).errors
     finally:
         server.shutdown()
         server.server_close()

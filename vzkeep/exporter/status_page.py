@@ -203,7 +203,8 @@ def _drill(clock: Clock, drill: DrillInfo | None) -> str:
     if drill is None:
         return '<span class="muted">none</span>'
     if drill.ok:
-        took = f"{drill.duration_seconds / 60:.1f} min"
+        seconds = drill.duration_seconds  # a homelab restore takes seconds to hours: "0.0 min" said nothing
+        took = f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
         return f'<span class="ok">OK</span> in {took}, {escape(clock.age(drill.last_success))}'
     last = f", last success {escape(clock.age(drill.last_success))}" if drill.last_success else ""
     return f'<span class="bad">FAILED</span>{last}'
