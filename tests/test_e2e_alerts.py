@@ -338,7 +338,9 @@ def test_backup_missing_fires_with_a_positive_age_and_the_clusters_date(ahead: d
     sb: Sandbox = ahead["sandbox"]
     newest = max(e["ctime"] for e in sb.listing("backup-prod", "pve1", vmid=100))
     message = message_with(ahead["telegram"], "BackupMissing", "traefik (vmid 100)", "environment: prod")
-    line = next(x for x in message.text.splitlines() if x.startswith("last good backup: "))
+    # the message holds one block per firing alert of prod (Alertmanager groups by env): traefik's own block
+    block = next(b for b in message.text.split("<b>BackupMissing</b>") if "traefik (vmid 100)" in b)
+    line = next(x for x in block.splitlines() if x.startswith("last good backup: "))
     # 50 h on the cluster's clock, not "-29d 22h ..." against the wall clock
     found = re.fullmatch(r"last good backup: (.+ UTC) \((\d+)d (\d+)h (\d+)m (\d+)s ago\)", line)
     assert found, line
