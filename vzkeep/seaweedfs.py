@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from typing import Any
 
 from vzkeep.atomic import write_atomic
 from vzkeep.net import free_port
+from vzkeep.processes import stop_process
 
 HOST = "127.0.0.1"
 REGION = "us-east-1"
@@ -92,13 +92,7 @@ class S3Server:
         return "(no log)"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        stop_process(self.process)
 
 
 def weed_binary() -> str:

@@ -27,6 +27,8 @@ from typing import Any
 
 import websocket
 
+from vzkeep.processes import stop_process
+
 # The flags the project asks for: no sandbox (containers), no GPU, and nothing that talks to the network.
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -137,12 +139,7 @@ class Browser:
         try:
             self.socket.close()
         finally:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process)
 
 
 def _console_error(event: dict[str, Any]) -> str | None:

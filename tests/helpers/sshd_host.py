@@ -23,6 +23,7 @@ from pathlib import Path
 from tests.helpers.background import Background
 from tests.helpers.waits import wait_until
 from vzkeep.net import free_port
+from vzkeep.processes import stop_process
 
 OVERLAID = ("/etc", "/opt", "/var/lib")
 SYSTEMCTL_STUB = """#!/bin/sh
@@ -156,9 +157,8 @@ class SshHost:
                               check=False)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        if self.process is not None:
+            stop_process(self.process)
 
 
 class CommandLineWatch(Background):

@@ -19,14 +19,16 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers.waits import wait_until
+from vzkeep.monitoring.telegram_stub import QuietJsonHandler
 from vzkeep.net import free_port
+from vzkeep.processes import stop_process
 
 # Which Debian package provides each tool, so a failure says what to install.
 TOOL_PACKAGES = {
@@ -112,15 +114,6 @@ def _wait_ready(server: Server, name: str) -> None:
     wait_until(ready, STARTUP_TIMEOUT_SECONDS, f"{name} to be ready at {server.url}")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _start(name: str, binary: str, args_for: Callable[[int, Path], list[str]], cwd: Path | None,
            data_dir: Path) -> Server:
     """Start the tool on a port picked now (the tools take no port 0), again on another one if it was taken."""
@@ -135,11 +128,11 @@ def _start(name: str, binary: str, args_for: Callable[[int, Path], list[str]], c
             _wait_ready(server, name)
             return server
         except _PortTaken:
-            _stop(process)
+            stop_process(process)
             if attempt == PORT_ATTEMPTS:
                 raise
         except BaseException:
-            _stop(process)
+            stop_process(process)
             raise
     raise AssertionError("unreachable")
 
@@ -152,7 +145,7 @@ def _run_server(name: str, args_for: Callable[[int, Path], list[str]], cwd: Path
         try:
             yield server
         finally:
-            _stop(server.process)
+            stop_process(server.process)
 
 
 @contextlib.contextmanager
@@ -222,20 +215,6 @@ def query_range(prom_url: str, expr: str, start: float, end: float, step: float)
 # --- small HTTP fakes -------------------------------------------------------------------------------------
 
 
-class _QuietHandler(BaseHTTPRequestHandler):
-    # The default handler logs request paths to stderr; the Bot API path holds the token, so never log it.
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def _send_json(self, status: int, payload: Any) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @dataclass
 class StaticExporter:
     """Serves a fixed Prometheus text exposition at ``/metrics`` on 127.0.0.1 (change ``text`` any time)."""
@@ -247,7 +226,7 @@ class StaticExporter:
     def __enter__(self) -> StaticExporter:
         exporter = self
 
-        class Handler(_QuietHandler):
+        class Handler(QuietJsonHandler):
             def do_GET(self) -> None:
                 if self.path.split("?")[0] != "/metrics":
                     self._send_json(404, {"error": "not found"})

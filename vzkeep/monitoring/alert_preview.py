@@ -21,6 +21,7 @@ import yaml
 
 from vzkeep.monitoring import EXPORTER_JOB
 from vzkeep.net import free_port
+from vzkeep.processes import stop_process
 
 
 class PrometheusMissing(RuntimeError):
@@ -87,12 +88,7 @@ class RulePreview:
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process)
         self._tmp.cleanup()
 
     def alerts(self, *, after: float = 0.0, timeout: float = 30.0) -> list[Alert]:

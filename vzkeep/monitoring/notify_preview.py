@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vzkeep.atomic import write_private
 from vzkeep.net import free_port
+from vzkeep.processes import stop_process
 
 # Debian installs it as prometheus-alertmanager; upstream's tarball as alertmanager.
 BINARIES = ("prometheus-alertmanager", "alertmanager")
@@ -60,12 +61,7 @@ class AlertmanagerPreview:
 
     def __exit__(self, *exc: object) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            stop_process(self._process)
             self._process = None
         self._tmp.cleanup()
 

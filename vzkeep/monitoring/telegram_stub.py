@@ -74,11 +74,23 @@ class TelegramStub:
                 self._arrived.wait(left)
 
 
-def _handler(stub: TelegramStub) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            return  # the path holds the bot token: never log it
+class QuietJsonHandler(BaseHTTPRequestHandler):
+    """A request handler that answers JSON and never logs a request (a Bot API path holds the bot token)."""
 
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _handler(stub: TelegramStub) -> type[BaseHTTPRequestHandler]:
+    class Handler(QuietJsonHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             token, _, method = self.path.lstrip("/").partition("/")
@@ -90,14 +102,6 @@ def _handler(stub: TelegramStub) -> type[BaseHTTPRequestHandler]:
             chat = {"id": int(body.get("chat_id", 0)), "type": "group"}
             result = {"message_id": message_id, "date": int(time.time()), "chat": chat, "text": body.get("text")}
             self._send_json(200, {"ok": True, "result": result})
-
-        def _send_json(self, status: int, payload: Any) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
     return Handler
 
