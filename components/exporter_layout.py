@@ -12,7 +12,7 @@ Layout (a fresh Debian host with python3; `python3-venv` is installed if missing
     /etc/vzkeep/vzkeep-verify.sh, vzkeep-drill.sh    what the timers run (arguments quoted once, here)
     /etc/systemd/system/vzkeep-exporter.service
     /etc/systemd/system/vzkeep-{verify,drill}.{service,timer}
-    /var/lib/vzkeep/verify.sqlite, drills.json         results the timers write and the exporter publishes
+    /var/lib/vzkeep/verify.sqlite, drills.json       results the timers write and the exporter publishes
 
 Nothing here imports Pulumi: the same texts are checked by the tests on a real sshd and by systemd-analyze.
 """

@@ -374,9 +374,9 @@ def precheck(client: PveClient, backup: Backup, node: str, store: ResultStore | 
         return Precheck(False, True, f"pre-check skipped: {path} is not readable from this machine "
                                      "(run vzkeep on the node or where the storage is mounted to check first)",
                         path=path)
+    cluster_clock = ClusterView(client).clock()  # the result is dated as the backups and the exporter's ages are
     try:
-        # dated on the cluster's clock, like the backups and the exporter's ages (vzkeep.verify.ClusterView)
-        result = verify_archive(path, tz=node_timezone(backup), volid=backup.volid, now=ClusterView(client).clock()())
+        result = verify_archive(path, tz=node_timezone(backup), volid=backup.volid, clock=cluster_clock)
     except (OSError, DecompressError) as exc:
         return Precheck(False, True, f"pre-check skipped: {path} could not be read ({exc})", path=path)
     _record(store, result)

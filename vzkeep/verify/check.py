@@ -154,11 +154,11 @@ def verify_archive(
     tz: str | None = None,
     volid: str | None = None,
     progress: Callable[[int], None] | None = None,
-    now: float | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> VerifyResult:
     """Check one archive in one pass. ``tz`` is the zone of the node that wrote it (None: unknown, so the
-    name/time check is not made); ``now`` dates the result (default: this machine's clock; the cluster's
-    when known, the clock its backups and the exporter's ages are on). Problems (read errors included) are
+    name/time check is not made); ``clock`` dates the result when the pass ends (default: this machine's;
+    the cluster's when known, the clock its backups and the exporter's ages are on). Problems (read errors included) are
     findings in the result; a missing decompressor raises ``vzkeep.pve.decompress.DecompressError``, a
     missing file ``FileNotFoundError``."""
     path = os.path.abspath(path)
@@ -190,7 +190,7 @@ def verify_archive(
         mtime=st.st_mtime,
         mtime_ns=st.st_mtime_ns,
         inode=st.st_ino,
-        verified_at=int(time.time() if now is None else now),
+        verified_at=int(clock()),
         format=info.format if info else None,
         compression=info.compression if info else None,
         bytes_read=bytes_read,

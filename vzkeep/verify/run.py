@@ -111,7 +111,7 @@ def _one(target: Target, store: ResultStore | None, records: dict[str, VerifyRes
         return cached, False
     try:
         progress = progress_for(path, st.st_size) if progress_for else None
-        result = check.verify_archive(path, tz=target.zone, volid=target.volid, progress=progress, now=clock())
+        result = check.verify_archive(path, tz=target.zone, volid=target.volid, progress=progress, clock=clock)
     except FileNotFoundError:
         return None, False
     if rot := _bitrot_problem(result, records.get(path)):

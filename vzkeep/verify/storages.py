@@ -228,9 +228,14 @@ class ClusterView:
         when asked. Results are dated on it, as backups and the exporter's ages are (a drifting host or a
         sandbox whose clock is not the wall clock would otherwise date them in another week). This machine's
         own clock when no node answers."""
+        from vzkeep.pve.client import PveApiError
+
         asked = time.time()
-        reported = next((t["time"] for t in map(self._time, self.nodes()[:1]) if isinstance(t.get("time"), int)),
-                        None)
+        try:
+            first = self.nodes()[:1]
+        except PveApiError:
+            first = []
+        reported = next((t["time"] for t in map(self._time, first) if isinstance(t.get("time"), int)), None)
         offset = 0.0 if reported is None else reported - asked
         return lambda: time.time() + offset
 
