@@ -4,14 +4,18 @@ verification state from the verify results store, offline nodes reported."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.helpers.cli import invoke, with_backups
 from tests.helpers.sandbox import RunningSandbox, running_sandbox
-from vzkeep.backups import env_from_notes, name_from_notes, node_from_notes
+from vzkeep.backups import Backup, env_from_notes, name_from_notes, node_from_notes
+from vzkeep.cli import backups as backups_cli
 from vzkeep.verify import ResultStore, verify_archive
 
 
@@ -98,6 +102,32 @@ def test_table_output_and_offline_node_warning(tmp_path: Path) -> None:
         assert "no backups match" in result.stdout
         table = invoke(sandbox, ["backups", "list", "--guest", "grafana"], str(tmp_path), pump=False).stdout
         assert "VERIFIED" in table and "grafana" in table and "backup-monitoring:backup/vzdump-lxc-301-" in table
+        assert re.search(r" 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4} ", table), table  # every time says its zone
+
+
+def archive_named(local: datetime, zone: str) -> Backup:
+    """A backup as PVE lists it: the name in the node's wall-clock time, ctime the instant (timelocal)."""
+    stamp_text = local.strftime("%Y_%m_%d-%H_%M_%S")
+    ctime = int(local.replace(tzinfo=ZoneInfo(zone)).timestamp())
+    return Backup(f"backup-prod:backup/vzdump-qemu-101-{stamp_text}.vma.zst", "backup-prod", 101, "qemu", ctime,
+                  1, "vma.zst", None, False, ("pve1",), False)
+
+
+@pytest.mark.parametrize(("local", "zone", "shown"), [
+    (datetime(2026, 1, 5, 2, 0, 3), "Europe/Paris", "2026-01-05 02:00:03 +0100"),
+    (datetime(2026, 7, 5, 2, 0, 3), "Europe/Paris", "2026-07-05 02:00:03 +0200"),
+    (datetime(2026, 10, 25, 2, 30), "America/New_York", "2026-10-25 02:30:00 -0400"),
+    (datetime(2026, 3, 1, 4, 0), "Asia/Kathmandu", "2026-03-01 04:00:00 +0545"),
+    (datetime(2026, 3, 1, 4, 0), "UTC", "2026-03-01 04:00:00 +0000"),
+])
+def test_the_time_column_says_the_nodes_offset(local: datetime, zone: str, shown: str) -> None:
+    assert backups_cli.stamp(archive_named(local, zone)) == shown
+
+
+def test_a_name_without_a_time_is_shown_in_utc() -> None:
+    backup = Backup("nas:backup/manual-copy.vma.zst", "nas", 101, "qemu", 1_767_578_403, 1, "vma.zst", None,
+                    False, ("pve1",), True)
+    assert backups_cli.stamp(backup) == "2026-01-05 02:00:03 +0000"
 
 
 @pytest.mark.parametrize(("notes", "name", "env", "node"), [

@@ -20,7 +20,6 @@ Every call to PVE goes through ``vzkeep.pve.client.PveClient``.
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import difflib
 import os
@@ -40,7 +39,6 @@ from vzkeep.verify import ClusterView, ResultStore, verify_archive
 
 CLEANUP_TIMEOUT = 300.0  # removing a half-made guest gets its own bound, even after the command's ran out
 
-_STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M",
                  "%Y_%m_%d-%H_%M_%S")
 _PROGRESS_RE = re.compile(r"progress (\d+)%")
@@ -156,10 +154,7 @@ def resolve_guest(inventory: Inventory, ref: str) -> int:
 
 def backup_stamp(backup: Backup) -> datetime:
     """The backup time as the node wrote it in the name: its local time (pve-manager ``PVE/VZDump.pm``)."""
-    match = _STAMP_RE.search(backup.filename)
-    if match:
-        return datetime(*map(int, match.groups()))  # type: ignore[misc]
-    return datetime.utcfromtimestamp(backup.ctime)
+    return backup.local_stamp() or datetime.utcfromtimestamp(backup.ctime)
 
 
 def parse_time(text: str) -> datetime:
@@ -355,12 +350,9 @@ def node_timezone(backup: Backup) -> str | None:
     """The node's UTC offset when the backup was written, from PVE's own reading of the name (pve-storage
     ``src/PVE/Storage.pm`` ``archive_info``: ``ctime`` is ``timelocal`` of the name's stamp), as a fixed-offset
     zone."""
-    match = _STAMP_RE.search(backup.filename)
-    if not match:
-        return None
-    offset = calendar.timegm((*map(int, match.groups()), 0, 0, 0)) - backup.ctime  # type: ignore[arg-type]
-    if offset % 3600:
-        return None
+    offset = backup.utc_offset()
+    if offset is None or offset % 3600:
+        return None  # a fixed-offset zone name (Etc/GMT±h) exists for whole hours only
     hours = offset // 3600
     return "UTC" if hours == 0 else f"Etc/GMT{-hours:+d}"  # POSIX sign: Etc/GMT-2 is UTC+2
 

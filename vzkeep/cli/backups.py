@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -20,17 +18,14 @@ from vzkeep.pve.client import PveApiError, PveClient, PveUnreachable
 from vzkeep.verify import VerifyResult
 
 app = sub_app("Backup archives across every storage and node.")
-_STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
-
-
 def stamp(backup: Backup) -> str:
-    """The backup time as the node wrote it in the file name (node-local: PVE's vzdump names archives
-    in the node's zone), marked ``node time``; UTC when the name has no time."""
-    match = _STAMP_RE.search(backup.filename)
-    if match:
-        y, mo, d, h, mi, s = match.groups()
-        return f"{y}-{mo}-{d} {h}:{mi}:{s} node time"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(backup.ctime))
+    """The backup time as the node wrote it in the file name (PVE's vzdump names archives in the node's
+    zone), with the node's UTC offset then (``2026-11-24 02:00:00 +0100``); in UTC when the name gives none."""
+    local, offset = backup.local_stamp(), backup.utc_offset()
+    if local is None or offset is None:
+        return output.format_time(backup.ctime, "UTC")
+    sign, minutes = "+" if offset >= 0 else "-", abs(offset) // 60
+    return f"{local:%Y-%m-%d %H:%M:%S} {sign}{minutes // 60:02d}{minutes % 60:02d}"
 
 
 @app.command("list")
