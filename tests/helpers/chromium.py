@@ -12,9 +12,12 @@ also reports resources that failed to load), so a page "loads with no console er
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,8 +72,11 @@ class Browser:
     """One headless Chromium process and its DevTools WebSocket."""
 
     def __init__(self, binary: str, profile: Path) -> None:
+        # A session of its own: its renderer and utility processes share its process group, so close() can
+        # wait for all of them to leave the profile before it is removed.
         self.process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                        start_new_session=True)
         self.socket = websocket.create_connection(self._endpoint(), timeout=COMMAND_SECONDS, suppress_origin=True)
         self._next_id = 0
         self._events: list[dict[str, Any]] = []
@@ -140,6 +146,31 @@ class Browser:
             self.socket.close()
         finally:
             stop_process(self.process)
+            _stop_group(self.process.pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies do not count: they hold no file open)."""
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def _stop_group(pgid: int, grace: float = 10.0) -> None:
+    """Chromium's helper processes outlive the browser by a moment and still write to the profile: SIGTERM
+    the group, wait for it to empty (bounded), then SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            return
+        time.sleep(0.05)
 
 
 def _console_error(event: dict[str, Any]) -> str | None:
