@@ -233,10 +233,10 @@ def test_the_demo_command_prints_every_step(tmp_path, monkeypatch):
 
 
 def test_without_prometheus_and_alertmanager_the_demo_says_what_to_install(tmp_path, monkeypatch):
-    from vzkeep.demo import _Alerting
+    from vzkeep.demo import _Alerting, stack_plans
 
     monkeypatch.setenv("PATH", str(tmp_path))  # neither binary on it
-    with _Alerting(ROOT, "127.0.0.1:9") as alerting:
+    with _Alerting(stack_plans(ROOT), "127.0.0.1:9") as alerting:
         alerts = alerting.alerts()
         text, missing = alerting.message(FAILING_GUEST)
     assert isinstance(alerts, str) and "install the `prometheus` package" in alerts

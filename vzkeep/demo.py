@@ -49,7 +49,7 @@ from vzkeep.monitoring.notify_preview import AlertmanagerMissing, AlertmanagerPr
 from vzkeep.monitoring.render import RenderOptions, monitoring_texts
 from vzkeep.monitoring.telegram_stub import TelegramStub
 from vzkeep.net import free_port
-from vzkeep.plan import JobSpec, plan_stack
+from vzkeep.plan import JobSpec, StackPlan, plan_stack
 from vzkeep.pve import archive, calendar, retention, vma
 from vzkeep.pve.client import PveClient
 from vzkeep.pve.decompress import DecompressedStream, ExactReader
@@ -67,7 +67,7 @@ from vzkeep.sandbox.client import control
 from vzkeep.sandbox.diskdata import file_digest, scaled_size
 from vzkeep.sandbox.launch import launch
 from vzkeep.sandbox.server import CONNECTION_FILE
-from vzkeep.verify import ClusterView, ResultStore, verify_many
+from vzkeep.verify import ClusterView, ResultStore, verify_paths
 
 DAY = 86_400
 DEFAULT_DAYS = 7
@@ -174,32 +174,39 @@ def run_demo(directory: Path, root: Path, *, days: int = DEFAULT_DAYS, start: in
     running = launch(directory, stacks_root=root, port=free_port(), stepped=True, start_epoch=start_epoch)
     try:
         sandbox_json = directory / CONNECTION_FILE
-        nights, tasks, seen = _week(sandbox_json, root, days, start_epoch, progress)
+        plans = stack_plans(root)
+        nights, tasks, seen = _week(sandbox_json, root, plans, days, start_epoch, progress)
         api = connect_client(ConnectionOptions(sandbox=sandbox_json))
-        zones = _timezones(root)
-        environments = _report(api, seen, zones, _jobs(root))
+        zones = {env: plan.job.timezone for env, plan in plans.items()}  # each environment's nodes' zone
+        environments = _report(api, seen, zones, {env: plan.job for env, plan in plans.items()})
         now = control(sandbox_json, "GET", "/status")["now"]
         result = DemoResult(environments=environments, snapshot=Snapshot(), alerts="", days=nights,
                             started_at=start_epoch, ended_at=int(now), tasks=tasks, wall_seconds=0.0,
                             sandbox_json=sandbox_json, timezones=zones)
-        _runtime_story(result, api, root, directory, progress, keep_serving, recovery)
+        _runtime_story(result, api, plans, directory, progress, keep_serving, recovery)
         result.wall_seconds = time.monotonic() - began
         return result
     finally:
         running.stop()
 
 
-def _week(sandbox_json: Path, root: Path, days: int, start_epoch: int, progress: Callable[[str], None]
-          ) -> tuple[int, int, dict[tuple[str, str], set[str]]]:
+def stack_plans(root: Path) -> dict[str, StackPlan]:
+    """Each stack under `root`, planned once (stack name = environment): the demo reads their jobs,
+    storages, zones and thresholds many times."""
+    return {name: plan_stack(load_stack_file(stack_file(name, root))) for name in stack_names(root)}
+
+
+def _week(sandbox_json: Path, root: Path, plans: dict[str, StackPlan], days: int, start_epoch: int,
+          progress: Callable[[str], None]) -> tuple[int, int, dict[tuple[str, str], set[str]]]:
     """Apply the stacks, then let the nights pass (the failure on the last): nights, tasks, volids seen."""
-    for name in stack_names(root):
+    for name in plans:
         progress(f"pulumi up of stack {name}, done to the sandbox through the PVE API (vzkeep sandbox apply)")
         apply_stack(ApplyOptions(stack=name, sandbox=sandbox_json, root=root, advance=True))
-    _size_backup_storages(sandbox_json, root)
+    _size_backup_storages(sandbox_json, plans)
     api = connect_client(ConnectionOptions(sandbox=sandbox_json))
     seen: dict[tuple[str, str], set[str]] = defaultdict(set)  # (storage, node) -> every volid ever listed
     tasks = 0
-    nights = days + (_offsite_run(root, start_epoch + (days - 1) * DAY) is not None)
+    nights = days + (_offsite_run(plans, start_epoch + (days - 1) * DAY) is not None)
     if nights > days:
         progress(f"night {days} also makes the weekly offsite copy: the failure waits one more night, "
                  "so that it is the guest's newest attempt and nothing else fails")
@@ -218,7 +225,7 @@ def _week(sandbox_json: Path, root: Path, days: int, start_epoch: int, progress:
     return nights, tasks, seen
 
 
-def _runtime_story(result: DemoResult, api: PveClient, root: Path, directory: Path,
+def _runtime_story(result: DemoResult, api: PveClient, plans: dict[str, StackPlan], directory: Path,
                    progress: Callable[[str], None], keep_serving: Callable[[str], None] | None,
                    recovery: bool = True) -> None:
     """What an admin runs after the week, with the exporter and (when installed) Prometheus, Alertmanager
@@ -232,11 +239,11 @@ def _runtime_story(result: DemoResult, api: PveClient, root: Path, directory: Pa
     progress("the exporter polls the sandbox; Prometheus evaluates the generated rules and sends what fires "
              "to Alertmanager, which delivers to a local Telegram stub")
     with Exporter(poller, listen=f"127.0.0.1:{free_port()}", interval=EXPORTER_POLL_SECONDS) as exporter, \
-            _Alerting(root, exporter.address) as alerting:
+            _Alerting(plans, exporter.address) as alerting:
         result.snapshot = _next_snapshot(exporter)
         result.alerts = alerting.alerts()
         result.telegram, result.telegram_missing = alerting.message(FAILING_GUEST)
-        result.offsite = _offsite(api, root)
+        result.offsite = _offsite(api, plans)
         if not recovery:
             return
         progress("verify reads every archive of the week")
@@ -251,22 +258,20 @@ def _runtime_story(result: DemoResult, api: PveClient, root: Path, directory: Pa
             keep_serving(exporter.page_url)
 
 
-def _offsite_run(root: Path, night: int) -> int | None:
+def _offsite_run(plans: dict[str, StackPlan], night: int) -> int | None:
     """When the failing guest's environment runs its offsite copy in the day that begins at `night`, if it
     does. A failure on that night would fail the copy too, and the story would change with the weekday."""
-    plan = next(p for p in (plan_stack(load_stack_file(stack_file(n, root))) for n in stack_names(root))
-                if any(g.vmid == FAILING_GUEST for g in p.guests))
+    plan = next(p for p in plans.values() if any(g.vmid == FAILING_GUEST for g in p.guests))
     if plan.offsite is None:
         return None
     fired = calendar.parse(plan.offsite.job.schedule).next_after(night - 1, plan.offsite.job.timezone)
     return fired if fired is not None and fired < night + DAY else None
 
 
-def _size_backup_storages(sandbox_json: Path, root: Path) -> None:
+def _size_backup_storages(sandbox_json: Path, plans: dict[str, StackPlan]) -> None:
     """Give each backup storage a disk like a real one (`vzkeep sandbox capacity`): every kept archive of
     every guest fits with room to spare (archives are scaled down, so is the capacity)."""
-    for name in stack_names(root):
-        plan = plan_stack(load_stack_file(stack_file(name, root)))
+    for plan in plans.values():
         raw = sum(scaled_size(g.disk_gb * 1024**3) for g in plan.guests)
         for job in [plan.job] + ([plan.offsite.job] if plan.offsite else []):
             kept = sum(job.prune_backups.values())
@@ -286,8 +291,8 @@ class _Alerting:
     """Prometheus with the generated rules, Alertmanager with the generated config and the Telegram stub
     behind its `api_url`: each runs when installed, and what is missing is said instead of shown."""
 
-    def __init__(self, root: Path, exporter_address: str) -> None:
-        self.root = root
+    def __init__(self, plans: dict[str, StackPlan], exporter_address: str) -> None:
+        self.plans = plans
         self.exporter_address = exporter_address
         self.stack = contextlib.ExitStack()
         self.telegram: TelegramStub | None = None
@@ -296,7 +301,7 @@ class _Alerting:
 
     def __enter__(self) -> _Alerting:
         self.telegram = self.stack.enter_context(TelegramStub())
-        texts, alertmanager_text = _monitoring_files(self.root, self.telegram.url)
+        texts, alertmanager_text = _monitoring_files(self.plans, self.telegram.url)
         alertmanager = None
         try:
             alertmanager = self.stack.enter_context(AlertmanagerPreview(alertmanager_text)).address
@@ -331,13 +336,11 @@ class _Alerting:
         return found.text, ""
 
 
-def _monitoring_files(root: Path, telegram_url: str) -> tuple[list[str], str]:
+def _monitoring_files(plans: dict[str, StackPlan], telegram_url: str) -> tuple[list[str], str]:
     """Every stack's generated rule files, and the generated alertmanager.yml with its Telegram receiver
     sending to `telegram_url` (a made-up token; the chat from the stack) and the demo's short timing."""
     texts, alertmanager = [], ""
-    for i, name in enumerate(stack_names(root)):
-        settings = load_stack_file(stack_file(name, root))
-        plan = plan_stack(settings)
+    for i, plan in enumerate(plans.values()):
         target = TelegramTarget(chat_id=DEMO_CHAT, bot_token=DEMO_BOT_TOKEN, api_url=telegram_url)
         options = RenderOptions(exporter_host=i == 0, telegram=target if i == 0 else None, timing=DEMO_TIMING)
         for item in monitoring_texts(plan.thresholds, options):
@@ -357,10 +360,8 @@ def _verify_week(api: PveClient, zones: dict[str, str], store: ResultStore) -> V
         path = archive_path(api, backup.nodes[0], backup) if backup.nodes else None
         if path:
             found[path] = backup
-    results = []
-    for zone in sorted({zones.get(b.env or "", "UTC") for b in found.values()}):
-        chosen = [p for p, b in found.items() if zones.get(b.env or "", "UTC") == zone]
-        results += verify_many(chosen, store, tz=zone, volids={p: found[p].volid for p in chosen}, clock=clock)
+    results = verify_paths(found, store=store, zone_for=lambda p: zones.get(found[p].env or "", "UTC"),
+                           volid_for=lambda p: found[p].volid, clock=clock)
     by_env: dict[str, list[int]] = {}
     for r in results:
         counts = by_env.setdefault(found[r.path].env or "none", [0, 0])
@@ -422,12 +423,11 @@ def _drill_each_env(api: PveClient, store: DrillResultStore, verify_store: Resul
     return drills
 
 
-def _offsite(api: PveClient, root: Path) -> list[OffsiteReport]:
+def _offsite(api: PveClient, plans: dict[str, StackPlan]) -> list[OffsiteReport]:
     """Each environment's offsite storage: the newest copy of each guest, and whether the storage is shared."""
     inventory = collect(api)
     reports = []
-    for name in stack_names(root):
-        plan = plan_stack(load_stack_file(stack_file(name, root)))
+    for name, plan in plans.items():
         if plan.offsite is None:
             continue
         storage = plan.offsite.storage.id
@@ -439,11 +439,6 @@ def _offsite(api: PveClient, root: Path) -> list[OffsiteReport]:
         reports.append(OffsiteReport(env=name, storage=storage, shared=bool(view and view.shared),
                                      nodes=inventory.storage_nodes.get(storage, ()), copies=copies))
     return reports
-
-
-def _jobs(root: Path) -> dict[str, JobSpec]:
-    """Environment -> its nightly backup job, as the stack plans it."""
-    return {name: plan_stack(load_stack_file(stack_file(name, root))).job for name in stack_names(root)}
 
 
 def prune_forecast(listing: list[dict[str, Any]], job: JobSpec, *, nights: int = 400) -> PruneForecast | None:
@@ -494,11 +489,6 @@ def _volids(api: PveClient) -> dict[tuple[str, str], set[str]]:
 
 def _content(api: PveClient, storage: str, node: str) -> list[dict[str, Any]]:
     return api.get(f"nodes/{node}/storage/{storage}/content", content="backup")
-
-
-def _timezones(root: Path) -> dict[str, str]:
-    """Environment -> its nodes' time zone, to show times as the admin reads them."""
-    return {name: load_stack_file(stack_file(name, root)).environment.timezone for name in stack_names(root)}
 
 
 def _report(api: PveClient, seen: dict[tuple[str, str], set[str]], zones: dict[str, str],

@@ -175,7 +175,7 @@ def _restore(console: Console, result: DemoResult) -> None:
 
 def _drills(console: Console, result: DemoResult) -> None:
     if isinstance(result.alerts, list):
-        stale = sorted({a.labels.get("env", "?") for a in result.alerts if a.name == "DrillStale"})
+        stale = _drill_stale(result.alerts)
         if stale:
             console.print(f"before: DrillStale pending in {', '.join(stale)}: no drill had ever run there (the "
                           "rule waits its 'for' before firing)")
@@ -185,12 +185,17 @@ def _drills(console: Console, result: DemoResult) -> None:
                       f"{drill.scratch_vmid}: {verdict}, RTO {drill.duration_seconds:.1f} s "
                       f"(restore + start on the sandbox's scaled disks), scratch guest destroyed")
     if isinstance(result.alerts_after, list):
-        stale_after = sorted({a.labels.get("env", "?") for a in result.alerts_after if a.name == "DrillStale"})
+        stale_after = _drill_stale(result.alerts_after)
         console.print("after: DrillStale " + (f"still pending in {', '.join(stale_after)}" if stale_after else
                                              "satisfied in every environment (each has a successful drill)"))
         console.print("alerts now (BackupFailed fires until a backup of the guest succeeds: tonight's, or "
                       "`vzdump 101` on its node now):")
         _alerts(console, result.alerts_after)
+
+
+def _drill_stale(alerts: list[Alert]) -> list[str]:
+    """The environments where DrillStale is pending or firing."""
+    return sorted({a.labels.get("env", "?") for a in alerts if a.name == "DrillStale"})
 
 
 def _offsite(console: Console, result: DemoResult) -> None:
