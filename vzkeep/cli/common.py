@@ -30,6 +30,7 @@ from typer._click import exceptions as click_exceptions  # typer vendors click s
 from typer.core import TyperGroup
 
 from vzkeep.errors import ExitStatus, Interrupted, UsageError, VzkeepError
+from vzkeep.pve.values import UnknownTimeZone, load_zone
 
 # The sandbox's directory (`--dir` of `sandbox serve` and `demo`) was once `--state`, a word now kept for the
 # IaC state: the old name still works, unlisted, so runbooks written with it keep running.
@@ -224,3 +225,14 @@ def parse_instant(text: str, option: str, tz: str | None = None) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(tz)) if tz is not None else moment.astimezone()
     return math.floor(moment.timestamp())
+
+
+def zone_option(tz: str | None, option: str = "--tz",
+                hint: str = "use an IANA zone name such as Europe/Paris or UTC") -> ZoneInfo | None:
+    """The zone a command-line option names (None stays None), or a usage error naming the option."""
+    if tz is None:
+        return None
+    try:
+        return load_zone(tz)
+    except UnknownTimeZone as exc:
+        raise UsageError(f"{option}: {exc}", hint) from None

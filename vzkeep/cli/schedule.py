@@ -9,12 +9,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, tzinfo
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 
 from vzkeep.cli import output
-from vzkeep.cli.common import parse_instant, sub_app
+from vzkeep.cli.common import parse_instant, sub_app, zone_option
 from vzkeep.errors import FindingError, UsageError
 from vzkeep.pve import calendar
 
@@ -86,13 +85,8 @@ def _parse_spec(spec: str) -> calendar.CalendarEvent:
 
 def _display_zone(tz: str | None) -> tzinfo | None:
     """The zone to show times in; None means this machine's local zone."""
-    if tz is None:
-        return None
-    try:
-        calendar.check_zone(tz)
-    except ValueError as exc:
-        raise UsageError(f"--tz: {exc}", "use an IANA zone name such as Europe/Paris or UTC") from None
-    return UTC if tz in ("UTC", "Etc/UTC") else ZoneInfo(tz)
+    zone = zone_option(tz)
+    return UTC if tz in ("UTC", "Etc/UTC") else zone
 
 
 def _take(runs: object, count: int) -> list[int]:

@@ -18,9 +18,10 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColu
 from rich.text import Text
 
 from vzkeep.cli import output
+from vzkeep.cli.common import zone_option
 from vzkeep.connection import ConnectionOptions, with_connection
 from vzkeep.errors import ExitStatus, Interrupted, UsageError, WaitTimeout
-from vzkeep.pve import archive, localtime
+from vzkeep.pve import archive
 from vzkeep.verify import (
     DEFAULT_STORAGE_CFG,
     ResultStore,
@@ -175,13 +176,7 @@ class _Plan:
 
 
 def _check_tz(tz: str | None) -> None:
-    if tz is None:
-        return
-    try:
-        localtime.LocalClock(tz)
-    except ValueError as exc:
-        raise UsageError(f"--tz: {exc}", "use the IANA zone of the node that wrote the archives, e.g. "
-                         "Europe/Paris") from None
+    zone_option(tz, hint="use the IANA zone of the node that wrote the archives, e.g. Europe/Paris")
 
 
 @dataclass(frozen=True)

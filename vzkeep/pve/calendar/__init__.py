@@ -19,9 +19,8 @@ The package follows the port's parts: ``fields`` (a field's values), ``event`` (
 (parse), ``clocks`` (local time to epoch) and ``next_event`` (the search of the next run).
 """
 
-from vzkeep.pve.calendar.clocks import check_zone
 from vzkeep.pve.calendar.event import CalendarEvent
 from vzkeep.pve.calendar.fields import Value
 from vzkeep.pve.calendar.grammar import MAX_LENGTH, CalendarEventError, parse
 
-__all__ = ["MAX_LENGTH", "CalendarEvent", "CalendarEventError", "Value", "check_zone", "parse"]
+__all__ = ["MAX_LENGTH", "CalendarEvent", "CalendarEventError", "Value", "parse"]

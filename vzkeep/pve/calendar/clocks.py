@@ -86,8 +86,3 @@ def zone_clock(name: str) -> Clock:
 
 def clock_for(tz: str | None) -> Clock:
     return SYSTEM_CLOCK if tz is None else zone_clock(tz)
-
-
-def check_zone(tz: str) -> None:
-    """Raise ValueError naming ``tz`` unless it is a known IANA time zone."""
-    zone_clock(tz)
