@@ -15,19 +15,16 @@ the vzkeep notes template writes as ``<guest name> (vmid N, env <env>, node <nod
 
 from __future__ import annotations
 
-import calendar
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from vzkeep.pve import archive
 from vzkeep.pve.client import PveApiError, PveClient
 from vzkeep.verify import VerifyResult, load_results
-
-# The stamp vzdump puts in every archive name: -YYYY_MM_DD-HH_MM_SS. (node-local time)
-_STAMP_RE = re.compile(r"-(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})\.")
 
 _NOTES_ENV_RE = re.compile(r"\benv[ =:]+([A-Za-z0-9][A-Za-z0-9_.-]*)")
 _NOTES_NODE_RE = re.compile(r"\bnode[ =:]+([A-Za-z0-9][A-Za-z0-9.-]*)")
@@ -69,19 +66,27 @@ class Backup:
 
     def local_stamp(self) -> datetime | None:
         """The time in the archive's name, as the node's clock read it (vzdump names archives in the node's
-        zone: pve-manager ``PVE/VZDump.pm``); None when the name has no time."""
-        match = _STAMP_RE.search(self.filename)
-        return datetime(*map(int, match.groups())) if match else None  # type: ignore[misc]
+        zone: pve-manager ``PVE/VZDump.pm``); None when the name is not a standard one (PVE then gives no
+        time from it either)."""
+        digits = self._stamp_as_utc()
+        return datetime.fromtimestamp(digits, UTC).replace(tzinfo=None) if digits is not None else None
 
     def utc_offset(self) -> int | None:
         """The node's UTC offset in seconds when it wrote the archive: the name's local time minus PVE's
         ``ctime`` (pve-storage ``src/PVE/Storage.pm`` ``archive_info``: ``ctime`` is ``timelocal`` of the
-        name). None without a time in the name, or when the difference is no whole quarter hour (no zone)."""
-        local = self.local_stamp()
-        if local is None:
+        name). None without a standard name, or when the difference is no whole quarter hour (no zone)."""
+        digits = self._stamp_as_utc()
+        if digits is None:
             return None
-        offset = calendar.timegm(local.timetuple()) - self.ctime
+        offset = digits - self.ctime
         return offset if offset % 900 == 0 and abs(offset) <= 14 * 3600 else None
+
+    def _stamp_as_utc(self) -> int | None:
+        """The name's stamp read as if it were UTC, by PVE's own name rules (``vzkeep.pve.archive``)."""
+        try:
+            return archive.parse(self.filename, "UTC").ctime
+        except ValueError:
+            return None
 
     def verify_state(self) -> str:
         """``ok``, ``corrupt``, ``stale`` (the file changed since it was verified) or ``-`` (never)."""
