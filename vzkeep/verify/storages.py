@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -39,6 +40,11 @@ _PATH_TYPES = {"dir", "nfs", "cifs", "cephfs", "glusterfs", "btrfs"}
 _DEFAULT_MOUNTED = {"nfs", "cifs", "cephfs", "glusterfs"}
 
 
+def _on_pbs(storage_id: str) -> StorageConfigError:
+    return StorageConfigError(f"storage '{storage_id}' is a Proxmox Backup Server: its backups are not files here; "
+                              "verify them on the PBS (proxmox-backup-manager verify)")
+
+
 @dataclass(frozen=True)
 class Storage:
     id: str
@@ -47,10 +53,7 @@ class Storage:
 
     def dump_dir(self) -> Path:
         if self.type == "pbs":
-            raise StorageConfigError(
-                f"storage '{self.id}' is a Proxmox Backup Server: its backups are not files here; "
-                "verify them on the PBS (proxmox-backup-manager verify)"
-            )
+            raise _on_pbs(self.id)
         if self.type not in _PATH_TYPES:
             raise StorageConfigError(
                 f"storage '{self.id}' has type '{self.type}', which cannot hold backups "
@@ -258,9 +261,7 @@ class ClusterView:
             raise UsageError(f"--storage {storage_id}: no such storage on the cluster, or this token may not see "
                              f"it; storages holding backups: {known}")
         if config.get("type") == "pbs":
-            raise StorageConfigError(
-                f"storage '{storage_id}' is a Proxmox Backup Server: its backups are not files here; "
-                "verify them on the PBS (proxmox-backup-manager verify)")
+            raise _on_pbs(storage_id)
         if "backup" not in str(config.get("content", "")).split(","):
             raise UsageError(f"--storage {storage_id}: it holds no backups (content: {config.get('content')})")
         return config
@@ -278,8 +279,6 @@ class ClusterView:
         config = config if config is not None else self.storage(storage_id)
         allowed = [n for n in str(config.get("nodes") or "").split(",") if n]
         nodes = [n for n in self.nodes() if not allowed or n in allowed]
-        import socket
-
         here = socket.gethostname().split(".")[0]
         if int(config.get("shared") or 0):
             nodes = nodes[:1]
@@ -315,7 +314,6 @@ class ClusterView:
             if hit is not None:
                 found[path] = hit
         return found
-
 
 
 def cluster_results_path(client: Any) -> Path:
