@@ -4,10 +4,11 @@ seconds from the start of a ``with`` block to its end."""
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from typing import Self
 
 
-class Background:
+class Background(ABC):
     """Subclasses define ``tick``; ``with Sub(...) as it:`` runs it every ``interval`` seconds, the first time
     one interval after the start, and stops (and joins) at the end of the block."""
 
@@ -16,8 +17,9 @@ class Background:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
+    @abstractmethod
     def tick(self) -> None:
-        raise NotImplementedError
+        """What to do every ``interval`` seconds."""
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
