@@ -58,7 +58,7 @@ sys.modules["vzkeep.cli"] = package
 """
 
 PVE_EXPORTER = """
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 from pve_exporter.collector import CollectorsOptions, collect_pve
 info = json.load(open(sys.argv[1]))
@@ -70,6 +70,7 @@ for _ in range(int(sys.argv[2])):
     cpu = time.thread_time()
     collect_pve(config, info["host"], True, True, options)
     print(time.thread_time() - cpu, flush=True)
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))  # its peak, KiB
 """
 
 
@@ -171,18 +172,12 @@ def measure_pve_exporter(fake: FakePve) -> Figures:
     before = fake.total()
     process = subprocess.Popen([PYTHON, "-c", PVE_EXPORTER, str(fake.connection), str(RUNS + 1)],
                                stdout=subprocess.PIPE, text=True)
-    cpus = [float(line) for line in process.stdout]
-    # Read the peak before the process is reaped: wait for its output to end, then for the exit.
+    *cpus, peak_kib = [float(line) for line in process.stdout]
     process.wait(timeout=600)
-    rss = _child_peak_rss_mb()
+    # Its own VmHWM, not getrusage(RUSAGE_CHILDREN): that is the largest of every child reaped so far, and Linux
+    # carries a parent's peak into a child across fork and exec.
     calls = (fake.total() - before) / (RUNS + 1)
-    return Figures(calls, statistics.median(cpus[1:]), rss, cpus[0])
-
-
-def _child_peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return Figures(calls, statistics.median(cpus[1:]), peak_kib / 1024, cpus[0])
 
 
 def bench(guests: int) -> tuple[Figures, Figures, Figures]:

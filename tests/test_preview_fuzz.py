@@ -6,7 +6,7 @@ deep nesting), and the shipped prod stack with random keys replaced, added or re
 every JSON type, control characters, huge numbers), which often still runs the whole Pulumi program.
 Each case must end with exit 0 (policies pass), 1 (a policy fails) or 2 (bad config), print no
 traceback, and stay within a few seconds; the peak memory of the process that runs the previews stays
-under 500 MB (a process of their own: a test worker's peak includes whatever ran in it before).
+under 500 MB (a process of their own, measured by its own address space's peak: see tests.helpers.memory).
 Derandomized: CI runs the same cases every time.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
-import resource
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from tests.helpers.memory import peak_rss_kib
 from tests.helpers.stacks import ROOT, shipped
 from vzkeep.cli import app
 
@@ -47,8 +47,7 @@ def _run_preview(workdir: str, content: bytes) -> tuple[int, str, float, int]:
     began = time.monotonic()
     result = runner.invoke(app, ["preview", "--stack", "prod", "--root", workdir, "--json"])
     elapsed = time.monotonic() - began
-    return (result.exit_code, result.stdout + result.stderr, elapsed,
-            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return result.exit_code, result.stdout + result.stderr, elapsed, peak_rss_kib()
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +150,14 @@ def test_mutated_stacks_never_crash_preview(previews: ProcessPoolExecutor, tmp_p
 def test_many_generated_texts_never_crash_preview(previews: ProcessPoolExecutor, tmp_path: Path,
                                                   content: bytes) -> None:
     _preview(previews, _project(tmp_path), content)
+
+
+def test_the_memory_bound_is_the_previews_own_not_the_workers_that_spawned_them() -> None:
+    # A worker above the bound spawns the previews' process: the bound must still see that process alone
+    # (getrusage's ru_maxrss would report the worker's peak: Linux carries it across fork and exec).
+    ballast = bytearray(MAX_RSS_KIB * 1024 + 64 * 1024**2)
+    ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))  # touch every page: resident, not reserved
+    assert peak_rss_kib() > MAX_RSS_KIB
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        spawned = pool.submit(peak_rss_kib).result()
+    assert spawned < 100 * 1024, f"{spawned // 1024} MiB for an interpreter that did nothing"
