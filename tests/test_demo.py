@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.fake_pve import failed_backup, fake_cluster
 from tests.helpers.stacks import ROOT
 from tests.helpers.tools import require_tool
+from tests.helpers.waits import wait_until
 from vzkeep.demo import FAILING_GUEST, DemoResult, run_demo
+from vzkeep.exporter import Exporter, Poller, Snapshot
 
 # Weeks that once changed the story, each run with the machine in a zone of its own (the nodes' zone comes
 # from the stacks: Europe/Paris). The demo's clock is pinned: these tests mean the same on any day.
@@ -132,6 +137,40 @@ def test_prometheus_fires_backup_failed_for_that_guest_only(result):
     assert not isinstance(result.alerts, str), result.alerts
     firing = [(a.name, a.labels.get("vmid")) for a in result.alerts if a.state == "firing"]
     assert firing == [("BackupFailed", str(FAILING_GUEST))]
+
+
+class _FirstPollEndsAfterAScrape(Poller):
+    """As on a loaded machine: Prometheus scrapes the exporter's empty page before the first poll ends."""
+
+    prometheus = ""  # its URL, once it runs
+
+    def poll(self) -> Snapshot:
+        if not self.snapshot.up:
+            wait_until(lambda: self.prometheus and _scraped(self.prometheus), 30, "Prometheus's first scrape")
+        return super().poll()
+
+
+def _scraped(prometheus: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{prometheus}/api/v1/targets", timeout=5) as reply:
+            return [t["health"] for t in json.load(reply)["data"]["activeTargets"]] == ["up"]
+    except OSError:
+        return False  # not listening, or not ready yet (503)
+
+
+def test_the_alerts_shown_are_those_of_the_snapshot_shown_not_of_the_page_before_the_first_poll():
+    from vzkeep.demo import _Alerting, _watched, stack_plans
+
+    require_tool("prometheus")
+    poller = _FirstPollEndsAfterAScrape(fake_cluster(change=failed_backup(100, "VM is locked (backup)")))
+    with Exporter(poller, "127.0.0.1:0", interval=3600) as exporter, \
+            _Alerting(stack_plans(ROOT), exporter.address) as alerting:
+        assert alerting.rules is not None
+        poller.prometheus = alerting.rules.url
+        snapshot, alerts = _watched(exporter, alerting)
+    assert not isinstance(alerts, str), alerts
+    assert [a.vmid for a in snapshot.attempts if not a.ok] == [100]
+    assert [(a.name, a.labels["vmid"]) for a in alerts if a.state == "firing"] == [("BackupFailed", "100")]
 
 
 def test_the_demo_refuses_a_directory_that_already_holds_a_sandbox(tmp_path):

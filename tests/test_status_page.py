@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.chromium import Page, browser
-from tests.helpers.fake_pve import FakeApi, fake_cluster
+from tests.helpers.fake_pve import FakeApi, failed_backup, fake_cluster
 from tests.helpers.tools import require_tool
 from tests.helpers.waits import wait_until
 from vzkeep.exporter import Exporter, Poller, Snapshot
@@ -37,17 +37,7 @@ def failed_guest_hostile_name_full_storage(answers: dict[str, Any]) -> None:
             entry["name"] = HOSTILE
         if entry.get("storage") == "backup-lab":
             entry["disk"] = int(entry["maxdisk"] * 0.85)
-    def log(task: dict[str, Any]) -> list[str]:
-        return [line["t"] for line in answers[f"nodes/pve1/tasks/{task['upid']}/log"]]
-
-    finished = f"INFO: Finished Backup of VM {FAILED_VMID} (00:00:05)"
-    newest = max((t for t in answers["nodes/pve1/tasks"] if finished in log(t)), key=lambda t: t["starttime"])
-    lines = log(newest)
-    at = lines.index(finished)  # then "INFO: Backup finished at <local time>"
-    lines[at:at + 2] = [f"ERROR: Backup of VM {FAILED_VMID} failed - {LOCKED}",
-                        lines[at + 1].replace("Backup finished at", "Failed at")]
-    answers[f"nodes/pve1/tasks/{newest['upid']}/log"] = [{"n": i + 1, "t": t} for i, t in enumerate(lines)]
-    newest["status"] = "job errors"
+    failed_backup(FAILED_VMID, LOCKED)(answers)
 
 
 @pytest.fixture(scope="module")

@@ -240,8 +240,7 @@ def _runtime_story(result: DemoResult, api: PveClient, plans: dict[str, StackPla
              "to Alertmanager, which delivers to a local Telegram stub")
     with Exporter(poller, listen=f"127.0.0.1:{free_port()}", interval=EXPORTER_POLL_SECONDS) as exporter, \
             _Alerting(plans, exporter.address) as alerting:
-        result.snapshot = _next_snapshot(exporter)
-        result.alerts = alerting.alerts()
+        result.snapshot, result.alerts = _watched(exporter, alerting)
         result.telegram, result.telegram_missing = alerting.message(FAILING_GUEST)
         result.offsite = _offsite(api, plans)
         if not recovery:
@@ -252,8 +251,7 @@ def _runtime_story(result: DemoResult, api: PveClient, plans: dict[str, StackPla
         result.restore = _restore_failed(api, result.sandbox_json, verify_store, wait)
         progress("a restore drill in each environment")
         result.drills = _drill_each_env(api, drill_store, verify_store, wait, progress)
-        result.snapshot_after = _next_snapshot(exporter)
-        result.alerts_after = alerting.alerts(after=time.time())
+        result.snapshot_after, result.alerts_after = _watched(exporter, alerting)
         if keep_serving is not None:
             keep_serving(exporter.page_url)
 
@@ -285,6 +283,14 @@ def _next_snapshot(exporter: Exporter, timeout: float = 30.0) -> Snapshot:
     while exporter.loop.polls < wanted and time.monotonic() < deadline:
         time.sleep(0.05)
     return exporter.poller.snapshot
+
+
+def _watched(exporter: Exporter, alerting: _Alerting) -> tuple[Snapshot, list[Alert] | str]:
+    """The exporter's next snapshot and the alerts Prometheus evaluates on it. Prometheus starts before the
+    exporter's first poll ends and may scrape the empty page served until then: only a scrape made after
+    the snapshot was taken counts."""
+    snapshot = _next_snapshot(exporter)
+    return snapshot, alerting.alerts(after=time.time())
 
 
 class _Alerting:

@@ -161,6 +161,27 @@ def fake_cluster(guests: int = 9, archives: int = 3, now: int = NOW,
     return FakeApi(answers)
 
 
+def failed_backup(vmid: int, error: str) -> Callable[[dict[str, Any]], None]:
+    """A ``change`` for ``fake_cluster``: the newest backup of ``vmid`` failed with ``error`` inside its
+    multi-guest job task, in vzdump's words (pve-manager ``PVE/VZDump.pm``: "Backup of VM ... failed - ...",
+    then "Failed at ..."), and the task ended with "job errors"."""
+
+    def change(answers: dict[str, Any]) -> None:
+        def log(task: dict[str, Any]) -> list[str]:
+            return [line["t"] for line in answers[f"nodes/pve1/tasks/{task['upid']}/log"]]
+
+        finished = f"INFO: Finished Backup of VM {vmid} (00:00:05)"
+        newest = max((t for t in answers["nodes/pve1/tasks"] if finished in log(t)), key=lambda t: t["starttime"])
+        lines = log(newest)
+        at = lines.index(finished)  # then "INFO: Backup finished at <local time>"
+        lines[at:at + 2] = [f"ERROR: Backup of VM {vmid} failed - {error}",
+                            lines[at + 1].replace("Backup finished at", "Failed at")]
+        answers[f"nodes/pve1/tasks/{newest['upid']}/log"] = [{"n": i + 1, "t": t} for i, t in enumerate(lines)]
+        newest["status"] = "job errors"
+
+    return change
+
+
 def granted_only(privileges: Iterable[str]) -> Callable[[dict[str, Any]], None]:
     """A ``change`` for ``fake_cluster``: the cluster as PVE shows it to a token holding ``privileges`` on ``/``
     (propagated). Without Datastore.AllocateSpace and VM.Backup, every backup volume fails pve-storage
