@@ -217,11 +217,13 @@ def query_range(prom_url: str, expr: str, start: float, end: float, step: float)
 
 @dataclass
 class StaticExporter:
-    """Serves a fixed Prometheus text exposition at ``/metrics`` on 127.0.0.1 (change ``text`` any time)."""
+    """Serves a fixed Prometheus text exposition at ``/metrics`` on 127.0.0.1 (change ``text`` any time);
+    the next ``fail_next`` scrapes get a 500 instead."""
 
     text: str
     url: str = ""
     scrapes: int = 0
+    fail_next: int = 0
 
     def __enter__(self) -> StaticExporter:
         exporter = self
@@ -231,8 +233,12 @@ class StaticExporter:
                 if self.path.split("?")[0] != "/metrics":
                     self._send_json(404, {"error": "not found"})
                     return
-                body = exporter.text.encode()
                 exporter.scrapes += 1
+                if exporter.fail_next > 0:
+                    exporter.fail_next -= 1
+                    self._send_json(500, {"error": "failing on purpose"})
+                    return
+                body = exporter.text.encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import yaml
 from vzkeep.monitoring import EXPORTER_JOB
 from vzkeep.net import free_port
 from vzkeep.processes import stop_process
+
+EVALUATION_SECONDS = 1  # every group's interval in a preview: an answer now, not in the shipped 30 s
 
 
 class PrometheusMissing(RuntimeError):
@@ -69,7 +72,8 @@ class RulePreview:
             names.append(f"rules-{i}.yml")
         config: dict = {
             # Scrape every 2 s with a 2 s timeout: a loaded machine must not fail scrapes (see below).
-            "global": {"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "1s"},
+            "global": {"scrape_interval": "2s", "scrape_timeout": "2s",
+                       "evaluation_interval": f"{EVALUATION_SECONDS}s"},
             "rule_files": names,
             "scrape_configs": [{"job_name": EXPORTER_JOB, "honor_labels": True,
                                 "static_configs": [{"targets": [self._exporter]}]}],
@@ -101,40 +105,55 @@ def _every_second(rule_text: str) -> str:
     """The shipped groups evaluate every 30 s (their own `interval`); a preview wants an answer now."""
     document = yaml.safe_load(rule_text)
     for group in document.get("groups", []):
-        group["interval"] = "1s"
+        group["interval"] = f"{EVALUATION_SECONDS}s"
     return yaml.safe_dump(document, sort_keys=False)
 
 
 def _wait_for_alerts(url: str, timeout: float, after: float = 0.0) -> list[Alert]:
-    """The alerts as of a rule evaluation that ran after a healthy scrape.
+    """The alerts as of a rule evaluation that began once a healthy scrape made after `after` was stored.
 
-    A failed scrape (a slow machine) marks every series stale at once, and an evaluation right after it
-    sees no data at all; so wait until the newest scrape was healthy and every group evaluated after it.
+    Prometheus' scrape loop marks the target scraped (the targets API) before it commits the samples, `up`
+    among them, and an evaluation that begins in between sees none of them; a failed scrape marks every
+    series stale. So: wait until `up` of a healthy scrape made after `after` can be queried, then for every
+    group to begin an evaluation an interval after that (an evaluation queries at its scheduled tick, which
+    its start, the time the API shows, may lag), and keep its alerts only if no scrape failed meanwhile.
     """
     deadline = time.monotonic() + timeout
+    stored: tuple[float, float] | None = None  # a healthy scrape made after `after`: its start, when seen stored
     while time.monotonic() < deadline:
         time.sleep(0.5)
         try:
-            targets = _get(f"{url}/api/v1/targets")["activeTargets"]
+            if stored is None:
+                healthy = [at for at, ok in _scrapes(url, after) if ok]
+                stored = (min(healthy), time.time()) if healthy else None
+                continue
             groups = _get(f"{url}/api/v1/rules")["groups"]
+            evaluated = min((_epoch(g.get("lastEvaluation", "")) for g in groups), default=0.0)
+            if evaluated <= stored[1] + EVALUATION_SECONDS:
+                continue
+            alerts = [_alert(a) for a in _get(f"{url}/api/v1/alerts")["alerts"]]
+            failed = [at for at, ok in _scrapes(url, stored[0]) if not ok]
         except OSError:
             continue  # not listening yet
-        if not targets or not groups or targets[0].get("health") != "up":
-            continue
-        scraped = _epoch(targets[0].get("lastScrape", ""))
-        if scraped > after and min(_epoch(g.get("lastEvaluation", "")) for g in groups) > scraped:
-            alerts = [_alert(a) for a in _get(f"{url}/api/v1/alerts")["alerts"]]
-            if _get(f"{url}/api/v1/targets")["activeTargets"][0].get("health") == "up":
-                return alerts
+        if not failed:
+            return alerts
+        after, stored = max(failed), None  # start again from a healthy scrape after the failed one
     raise TimeoutError(f"Prometheus did not evaluate the rules after a healthy scrape within {timeout:.0f} s")
 
 
+def _scrapes(url: str, after: float) -> list[tuple[float, bool]]:
+    """(start, healthy) of each stored scrape of the exporter that began after `after`: its `up` samples."""
+    query = urllib.parse.urlencode({"query": f'up{{job="{EXPORTER_JOB}"}}[5m]'})
+    series = _get(f"{url}/api/v1/query?{query}")["result"]
+    return [(float(at), value == "1") for s in series for at, value in s["values"] if float(at) > after]
+
+
 def _epoch(rfc3339: str) -> float:
-    """Prometheus' timestamps carry nanoseconds; datetime takes microseconds."""
+    """A time of Prometheus' API: Go's RFC 3339 with nanoseconds, in Prometheus' local zone (its TZ), so with
+    an offset that must be kept; Go's zero time for never."""
     if not rfc3339 or rfc3339.startswith("0001"):
         return 0.0
-    head, _, frac = rfc3339.rstrip("Z").partition(".")
-    return datetime.fromisoformat(f"{head}.{(frac or '0')[:6]}+00:00").timestamp()
+    return datetime.fromisoformat(rfc3339).timestamp()  # Python 3.11 reads the offset and the nanoseconds
 
 
 def _alert(raw: dict) -> Alert:
