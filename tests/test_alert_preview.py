@@ -16,17 +16,18 @@ RULES = yaml.safe_dump({"groups": [{"name": "preview", "rules": [
     {"alert": "StateIsOne", "expr": "vzkeep_test_state == 1", "labels": {"severity": "warning"}}]}]})
 
 
-@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris"])
 def test_the_alerts_are_those_of_the_page_served_after_the_moment_asked_about(
-        zone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     require_tool("prometheus")
-    monkeypatch.setenv("TZ", zone)  # Prometheus' API writes its times in its local zone, with their offset
+    # Prometheus' API writes its times in its local zone, with their offset: one away from UTC here (the other
+    # tests that start Prometheus run it in the machine's zone, UTC in CI).
+    monkeypatch.setenv("TZ", "Europe/Paris")
     with StaticExporter("vzkeep_test_state 0\n") as page, RulePreview([RULES], page.address) as preview:
         assert preview.alerts() == []  # the first page, evaluated
-        page.fail_next = 2  # the next scrapes fail: every series goes stale in between
+        page.fail_next = 1  # the next scrape fails: every series goes stale in between
         page.text = "vzkeep_test_state 1\n"
         alerts = preview.alerts(after=time.time())
-        assert page.scrapes >= 4, "the answer came before a scrape of the new page"
+        assert page.scrapes >= 3, "the answer came before a scrape of the new page"
     assert [(a.name, a.state, a.labels["severity"]) for a in alerts] == [("StateIsOne", "firing", "warning")]
 
 
