@@ -115,8 +115,8 @@ def _wait_for_alerts(url: str, timeout: float, after: float = 0.0) -> list[Alert
     Prometheus' scrape loop marks the target scraped (the targets API) before it commits the samples, `up`
     among them, and an evaluation that begins in between sees none of them; a failed scrape marks every
     series stale. So: wait until `up` of a healthy scrape made after `after` can be queried, then for every
-    group to begin an evaluation an interval after that (an evaluation queries at its scheduled tick, which
-    its start, the time the API shows, may lag), and keep its alerts only if no scrape failed meanwhile.
+    group to begin an evaluation an interval after that (the API shows when an evaluation began; it reads the
+    data as of its scheduled tick, which may be earlier), and keep the alerts only if no scrape failed since.
     """
     deadline = time.monotonic() + timeout
     stored: tuple[float, float] | None = None  # a healthy scrape made after `after`: its start, when seen stored
