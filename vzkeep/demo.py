@@ -26,7 +26,6 @@ from typing import Any
 from vzkeep.apply.engine import ApplyOptions, apply_stack
 from vzkeep.backups import Backup, collect
 from vzkeep.cli.output import format_time
-from vzkeep.cli.waits import SandboxClock
 from vzkeep.config import load_stack_file, stack_file, stack_names
 from vzkeep.connection import ConnectionOptions, connect_client
 from vzkeep.drill import (
@@ -63,7 +62,7 @@ from vzkeep.restore import (
     plan_restore,
     precheck,
 )
-from vzkeep.sandbox.client import control
+from vzkeep.sandbox.client import SandboxClock, control
 from vzkeep.sandbox.diskdata import file_digest, scaled_size
 from vzkeep.sandbox.launch import launch
 from vzkeep.sandbox.server import CONNECTION_FILE

@@ -2,8 +2,9 @@
 
 ``--advance`` drives a sandbox's clock (``vzkeep sandbox serve --stepped``: time moves only when told)
 while the command waits, so a runbook runs unchanged on a stepped sandbox. It needs ``--sandbox``: the
-clock is moved through the sandbox's control API, which a real cluster does not have. This module is the
-only place the runtime's waits meet the sandbox, so ``vzkeep.restore``/``vzkeep.drill`` never import it.
+clock is moved through the sandbox's control API (``vzkeep.sandbox.client.SandboxClock``), which a real
+cluster does not have. This module is the only place the runtime's waits meet the sandbox, so
+``vzkeep.restore``/``vzkeep.drill`` never import it.
 """
 
 from __future__ import annotations
@@ -35,43 +36,16 @@ def _human(seconds: float) -> str:
     return f"{hours} h" if hours and not rest else f"{int(seconds) // 60} min"
 
 
-class SandboxClock:
-    """The sandbox's clock, through its control API (``/_sandbox/status``, ``/_sandbox/advance``)."""
-
-    def __init__(self, sandbox_json: Path) -> None:
-        self.sandbox_json = sandbox_json
-
-    def stepped(self) -> bool:
-        from vzkeep.sandbox.client import ControlError, control
-
-        try:
-            return control(self.sandbox_json, "GET", "/status").get("clock") == "stepped"
-        except ControlError:
-            return False  # its PVE API then fails too, and says why
-
-    def now(self) -> float:
-        from vzkeep.sandbox.client import ControlError, control
-
-        try:
-            return float(control(self.sandbox_json, "GET", "/status")["now"])
-        except (ControlError, KeyError, TypeError, ValueError):
-            return float("nan")  # unknown: never equal to itself, so never taken for a clock standing still
-
-    def advance(self, seconds: float) -> None:
-        from vzkeep.sandbox.client import ControlError, control
-
-        try:
-            control(self.sandbox_json, "POST", "/advance", seconds=seconds)
-        except ControlError as exc:
-            raise UsageError(f"cannot move the sandbox's clock: {exc}") from None
-
-
 def make_wait(conn: ConnectionOptions, timeout: float, advance: bool, say: Any) -> Wait:
     """One bound for the command's waits; with ``--sandbox``, the sandbox's clock (moved with ``--advance``)."""
     if advance and not conn.sandbox:
         raise UsageError("--advance moves a sandbox's clock: give --sandbox FILE (or VZKEEP_SANDBOX) too",
                          "a real cluster's clock moves by itself: drop --advance")
-    clock = SandboxClock(Path(conn.sandbox)) if conn.sandbox else None
+    clock = None
+    if conn.sandbox:
+        from vzkeep.sandbox.client import SandboxClock  # requests and the sandbox's client: only when asked
+
+        clock = SandboxClock(Path(conn.sandbox))
     return Wait(timeout, clock, advance, connection_args(conn), on_note=say)
 
 

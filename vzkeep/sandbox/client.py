@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from vzkeep.errors import ExitStatus, VzkeepError
+from vzkeep.errors import ExitStatus, UsageError, VzkeepError
 from vzkeep.fingerprint import FingerprintAdapter
 
 
@@ -53,3 +53,28 @@ def control(sandbox_json: Path, method: str, path: str, **params: Any) -> Any:
         raise ControlError(f"{reply.status_code} {(body.get('message') or reply.reason).strip()} {detail}".strip(),
                            usage=reply.status_code in (400, 401, 403))
     return reply.json()["data"]
+
+
+class SandboxClock:
+    """The sandbox's clock, through its control API (``/_sandbox/status``, ``/_sandbox/advance``)."""
+
+    def __init__(self, sandbox_json: Path) -> None:
+        self.sandbox_json = sandbox_json
+
+    def stepped(self) -> bool:
+        try:
+            return control(self.sandbox_json, "GET", "/status").get("clock") == "stepped"
+        except ControlError:
+            return False  # its PVE API then fails too, and says why
+
+    def now(self) -> float:
+        try:
+            return float(control(self.sandbox_json, "GET", "/status")["now"])
+        except (ControlError, KeyError, TypeError, ValueError):
+            return float("nan")  # unknown: never equal to itself, so never taken for a clock standing still
+
+    def advance(self, seconds: float) -> None:
+        try:
+            control(self.sandbox_json, "POST", "/advance", seconds=seconds)
+        except ControlError as exc:
+            raise UsageError(f"cannot move the sandbox's clock: {exc}") from None
