@@ -398,12 +398,12 @@ def _restore_failed(api: PveClient, sandbox_json: Path, store: ResultStore, wait
 
 
 def _archive_disk_digest(path: str, backup: Backup) -> str:
-    """SHA-256 of the first disk inside a VM's archive (vma extract, as qmrestore does), or of the
-    container's disk files in order: what a restore must reproduce."""
+    """SHA-256 of the first disk inside a VM's archive (vma extract, as qmrestore does): what a restore must
+    reproduce. The demo's failing guest is a VM; a container's archive is refused."""
+    if backup.guest_type != "qemu":
+        raise ValueError(f"{backup.volid}: the demo compares VM disks only")
     with tempfile.TemporaryDirectory(prefix="vzkeep-demo-disk-") as tmp, open(path, "rb") as raw, \
             DecompressedStream(raw, archive.parse(Path(path).name).compression) as stream:
-        if backup.guest_type != "qemu":
-            raise ValueError(f"{backup.volid}: the demo compares VM disks only")
         disks = vma.extract_to_directory(ExactReader(stream), tmp)
         stream.close()
         return file_digest(str(next(iter(disks.values()))))
@@ -457,7 +457,8 @@ def prune_forecast(listing: list[dict[str, Any]], job: JobSpec, *, nights: int =
     newest = max(int(item["ctime"]) for item in listing)
     schedule = calendar.parse(job.schedule)
     storage, _, name = sorted(real)[0].partition(":backup/")
-    kind, vmid = archive.parse(name).type, archive.parse(name).vmid
+    parsed = archive.parse(name)
+    kind, vmid = parsed.type, parsed.vmid
     run = newest
     for _ in range(nights):
         fired = schedule.next_after(run, job.timezone)
