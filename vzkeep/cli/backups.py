@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Annotated
 
@@ -18,14 +19,15 @@ from vzkeep.pve.client import PveApiError, PveClient, PveUnreachable
 from vzkeep.verify import VerifyResult
 
 app = sub_app("Backup archives across every storage and node.")
+
+
 def stamp(backup: Backup) -> str:
     """The backup time as the node wrote it in the file name (PVE's vzdump names archives in the node's
     zone), with the node's UTC offset then (``2026-11-24 02:00:00 +0100``); in UTC when the name gives none."""
     local, offset = backup.local_stamp(), backup.utc_offset()
     if local is None or offset is None:
         return output.format_time(backup.ctime, "UTC")
-    sign, minutes = "+" if offset >= 0 else "-", abs(offset) // 60
-    return f"{local:%Y-%m-%d %H:%M:%S} {sign}{minutes // 60:02d}{minutes % 60:02d}"
+    return f"{local.replace(tzinfo=timezone(timedelta(seconds=offset))):%Y-%m-%d %H:%M:%S %z}"
 
 
 @app.command("list")
