@@ -52,11 +52,10 @@ def write_archive_file(guest: Guest, settings: Settings, compress: str | None, d
     ``budget`` is the space left on the storage (None = unlimited): writing past it raises ``ENOSPC``.
     With ``frames``, a zstd archive of a generated disk reuses the disk's compressed data (``framecache``).
     """
-    if frames is not None and compress == "zst":
-        size, _read = disk_chunk_reader(guest, settings)
-        if not (guest.disk_image and Path(guest.disk_image).exists()) and size <= MAX_DISK:
-            return _write_from_template(guest, settings, frames, dat, budget, t)
     size, read_cluster = disk_chunk_reader(guest, settings)
+    generated = not (guest.disk_image and Path(guest.disk_image).exists())  # a restored image is read as is
+    if frames is not None and compress == "zst" and generated and size <= MAX_DISK:
+        return _write_from_template(guest, settings, frames, dat, budget, t, size, read_cluster)
     zero = [0, 0]
 
     def counting(index: int) -> bytes:
@@ -82,9 +81,8 @@ def _write_archive(guest: Guest, config: bytes, size: int, read_cluster: Callabl
 
 
 def _write_from_template(guest: Guest, settings: Settings, frames: FrameCache, dat: Path, budget: int | None,
-                         t: int) -> float:
+                         t: int, size: int, read_cluster: Callable[[int], bytes]) -> float:
     """The zstd archive from the disk's template: built (and stored) by the first backup, reused after."""
-    size, read_cluster = disk_chunk_reader(guest, settings)
     config = guest_config_text(guest).encode()
     key = content_key(guest.type, guest.vmid, guest.generation, size, settings.zstd_level, config, guest.name)
     path = frames.path(guest.vmid, guest.generation, key)

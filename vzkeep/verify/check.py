@@ -158,9 +158,9 @@ def verify_archive(
 ) -> VerifyResult:
     """Check one archive in one pass. ``tz`` is the zone of the node that wrote it (None: unknown, so the
     name/time check is not made); ``clock`` dates the result when the pass ends (default: this machine's;
-    the cluster's when known, the clock its backups and the exporter's ages are on). Problems (read errors included) are
-    findings in the result; a missing decompressor raises ``vzkeep.pve.decompress.DecompressError``, a
-    missing file ``FileNotFoundError``."""
+    the cluster's when known, the clock its backups and the exporter's ages are on). Problems (read errors
+    included) are findings in the result; a missing decompressor raises
+    ``vzkeep.pve.decompress.DecompressError``, a missing file ``FileNotFoundError``."""
     path = os.path.abspath(path)
     st = os.stat(path)
     info, name_problem = _parse_name(path, tz)
