@@ -111,18 +111,9 @@ def _write_from_template(guest: Guest, settings: Settings, frames: FrameCache, d
             out.write(data)
         return zero_fraction
     frames.store(path, template)
-    metas = [data[start:end] for start, end in _meta_spans(template)]
+    metas = [data[start:start + length] for start, length in template.ranges(data=False)]
     _write_limited(dat, assemble(template, metas), budget)
     return zero_fraction
-
-
-def _meta_spans(template: Template) -> list[tuple[int, int]]:
-    spans, pos = [], 0
-    for is_data, length in template.layout:
-        if not is_data:
-            spans.append((pos, pos + length))
-        pos += length
-    return spans
 
 
 def _metadata(guest: Guest, config: bytes, size: int, template: Template, t: int) -> list[bytes]:
@@ -133,7 +124,7 @@ def _metadata(guest: Guest, config: bytes, size: int, template: Template, t: int
         flat += b"".join(vma.extent_header(uuid, count, infos) for count, infos in template.extents)
         return _cut(flat, [n for is_data, n in template.layout if not is_data])
     # a tar: the writer run over a stand-in disk with the same non-zero blocks, its data dropped
-    sink = MetaSink(template.data_ranges())
+    sink = MetaSink(template.ranges(data=True))
 
     def stand_in(index: int) -> bytes:
         return stand_in_cluster(template.masks[index], min(CLUSTER_SIZE, size - index * CLUSTER_SIZE))

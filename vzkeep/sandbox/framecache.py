@@ -63,10 +63,11 @@ class Template:
     data_blocks: list[bytes | memoryview]
     extents: list[tuple[int, list[int]]]  # VMA: (block count, blockinfos) of each extent
 
-    def data_ranges(self) -> list[tuple[int, int]]:
+    def ranges(self, data: bool) -> list[tuple[int, int]]:
+        """(start, length) in the uncompressed archive of each data piece (``data``) or metadata piece."""
         out, pos = [], 0
         for is_data, length in self.layout:
-            if is_data:
+            if is_data == data:
                 out.append((pos, length))
             pos += length
         return out
@@ -85,7 +86,7 @@ def _frame_header_size(frame: bytes) -> int:
 
 
 def _blocks(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """(block type, regenerated size or None-ish for compressed, bytes in the stream) of each block."""
+    """(block type, Block_Size field, bytes it takes in the stream) of each block (RFC 8878 §3.1.1.2)."""
     pos = 0
     while pos < len(data):
         header = int.from_bytes(data[pos : pos + 3], "little")
@@ -127,7 +128,7 @@ def _checksum(pieces: list[bytes]) -> bytes:
     return cobj.flush()[-4:]
 
 
-def assemble(template: Template, metas: list[bytes], raw_metas: bool = False) -> bytes:
+def assemble(template: Template, metas: list[bytes]) -> bytes:
     """The archive as one zstd frame: the template's data blocks around this archive's metadata."""
     out = [template.frame_head]
     content = []
