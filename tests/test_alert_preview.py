@@ -26,7 +26,7 @@ def test_the_alerts_are_those_of_the_page_served_after_the_moment_asked_about(
         assert preview.alerts() == []  # the first page, evaluated
         page.fail_next = 1  # the next scrape fails: every series goes stale in between
         page.text = "vzkeep_test_state 1\n"
-        alerts = preview.alerts(after=time.time())
+        alerts = preview.alerts(after=time.time())  # Prometheus runs on the wall clock: "after" is on it too
         assert page.scrapes >= 3, "the answer came before a scrape of the new page"
     assert [(a.name, a.state, a.labels["severity"]) for a in alerts] == [("StateIsOne", "firing", "warning")]
 

@@ -35,9 +35,12 @@ ROOT = Path(__file__).parent.parent
 MACHINE_ZONES = ["UTC", "Europe/Paris"]
 
 
+START = 1_795_000_000  # the sandbox's clock starts on Wed 2026-11-18 11:06 UTC, whatever day the tests run
+
+
 @pytest.fixture(scope="module")
 def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
-    with running_sandbox(tmp_path_factory.mktemp("verify-cluster")) as sandbox:
+    with running_sandbox(tmp_path_factory.mktemp("verify-cluster"), start_epoch=START) as sandbox:
         with_backups(sandbox, days=2)
         yield sandbox
 
@@ -104,7 +107,9 @@ def test_results_are_dated_on_the_clusters_clock(sb, tmp_path):
     # the exporter and the status page measure ages on the cluster's clock; a result dated on this machine's
     # would look verified in another week on a sandbox (or on a drifting host)
     cluster_now = sb.client().get("nodes/pve1/time")["time"]
-    assert abs(cluster_now - time.time()) > 3600  # the sandbox's days have run ahead of the wall clock
+    # the sandbox's week is pinned in November 2026: its clock is not this machine's (which the command would use
+    # by mistake), checked here so that the test can fail
+    assert abs(cluster_now - time.time()) > 3600
     store = tmp_path / "r.sqlite"
     out = vzkeep("verify", "--sandbox", str(sb.sandbox_json), "--storage", "backup-prod", "--results", str(store),
                  "--force", machine_tz="UTC", state=tmp_path)

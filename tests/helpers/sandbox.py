@@ -99,11 +99,12 @@ class RunningSandbox:
 
 @contextmanager
 def running_sandbox(tmp_path: Path, seed: Path | str | None = None, stepped: bool = True,
-                    stacks_root: Path | None = None) -> Iterator[RunningSandbox]:
-    """Start a sandbox in ``tmp_path/sandbox`` (default seed unless ``seed``/``stacks_root``), stop it after."""
+                    stacks_root: Path | None = None, start_epoch: int | None = None) -> Iterator[RunningSandbox]:
+    """Start a sandbox in ``tmp_path/sandbox`` (default seed unless ``seed``/``stacks_root``; its clock at
+    ``start_epoch``, default now), stop it after."""
     directory = Path(tmp_path) / "sandbox"
     running = launch(directory, seed=Path(seed) if seed else None, stacks_root=stacks_root, port=0,
-                     stepped=stepped, speed=None)
+                     stepped=stepped, speed=None, start_epoch=start_epoch)
     try:
         yield RunningSandbox(running)
     finally:
